@@ -1,0 +1,94 @@
+"""Input checks shared by the engine (SPEC §1-2).
+
+Shape checks always run (shapes are static). Value checks (zero basis rows, degenerate pairs,
+epsilon outside [-1, 1]) need concrete values: they run whenever the value is concrete (eager
+calls, or arrays closed over by a jitted function) and are skipped for traced values, where a
+Python exception cannot be raised without a host round-trip. Call the public functions once
+eagerly (or use :func:`check_basis`) to validate inputs that will later be traced.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+DEGENERATE_PAIR_TOLERANCE = 1e-6
+
+
+def is_concrete(x) -> bool:
+    """True when ``x`` has a value now (not a tracer inside jit/vmap/grad)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def check_matrix(x, name: str) -> None:
+    if getattr(x, "ndim", None) != 2:
+        raise ValueError(
+            f"{name} must be a 2-D array (one vector a row), got shape "
+            f"{getattr(x, 'shape', None)}. Reshape it to (num_vectors, n) first, "
+            "e.g. x.reshape(-1, x.shape[-1])."
+        )
+
+
+def check_epsilon(epsilon) -> None:
+    if is_concrete(epsilon):
+        eps = np.asarray(epsilon)
+        if eps.ndim != 0:
+            raise ValueError(
+                f"epsilon must be a scalar, got shape {eps.shape}; "
+                "use jax.vmap over epsilon for a sweep."
+            )
+        if not (-1.0 <= float(eps) <= 1.0) or not np.isfinite(eps):
+            raise ValueError(
+                f"epsilon must lie in [-1, 1] (it is the cosine of the spotlight's half-angle), "
+                f"got {float(eps)!r}."
+            )
+
+
+def check_basis(basis) -> None:
+    """Raises ``ValueError`` if ``basis`` (m, n) has m < 2, a zero row, or non-finite entries."""
+    check_matrix(basis, "basis")
+    m = basis.shape[0]
+    if m < 2:
+        raise ValueError(
+            f"basis must have at least 2 vectors (rows) to span a plane, got {m}."
+        )
+    if is_concrete(basis):
+        b = np.asarray(basis, dtype=np.float64)
+        if not np.all(np.isfinite(b)):
+            rows = np.nonzero(~np.all(np.isfinite(b), axis=1))[0]
+            raise ValueError(f"basis rows {rows.tolist()} contain NaN or Inf.")
+        norms = np.linalg.norm(b, axis=1)
+        zero = np.nonzero(norms == 0)[0]
+        if zero.size:
+            raise ValueError(
+                f"basis rows {zero.tolist()} are zero vectors: a privileged direction needs a "
+                "non-zero vector (SPEC §1). Remove them or replace them."
+            )
+
+
+def check_planes(basis, pairs) -> None:
+    """Raises if a pair indexes outside the basis, repeats an index, or spans no plane (SPEC §2)."""
+    m = basis.shape[0]
+    if getattr(pairs, "ndim", None) != 2 or pairs.shape[-1] != 2:
+        raise ValueError(f"planes must have shape (P, 2), got {getattr(pairs, 'shape', None)}.")
+    if pairs.shape[0] == 0:
+        raise ValueError("planes is empty: at least one (alpha, beta) pair is needed.")
+    if not (is_concrete(pairs) and is_concrete(basis)):
+        return
+    p = np.asarray(pairs)
+    if p.min() < 0 or p.max() >= m:
+        raise ValueError(f"plane indices must lie in [0, {m}), got range [{p.min()}, {p.max()}].")
+    same = np.nonzero(p[:, 0] == p[:, 1])[0]
+    if same.size:
+        raise ValueError(f"plane {tuple(p[same[0]])} has alpha == beta: a plane needs two vectors.")
+    b = np.asarray(basis, dtype=np.float64)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    c = np.abs(np.sum(b[p[:, 0]] * b[p[:, 1]], axis=1))
+    bad = np.nonzero(c >= 1.0 - DEGENERATE_PAIR_TOLERANCE)[0]
+    if bad.size:
+        a, bb = p[bad[0]]
+        raise ValueError(
+            f"basis vectors {int(a)} and {int(bb)} are (anti-)parallel (|cos| = {c[bad[0]]:.8f} >= "
+            f"1 - {DEGENERATE_PAIR_TOLERANCE:g}), so the pair ({int(a)}, {int(bb)}) spans no plane "
+            f"(SPEC §2). Drop one of them or pass planes= without this pair."
+        )

@@ -1,0 +1,81 @@
+"""Privileged planes (bivectors) and the angle grid (SPEC §2, §4; paper Sec. 2.1.1)."""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+PLANE_KINDS = ("comb", "perm")
+DEFAULT_NUM_ANGLES = 100
+
+
+def num_planes(m: int, kind: str = "comb") -> int:
+    """Number of planes for ``m`` basis vectors: m(m-1)/2 (comb) or m(m-1) (perm)."""
+    _check_kind(kind)
+    return m * (m - 1) // (2 if kind == "comb" else 1)
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in PLANE_KINDS:
+        raise ValueError(
+            f"plane kind must be 'comb' (alpha < beta, Combination-SRM) or 'perm' (all ordered "
+            f"pairs, Permutation-SRM), got {kind!r}."
+        )
+
+
+def planes(
+    m: int,
+    kind: str = "comb",
+    *,
+    max_planes: int | None = None,
+    key: jax.Array | None = None,
+) -> jax.Array:
+    """The privileged planes ``(alpha, beta)`` of ``m`` basis vectors (paper Sec. 2.1.1, SPEC §2).
+
+    Combination-SRM uses ``alpha < beta`` in ``itertools.combinations(range(m), 2)`` order;
+    Permutation-SRM uses every ordered pair in ``itertools.permutations(range(m), 2)`` order.
+
+    Args:
+      m: number of privileged basis vectors (``m >= 2``).
+      kind: ``"comb"`` or ``"perm"``.
+      max_planes: if given and smaller than the number of planes, a random subset of this many
+        planes is drawn without replacement from ``key`` (the paper's ``max_planes``). The chosen
+        pairs keep their canonical order.
+      key: JAX PRNG key; required with ``max_planes``.
+
+    Returns:
+      int32 array of shape ``(P, 2)``.
+    """
+    _check_kind(kind)
+    if not isinstance(m, (int, np.integer)) or m < 2:
+        raise ValueError(f"m must be an integer >= 2 (a plane needs two basis vectors), got {m!r}.")
+    gen = itertools.combinations if kind == "comb" else itertools.permutations
+    pairs = np.array(list(gen(range(int(m)), 2)), dtype=np.int32)
+    if max_planes is None:
+        return jnp.asarray(pairs)
+    if key is None:
+        raise ValueError(
+            "max_planes draws a random subset of planes and needs a PRNG key: pass "
+            "key=jax.random.key(seed)."
+        )
+    if int(max_planes) < 1:
+        raise ValueError(f"max_planes must be >= 1, got {max_planes}.")
+    total = pairs.shape[0]
+    if max_planes >= total:
+        return jnp.asarray(pairs)
+    chosen = jax.random.choice(key, total, (int(max_planes),), replace=False)
+    return jnp.asarray(pairs)[jnp.sort(chosen)]
+
+
+def angle_grid(num: int = DEFAULT_NUM_ANGLES, dtype=None) -> jax.Array:
+    """The default rotation angles: ``linspace(0, 2π, num)`` with the endpoint (SPEC §4).
+
+    The published implementation includes both 0 and 2π, so the first and last values of an SRM
+    curve coincide.
+    """
+    if int(num) < 1:
+        raise ValueError(f"num must be >= 1, got {num}.")
+    return jnp.linspace(0.0, 2.0 * jnp.pi, int(num), endpoint=True, dtype=dtype)

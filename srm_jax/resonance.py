@@ -124,18 +124,27 @@ def _float_dtype(*arrays):
     return dtype
 
 
-def _pad_samples(unit, valid, chunk: int):
+def _pad_samples(unit, valid, groups, chunk: int):
     n_samples = unit.shape[0]
     num_chunks = max(1, -(-n_samples // chunk))
     pad = num_chunks * chunk - n_samples
     if pad:
         unit = jnp.pad(unit, ((0, pad), (0, 0)))
         valid = jnp.pad(valid, (0, pad))
-    return unit.reshape(num_chunks, chunk, -1), valid.reshape(num_chunks, chunk)
+        groups = jnp.pad(groups, (0, pad))
+    return (
+        unit.reshape(num_chunks, chunk, -1),
+        valid.reshape(num_chunks, chunk),
+        groups.reshape(num_chunks, chunk),
+    )
 
 
-def _arc_counts(unit, valid, unit_basis, pairs, angles, epsilon, signed, chunk):
-    """Counts by the arc form (SPEC §5): a difference array over the sorted angles."""
+def _arc_counts(unit, valid, groups, num_groups, unit_basis, pairs, angles, epsilon, signed, chunk):
+    """Counts by the arc form (SPEC §5): a difference array over the sorted angles.
+
+    ``groups`` (int ``(N,)`` in ``[0, num_groups)``) splits the samples into disjoint groups whose
+    counts are kept apart in the same pass; the returned counts are ``(num_groups, P, T)``.
+    """
     num_planes = pairs.shape[0]
     num_angles = angles.shape[0]
     dtype = unit.dtype
@@ -156,8 +165,11 @@ def _arc_counts(unit, valid, unit_basis, pairs, angles, epsilon, signed, chunk):
         update = jnp.concatenate([weight.ravel(), -weight.ravel()])
         return index, update
 
+    copies = 2 if signed else 1
+    group_stride = copies * num_planes * width
+
     def body(carry, chunk_data):
-        unit_chunk, valid_chunk = chunk_data
+        unit_chunk, valid_chunk, group_chunk = chunk_data
         projections = unit_chunk @ unit_basis.T
         x, y = _coordinates_from_projections(projections, unit_basis, pairs)
         r = jnp.sqrt(x * x + y * y)
@@ -170,34 +182,45 @@ def _arc_counts(unit, valid, unit_basis, pairs, angles, epsilon, signed, chunk):
         half_width = jnp.arccos(jnp.clip(eps / safe_r, -1.0, 1.0))
         lo = jnp.mod(-phi - half_width, TWO_PI)
         index, update = arc_updates(lo, half_width, partial)
-        full_count = jnp.sum(full, axis=0, dtype=jnp.int32)
         if signed:
             # d̂·s ≤ −ε  ⟺  (−d̂)·s ≥ ε: the same arcs shifted by π.
             lo_neg = jnp.mod(lo + jnp.pi, TWO_PI)
             index_neg, update_neg = arc_updates(lo_neg, half_width, partial)
             index = jnp.concatenate([index, index_neg + num_planes * width])
             update = jnp.concatenate([update, update_neg])
-            full_count = jnp.concatenate([full_count, full_count])
         diff, full_total = carry
+        if num_groups > 1:
+            offset = (group_chunk.astype(jnp.int32) * group_stride)[:, None]
+            index = index + jnp.tile(jnp.broadcast_to(offset, partial.shape).ravel(), 2 * copies)
+            full_count = jax.ops.segment_sum(
+                full.astype(jnp.int32), group_chunk, num_segments=num_groups
+            )
+        else:
+            full_count = jnp.sum(full, axis=0, dtype=jnp.int32)[None]
         diff = diff.at[index].add(update, mode="promise_in_bounds")
         return (diff, full_total + full_count), None
 
-    copies = 2 if signed else 1
     init = (
-        jnp.zeros(copies * num_planes * width, jnp.int32),
-        jnp.zeros(copies * num_planes, jnp.int32),
+        jnp.zeros(num_groups * group_stride, jnp.int32),
+        jnp.zeros((num_groups, num_planes), jnp.int32),
     )
-    chunks = _pad_samples(unit, valid, chunk)
+    chunks = _pad_samples(unit, valid, groups, chunk)
     (diff, full_total), _ = jax.lax.scan(body, init, chunks)
-    extended_counts = jnp.cumsum(diff.reshape(copies, num_planes, width), axis=-1)
+    extended_counts = jnp.cumsum(diff.reshape(num_groups, copies, num_planes, width), axis=-1)
     sorted_counts = extended_counts[..., :num_angles] + extended_counts[..., num_angles:-1]
-    sorted_counts = sorted_counts + full_total.reshape(copies, num_planes, 1)
+    # A sample lit at every angle (r ≤ −ε) satisfies both "≥ ε" and "≤ −ε" at every angle.
+    sorted_counts = sorted_counts + full_total[:, None, :, None]
     counts = jnp.zeros_like(sorted_counts).at[..., order].set(sorted_counts)
-    return counts[0], (counts[1] if signed else None)
+    return counts[:, 0], (counts[:, 1] if signed else None)
 
 
-def _direct_counts(unit, valid, basis, pairs, angles, epsilon, signed, chunk, plane_block):
-    """Counts by the direct definition, Eqns. 2 and 4, blocked over planes and samples."""
+def _direct_counts(
+    unit, valid, groups, num_groups, basis, pairs, angles, epsilon, signed, chunk, plane_block
+):
+    """Counts by the direct definition, Eqns. 2 and 4, blocked over planes and samples.
+
+    Returns counts of shape ``(num_groups, P, T)`` (see :func:`_arc_counts`).
+    """
     num_planes = pairs.shape[0]
     num_angles = angles.shape[0]
     num_blocks = -(-num_planes // plane_block)
@@ -205,27 +228,36 @@ def _direct_counts(unit, valid, basis, pairs, angles, epsilon, signed, chunk, pl
         [pairs, jnp.broadcast_to(pairs[:1], (num_blocks * plane_block - num_planes, 2))]
     ).reshape(num_blocks, plane_block, 2)
     eps = jnp.asarray(epsilon, unit.dtype)
-    chunks = _pad_samples(unit, valid, chunk)
+    chunks = _pad_samples(unit, valid, groups, chunk)
+
+    def group_sum(mask, group_chunk):
+        mask = mask.astype(jnp.int32)
+        if num_groups == 1:
+            return jnp.sum(mask, axis=0)[None]
+        return jax.ops.segment_sum(mask, group_chunk, num_segments=num_groups)
 
     def block_counts(block_pairs):
         spot = spotlight(basis, block_pairs, angles).reshape(plane_block * num_angles, -1)
 
         def body(carry, chunk_data):
-            unit_chunk, valid_chunk = chunk_data
+            unit_chunk, valid_chunk, group_chunk = chunk_data
             dots = unit_chunk @ spot.T
             live = valid_chunk[:, None]
-            pos = jnp.sum((dots >= eps) & live, axis=0, dtype=jnp.int32)
-            neg = jnp.sum((dots <= -eps) & live, axis=0, dtype=jnp.int32)
+            pos = group_sum((dots >= eps) & live, group_chunk)
+            neg = group_sum((dots <= -eps) & live, group_chunk)
             return (carry[0] + pos, carry[1] + neg), None
 
-        zeros = jnp.zeros(plane_block * num_angles, jnp.int32)
+        zeros = jnp.zeros((num_groups, plane_block * num_angles), jnp.int32)
         (pos, neg), _ = jax.lax.scan(body, (zeros, zeros), chunks)
         return pos, neg
 
-    pos, neg = jax.lax.map(block_counts, padded_pairs)
-    pos = pos.reshape(-1, num_angles)[:num_planes]
-    neg = neg.reshape(-1, num_angles)[:num_planes]
-    return pos, (neg if signed else None)
+    pos, neg = jax.lax.map(block_counts, padded_pairs)  # (blocks, G, block * T)
+
+    def unblock(x):
+        x = x.reshape(num_blocks, num_groups, plane_block, num_angles)
+        return jnp.moveaxis(x, 1, 0).reshape(num_groups, -1, num_angles)[:, :num_planes]
+
+    return unblock(pos), (unblock(neg) if signed else None)
 
 
 def spotlight_resonance(
@@ -287,38 +319,74 @@ def spotlight_resonance(
     if angles.ndim != 1 or angles.shape[0] == 0:
         raise ValueError(f"angles must be a non-empty 1-D array, got shape {angles.shape}.")
 
+    counts, negative, num_samples, angles = grouped_counts(
+        activations, basis, pairs, angles, epsilon,
+        groups=None, num_groups=1, signed=signed, method=method, chunk_size=chunk_size,
+    )
+    return SRMResult(
+        counts=counts[0],
+        negative_counts=None if negative is None else negative[0],
+        num_samples=num_samples[0],
+        angles=angles,
+        planes=pairs,
+        epsilon=jnp.asarray(epsilon, angles.dtype),
+        signed=signed,
+    )
+
+
+def grouped_counts(
+    activations: jax.Array,
+    basis: jax.Array,
+    pairs: jax.Array,
+    angles: jax.Array,
+    epsilon: float | jax.Array,
+    *,
+    groups: jax.Array | None,
+    num_groups: int,
+    signed: bool,
+    method: str = "auto",
+    chunk_size: int | None = None,
+):
+    """SRM counts of disjoint sample groups in one pass (the kernel behind the public API).
+
+    Inputs are assumed validated (see :func:`spotlight_resonance`). ``groups`` is an int ``(N,)``
+    array in ``[0, num_groups)`` (``None`` puts every sample in group 0); samples outside that
+    range are left out.
+
+    Returns:
+      ``counts (G, P, T)``, ``negative_counts (G, P, T)`` or ``None``, ``num_samples (G,)`` and
+      the angles cast to the working float dtype.
+    """
     dtype = _float_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
     basis = jnp.asarray(basis, dtype)
-    angles = angles.astype(dtype)
-    valid = jnp.all(jnp.isfinite(activations), axis=1)
-    unit = normalise_rows(jnp.where(valid[:, None], activations, 0))
-    num_samples = jnp.sum(valid, dtype=jnp.int32)
-    num_planes, num_angles = pairs.shape[0], angles.shape[0]
+    angles = jnp.asarray(angles).astype(dtype)
     n_samples = activations.shape[0]
+    valid = jnp.all(jnp.isfinite(activations), axis=1)
+    if groups is None:
+        groups = jnp.zeros(n_samples, jnp.int32)
+    else:
+        groups = jnp.asarray(groups, jnp.int32)
+        valid = valid & (groups >= 0) & (groups < num_groups)
+        groups = jnp.where(valid, groups, 0)
+    unit = normalise_rows(jnp.where(valid[:, None], activations, 0))
+    num_samples = jax.ops.segment_sum(valid.astype(jnp.int32), groups, num_segments=num_groups)
+    num_planes, num_angles = pairs.shape[0], angles.shape[0]
 
     if method in ("auto", "arc"):
         chunk = chunk_size or max(1, ARC_CHUNK_ELEMENTS // num_planes)
         counts, negative = _arc_counts(
-            unit, valid, normalise_rows(basis), pairs, angles, epsilon, signed,
-            min(chunk, max(n_samples, 1)),
+            unit, valid, groups, num_groups, normalise_rows(basis), pairs, angles, epsilon,
+            signed, min(chunk, max(n_samples, 1)),
         )
     else:
         plane_block = max(1, min(num_planes, DIRECT_CHUNK_ELEMENTS // (num_angles * 256)))
         chunk = chunk_size or max(1, DIRECT_CHUNK_ELEMENTS // (plane_block * num_angles))
         counts, negative = _direct_counts(
-            unit, valid, basis, pairs, angles, epsilon, signed,
+            unit, valid, groups, num_groups, basis, pairs, angles, epsilon, signed,
             min(chunk, max(n_samples, 1)), plane_block,
         )
-    return SRMResult(
-        counts=counts,
-        negative_counts=negative,
-        num_samples=num_samples,
-        angles=angles,
-        planes=pairs,
-        epsilon=jnp.asarray(epsilon, dtype),
-        signed=signed,
-    )
+    return counts, negative, num_samples, angles
 
 
 def self_srm(

@@ -233,7 +233,7 @@ def _direct_counts(
     def group_sum(mask, group_chunk):
         mask = mask.astype(jnp.int32)
         if num_groups == 1:
-            return jnp.sum(mask, axis=0)[None]
+            return jnp.sum(mask, axis=0, dtype=jnp.int32)[None]
         return jax.ops.segment_sum(mask, group_chunk, num_segments=num_groups)
 
     def block_counts(block_pairs):
@@ -319,7 +319,7 @@ def spotlight_resonance(
     if angles.ndim != 1 or angles.shape[0] == 0:
         raise ValueError(f"angles must be a non-empty 1-D array, got shape {angles.shape}.")
 
-    counts, negative, num_samples, angles = grouped_counts(
+    counts, negative, num_samples, angles = _grouped_counts_jit(
         activations, basis, pairs, angles, epsilon,
         groups=None, num_groups=1, signed=signed, method=method, chunk_size=chunk_size,
     )
@@ -387,6 +387,12 @@ def grouped_counts(
             min(chunk, max(n_samples, 1)), plane_block,
         )
     return counts, negative, num_samples, angles
+
+
+# Eager calls compile once per shape and setting (epsilon stays a traced argument).
+_grouped_counts_jit = jax.jit(
+    grouped_counts, static_argnames=("num_groups", "signed", "method", "chunk_size")
+)
 
 
 def self_srm(

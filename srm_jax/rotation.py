@@ -32,9 +32,9 @@ def rotation_matrix(b_alpha: jax.Array, b_beta: jax.Array, theta: jax.Array) -> 
     """
     a = b_alpha / jnp.linalg.norm(b_alpha)
     b = b_beta / jnp.linalg.norm(b_beta)
-    c = jnp.dot(a, b)
     bivector = 0.5 * (jnp.outer(a, b) - jnp.outer(b, a))
-    generator = bivector / (0.5 * jnp.sqrt(1.0 - c**2))
+    # ‖B‖_F = √2 λ for the rank-2 bivector; more accurate than ½√(1 − c²) when a ≈ ±b.
+    generator = bivector * (jnp.sqrt(2.0) / jnp.linalg.norm(bivector))
     theta = jnp.asarray(theta, dtype=generator.dtype)
     if theta.ndim == 0:
         return expm(theta * generator)
@@ -56,10 +56,21 @@ def plane_frame(basis: jax.Array, planes: jax.Array) -> tuple[jax.Array, jax.Arr
     unit = normalise_rows(basis)
     b_alpha = unit[planes[:, 0]]
     b_beta = unit[planes[:, 1]]
-    c = jnp.sum(b_alpha * b_beta, axis=-1)
-    sine = jnp.sqrt(jnp.maximum(1.0 - c**2, jnp.finfo(unit.dtype).tiny))
+    c, sine = _cosine_and_sine(b_alpha, b_beta)
     u = (b_beta - c[:, None] * b_alpha) / sine[:, None]
     return b_alpha, u, c
+
+
+def _cosine_and_sine(b_alpha, b_beta):
+    """``c = b̂_α·b̂_β`` and ``‖b̂_β − c b̂_α‖ = √(1 − c²)``.
+
+    The norm of the Gram-Schmidt residual is computed directly rather than as ``√(1 − c²)``: its
+    relative rounding error is ``eps/√(1−c²)`` instead of ``eps/(1−c²)`` for nearly parallel pairs.
+    """
+    c = jnp.sum(b_alpha * b_beta, axis=-1)
+    residual = b_beta - c[..., None] * b_alpha
+    sine = jnp.linalg.norm(residual, axis=-1)
+    return c, jnp.maximum(sine, jnp.finfo(b_alpha.dtype).tiny)
 
 
 def plane_coordinates(
@@ -84,8 +95,7 @@ def plane_coordinates(
 
 
 def _coordinates_from_projections(projections, unit_basis, planes):
-    c = jnp.sum(unit_basis[planes[:, 0]] * unit_basis[planes[:, 1]], axis=-1)
-    sine = jnp.sqrt(jnp.maximum(1.0 - c**2, jnp.finfo(unit_basis.dtype).tiny))
+    c, sine = _cosine_and_sine(unit_basis[planes[:, 0]], unit_basis[planes[:, 1]])
     x = projections[:, planes[:, 0]]
     y = (projections[:, planes[:, 1]] - c * x) / sine
     return x, y

@@ -17,7 +17,88 @@ from srm_jax.rotation import (
     spotlight,
 )
 # --- bases and activations (SPEC §7-8) ---
+from srm_jax.bases import (
+    ThompsonInfo,
+    orthoplex_basis,
+    random_basis,
+    random_orthogonal,
+    simplex_basis,
+    standard_basis,
+    thompson_basis,
+    thompson_energy,
+)
+from srm_jax.activations import (
+    generalised_tanh,
+    generalised_tanh_correction,
+    isotropic_tanh,
+    normalised_isotropic_tanh,
+    positive_cosine_pairs,
+)
+from srm_jax.nn import (
+    CorrectionPairs,
+    GeneralisedTanh,
+    IsotropicTanh,
+    NormalisedIsotropicTanh,
+    PrivilegedBasis,
+)
 # --- analysis (SPEC §6) ---
+from srm_jax.significance import (
+    AlignmentTest,
+    NullBand,
+    alignment_statistic,
+    alignment_test,
+    haar_rotations,
+    isotropic_expectation,
+    null_band,
+    permutation_p_value,
+)
+from srm_jax.spectrum import (
+    EpsilonSweep,
+    SRMSpectrum,
+    alignment_sweep,
+    evaluate_spectrum,
+    spectral_alignment_score,
+    srm_spectrum,
+)
+from srm_jax.per_class import (
+    Selectivity,
+    class_selectivity,
+    distinct_planes,
+    per_class_srm,
+    rank_selectivity,
+    vector_firing,
+)
+from srm_jax.projection import (
+    ProjectionDensity,
+    isotropic_plane_density,
+    plane_projection,
+    projection_density,
+)
+from srm_jax.plotting import (
+    plot_alignment_sweep,
+    plot_alignment_test,
+    plot_grandmother,
+    plot_per_class,
+    plot_projection_density,
+    plot_srm,
+)
 # --- integration (layers, streaming, devices) ---
+from srm_jax.streaming import (
+    StreamingSRM,
+    accumulate_srm,
+    add_batch,
+    fixed_size_batches,
+    streaming_srm,
+)
+from srm_jax.distributed import data_mesh, shard_samples, sharded_counts, sharded_srm
+from srm_jax.layers import (
+    as_samples,
+    capture_activations,
+    collect_activations,
+    find_basis,
+    layer_activations,
+    layer_srm,
+)
+from srm_jax.metrics import SRMMetric, SRMMetricState, srm_alignment, srm_metric
 
 __version__ = "0.1.0"

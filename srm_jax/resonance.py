@@ -15,6 +15,7 @@ lies within floating-point rounding of ``±ε``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -25,12 +26,16 @@ from flax import struct
 from srm_jax import _validation
 from srm_jax.planes import angle_grid
 from srm_jax.planes import planes as make_planes
-from srm_jax.rotation import _coordinates_from_projections, normalise_rows, spotlight
+from srm_jax.rotation import _cosine_and_sine, normalise_rows, spotlight
 
 METHODS = ("auto", "arc", "direct")
-# Working-set budgets (elements of the largest per-chunk temporary). 2**20 float32 elements are
-# 4 MiB per temporary; the arc method holds about a dozen such temporaries per chunk.
-ARC_CHUNK_ELEMENTS = 1 << 20
+# Arc kernel work units (tuned on CPU; see benchmarks/RESULTS.md): samples per block (the unit of
+# work the kernel skips or evaluates), (plane, block) tiles per chunk of samples (the per-chunk
+# temporaries are a few arrays of this many elements), and sample-plane pairs per inner step.
+ARC_BLOCK = 32
+ARC_CHUNK_TILES = 1 << 21
+ARC_STEP_PAIRS = 1 << 16
+# Direct method: elements of the largest per-chunk temporary (2**22 float32 = 16 MiB).
 DIRECT_CHUNK_ELEMENTS = 1 << 22
 
 TWO_PI = 2.0 * math.pi
@@ -139,78 +144,301 @@ def _pad_samples(unit, valid, groups, chunk: int):
     )
 
 
-def _arc_counts(unit, valid, groups, num_groups, unit_basis, pairs, angles, epsilon, signed, chunk):
-    """Counts by the arc form (SPEC §5): a difference array over the sorted angles.
+def _atan2(y, x):
+    """``atan2(y, x)``; in float32 by range reduction and the Cephes ``atanf`` polynomial.
+
+    XLA:CPU lowers ``atan2`` to a scalar library call, ~50x slower than this vectorised form,
+    whose error (< 4e-7 rad) is below float32 rounding of the cosines it is compared with.
+    Other dtypes (float64) use :func:`jnp.arctan2`.
+    """
+    if x.dtype != jnp.float32:
+        return jnp.arctan2(y, x)
+    ax, ay = jnp.abs(x), jnp.abs(y)
+    big, small = jnp.maximum(ax, ay), jnp.minimum(ax, ay)
+    t = small / jnp.where(big == 0, 1, big)
+    reduce = t > 0.41421356  # tan(π/8): atan(t) = π/4 + atan((t − 1)/(t + 1))
+    t = jnp.where(reduce, (t - 1) / (t + 1), t)
+    z = t * t
+    p = (((8.05374449538e-2 * z - 1.38776856032e-1) * z + 1.99777106478e-1) * z
+         - 3.33329491539e-1) * z * t + t
+    p = jnp.where(reduce, p + np.float32(math.pi / 4), p)
+    p = jnp.where(ay > ax, np.float32(math.pi / 2) - p, p)
+    p = jnp.where(x < 0, np.float32(math.pi) - p, p)
+    return jnp.where(y < 0, -p, p)
+
+
+def _prefix_sum(x):
+    """Inclusive prefix sum of a 1-D int vector by triangular matmuls (exact below 2**24).
+
+    XLA:CPU's ``cumsum`` is several times slower and slower to compile.
+    """
+    width = 128
+    size = x.shape[0]
+    rows = -(-size // width)
+    blocks = jnp.pad(x.astype(jnp.float32), (0, rows * width - size)).reshape(rows, width)
+    within = blocks @ jnp.triu(jnp.ones((width, width), jnp.float32))
+    if rows > 1:
+        totals = within[:, -1]
+        within = within + (_prefix_sum(totals) - totals)[:, None]
+    return within.ravel()[:size].astype(jnp.int32)
+
+
+def _compact(flags, capacity: int):
+    """Indices of the true entries of a 1-D bool ``flags``, in order, in an int32 ``(capacity,)``
+    array (entries past the count are 0), and the count.
+
+    Every step reads the prefix sum (a matmul output) rather than ``flags``, so that XLA does not
+    recompute ``flags``'s producer in each consumer.
+    """
+    total = _prefix_sum(flags)
+    before = jnp.concatenate([jnp.zeros(1, jnp.int32), total[:-1]])
+    slot = jnp.where(total > before, total - 1, capacity)
+    index = jnp.arange(flags.shape[0], dtype=jnp.int32)
+    return jnp.zeros(capacity, jnp.int32).at[slot].set(index, mode="drop"), total[-1]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Grid:
+    """How the grid angles map onto histogram bins, known before tracing (hashable, static).
+
+    Uniform: ``θ_k = theta0 + k·step`` with ``period·step = 2π`` (``period`` is ``T − 1`` for the
+    default grid with its endpoint, ``T`` without it): bins are lattice positions, found by
+    arithmetic. General: bins are ranks in the sorted angles (mod 2π), found by binary search.
+    """
+
+    period: int
+    theta0: float | None = None
+    step: float | None = None
+    sorted_angles: tuple | None = None
+    inverse: tuple | None = None
+
+
+def _static_grid(angles, dtype) -> _Grid | None:
+    """The bin layout of concrete ``angles`` (``None`` when traced: decided inside the kernel)."""
+    if not _validation.is_concrete(angles):
+        return None
+    values = np.asarray(angles).astype(dtype).astype(np.float64)
+    num = values.shape[0]
+    if num >= 2:
+        step = (values[-1] - values[0]) / (num - 1)
+        tol = 8 * np.finfo(dtype).eps * max(np.max(np.abs(values)), TWO_PI)
+        on_lattice = np.max(np.abs(values - (values[0] + step * np.arange(num)))) <= tol
+        for period in (num - 1, num):
+            if step > 0 and on_lattice and abs(period * step - TWO_PI) <= tol * num:
+                return _Grid(period=period, theta0=float(values[0]), step=float(step))
+    reduced = np.mod(np.asarray(angles).astype(dtype), np.asarray(TWO_PI, dtype))
+    order = np.argsort(reduced, kind="stable")
+    inverse = np.empty(num, np.int64)
+    inverse[order] = np.arange(num)
+    return _Grid(
+        period=num,
+        sorted_angles=tuple(float(v) for v in reduced[order]),
+        inverse=tuple(int(i) for i in inverse),
+    )
+
+
+def _traced_grid(angles):
+    """:func:`_static_grid` for traced angles, as arrays (the uniform test is a traced bool)."""
+    dtype = angles.dtype
+    num = angles.shape[0]
+    index = jnp.arange(num, dtype=jnp.int32)
+    step = (angles[-1] - angles[0]) / max(num - 1, 1)
+    tol = 8 * jnp.finfo(dtype).eps * jnp.maximum(jnp.max(jnp.abs(angles)), TWO_PI)
+    on_lattice = jnp.max(jnp.abs(angles - (angles[0] + index.astype(dtype) * step))) <= tol
+    fits = jnp.abs(jnp.array([num - 1, num], dtype) * step - TWO_PI) <= tol * num
+    uniform = (num >= 2) & (step > 0) & on_lattice & jnp.any(fits)
+    lattice_period = jnp.where(fits[0], num - 1, num)
+    reduced = jnp.mod(angles, TWO_PI)
+    order = jnp.argsort(reduced)
+    inverse = jnp.zeros(num, jnp.int32).at[order].set(index)
+    return dict(
+        uniform=uniform,
+        theta0=angles[0],
+        step=jnp.where(uniform, step, 1),
+        period=jnp.where(uniform, lattice_period, num),
+        sorted_angles=reduced[order],
+        out_index=jnp.where(uniform, index % jnp.maximum(lattice_period, 1), inverse),
+    )
+
+
+def _arc_bins(lo, half_width, shift, grid):
+    """Extended bins ``[start, stop)`` of the grid angles on the arcs ``[lo, lo + 2w] + shift``.
+
+    Bins run over two turns (``2·period + 1``) so that an arc that wraps past 2π stays one
+    interval; the turns are folded together after the histogram.
+    """
+
+    def uniform(lo, half_width, theta0, step, period):
+        inv = 1 / step
+        u = (lo + shift - theta0) * inv
+        u = u - jnp.floor(u / period) * period  # mod (jnp.mod is a scalar libm call on CPU)
+        start = jnp.minimum(jnp.ceil(u), period)
+        stop = jnp.minimum(jnp.floor(u + 2 * half_width * inv) + 1, 2 * period)
+        return start.astype(jnp.int32), stop.astype(jnp.int32)
+
+    def general(lo, half_width, sorted_angles):
+        extended = jnp.concatenate([sorted_angles, sorted_angles + TWO_PI])
+        lo = lo + shift
+        lo = jnp.clip(lo - jnp.floor(lo / TWO_PI) * TWO_PI, 0, TWO_PI)
+        start = jnp.searchsorted(extended, lo, side="left").astype(jnp.int32)
+        stop = jnp.searchsorted(extended, lo + 2 * half_width, side="right").astype(jnp.int32)
+        return start, stop
+
+    dtype = lo.dtype
+    if isinstance(grid, _Grid):
+        if grid.theta0 is not None:
+            return uniform(lo, half_width, dtype.type(grid.theta0), dtype.type(grid.step),
+                           dtype.type(grid.period))
+        return general(lo, half_width, jnp.asarray(grid.sorted_angles, dtype))
+    return jax.lax.cond(
+        grid["uniform"],
+        lambda: uniform(lo, half_width, grid["theta0"], grid["step"],
+                        grid["period"].astype(dtype)),
+        lambda: general(lo, half_width, grid["sorted_angles"]),
+    )
+
+
+def _arc_counts(
+    unit, valid, groups, num_groups, unit_basis, pairs, angles, epsilon, signed, chunk, grid=None
+):
+    """Counts by the arc form (SPEC §5): a histogram of each sample's arc of lit angles.
+
+    Sample ``d`` lights plane ``(α, β)`` on the arc ``θ ∈ [−φ − w, −φ + w]`` (mod 2π) when
+    ``r ≥ ε``, at every angle when ``r ≤ −ε``, else nowhere (``x = d̂·b̂_α``, ``y = d̂·û``,
+    ``r = √(x² + y²)``, ``φ = atan2(y, x)``, ``w = arccos(ε/r)``). Each arc adds +1 at its first
+    grid angle and −1 past its last in a difference array, whose prefix sum is the count.
+
+    The work is organised around sparsity: a sample lights a plane only if its projection onto
+    the plane reaches ε, so for ε > 0 most (sample, plane) pairs light nothing. Samples of a
+    chunk are sorted by their nearest basis vector and cut into blocks of ``ARC_BLOCK``; a
+    cheap bound on ``r`` over a block (from the block's largest ``|d̂·b̂_α|`` and ``|d̂·b̂_β|``)
+    rules out most (plane, block) tiles before any per-pair work, and only the remaining tiles
+    are evaluated exactly, ``ARC_STEP_PAIRS`` pairs at a time. For ε ≤ 0 every tile is evaluated.
 
     ``groups`` (int ``(N,)`` in ``[0, num_groups)``) splits the samples into disjoint groups whose
     counts are kept apart in the same pass; the returned counts are ``(num_groups, P, T)``.
+    ``grid`` is the static :class:`_Grid` of the angles, or ``None`` to decide it when traced.
     """
     num_planes = pairs.shape[0]
     num_angles = angles.shape[0]
+    m = unit_basis.shape[0]
     dtype = unit.dtype
-    # Angles reduced to [0, 2π) and sorted; the doubled copy handles arcs that wrap past 2π.
-    reduced = jnp.mod(angles.astype(dtype), TWO_PI)
-    order = jnp.argsort(reduced)
-    sorted_angles = reduced[order]
-    extended = jnp.concatenate([sorted_angles, sorted_angles + TWO_PI])
-    width = 2 * num_angles + 1
-    row_offset = (jnp.arange(num_planes, dtype=jnp.int32) * width)[None, :]
     eps = jnp.asarray(epsilon, dtype)
-
-    def arc_updates(lo, half_width, partial):
-        start = jnp.searchsorted(extended, lo, side="left").astype(jnp.int32)
-        stop = jnp.searchsorted(extended, lo + 2 * half_width, side="right").astype(jnp.int32)
-        weight = partial.astype(jnp.int32)
-        index = jnp.concatenate([(start + row_offset).ravel(), (stop + row_offset).ravel()])
-        update = jnp.concatenate([weight.ravel(), -weight.ravel()])
-        return index, update
-
+    eps2 = eps * eps
+    if grid is None:
+        grid = _traced_grid(angles)
+        period, out_index = grid["period"], grid["out_index"]
+    elif grid.theta0 is not None:
+        period, out_index = grid.period, np.arange(num_angles) % grid.period
+    else:
+        period, out_index = grid.period, np.asarray(grid.inverse)
+    width = 2 * num_angles + 1
     copies = 2 if signed else 1
     group_stride = copies * num_planes * width
+    alpha, beta = pairs[:, 0], pairs[:, 1]
+    c, sine = _cosine_and_sine(unit_basis[alpha], unit_basis[beta])
+    inv_sine = 1 / sine
+    # r² = (x_α² + x_β² − 2c x_α x_β)/(1 − c²) ≤ (A² + B² + 2|c|AB)/(1 − c²) for |x_α| ≤ A,
+    # |x_β| ≤ B; inflated so that rounding never rules out a pair the exact test would keep.
+    bound_scale = (1 + 1e-4) * inv_sine * inv_sine
+    chunk = -(-chunk // ARC_BLOCK) * ARC_BLOCK
+    num_blocks = chunk // ARC_BLOCK
+    num_tiles = num_planes * num_blocks
+    tiles_per_step = max(1, min(num_tiles, ARC_STEP_PAIRS // ARC_BLOCK))
 
-    def body(carry, chunk_data):
+    def body(diff, chunk_data):
         unit_chunk, valid_chunk, group_chunk = chunk_data
-        projections = unit_chunk @ unit_basis.T
-        x, y = _coordinates_from_projections(projections, unit_basis, pairs)
-        r = jnp.sqrt(x * x + y * y)
-        phi = jnp.arctan2(y, x)
-        live = valid_chunk[:, None]
-        # Every angle lit when r ≤ −ε (ε ≤ 0); none when r < ε; otherwise one arc of half-width w.
-        full = (r <= -eps) & live
-        partial = (r >= eps) & ~full & live
-        safe_r = jnp.where(r > 0, r, 1)
-        half_width = jnp.arccos(jnp.clip(eps / safe_r, -1.0, 1.0))
-        lo = jnp.mod(-phi - half_width, TWO_PI)
-        index, update = arc_updates(lo, half_width, partial)
-        if signed:
-            # d̂·s ≤ −ε  ⟺  (−d̂)·s ≥ ε: the same arcs shifted by π.
-            lo_neg = jnp.mod(lo + jnp.pi, TWO_PI)
-            index_neg, update_neg = arc_updates(lo_neg, half_width, partial)
-            index = jnp.concatenate([index, index_neg + num_planes * width])
-            update = jnp.concatenate([update, update_neg])
-        diff, full_total = carry
-        if num_groups > 1:
-            offset = (group_chunk.astype(jnp.int32) * group_stride)[:, None]
-            index = index + jnp.tile(jnp.broadcast_to(offset, partial.shape).ravel(), 2 * copies)
-            full_count = jax.ops.segment_sum(
-                full.astype(jnp.int32), group_chunk, num_segments=num_groups
-            )
+        proj = unit_basis @ unit_chunk.T  # (m, chunk); left-out rows are zero
+        # Samples near the same basis vector side by side, so that lit pairs fill few tiles. The
+        # key is the index of the largest |d̂·b̂_k| (a sum of indices on ties: any key is exact),
+        # by a matmul: XLA:CPU's argmax is several times slower.
+        magnitude = jnp.abs(proj)
+        is_top = (magnitude == jnp.max(magnitude, axis=0)).astype(dtype)
+        key = (jnp.arange(m, dtype=dtype) @ is_top).astype(jnp.int32)
+        if m * chunk < 2**31:  # one int32 sort of (key, index) packed: faster than argsort
+            order = jnp.sort(key * chunk + jnp.arange(chunk, dtype=jnp.int32)) % chunk
         else:
-            full_count = jnp.sum(full, axis=0, dtype=jnp.int32)[None]
-        diff = diff.at[index].add(update, mode="promise_in_bounds")
-        return (diff, full_total + full_count), None
+            order = jnp.argsort(key)
+        proj = (unit_basis @ unit_chunk[order].T).reshape(m * num_blocks, ARC_BLOCK)
+        valid_blocks = valid_chunk[order].reshape(num_blocks, ARC_BLOCK)
+        group_blocks = group_chunk[order].reshape(num_blocks, ARC_BLOCK).astype(jnp.int32)
+        top = jnp.max(jnp.abs(proj), axis=1).reshape(m, num_blocks)
+        top_a, top_b = top[alpha], top[beta]
+        bound = (top_a * top_a + top_b * top_b + 2 * jnp.abs(c)[:, None] * top_a * top_b)
+        live = (bound * bound_scale[:, None] >= eps2) | (eps <= 0)
+        live = (live & jnp.any(valid_blocks, axis=1)[None, :]).ravel()
+        live_tiles, num_live = _compact(live, num_tiles + tiles_per_step)
 
-    init = (
-        jnp.zeros(num_groups * group_stride, jnp.int32),
-        jnp.zeros((num_groups, num_planes), jnp.int32),
+        def coordinates(tiles):
+            plane, block = tiles // num_blocks, tiles % num_blocks
+            rows_a = alpha[plane] * num_blocks + block
+            rows_b = beta[plane] * num_blocks + block
+            x = proj.at[rows_a].get(mode="promise_in_bounds")
+            y = proj.at[rows_b].get(mode="promise_in_bounds")
+            y = (y - c[plane][:, None] * x) * inv_sine[plane][:, None]
+            return plane, block, x, y
+
+        def lights(x, y, live):
+            """Every angle lit when r ≤ −ε (ε ≤ 0); none when r < ε; otherwise one arc."""
+            r2 = x * x + y * y
+            full = live & (eps <= 0) & (r2 <= eps2)
+            partial = live & ~full & ((eps <= 0) | (r2 >= eps2))
+            return r2, full, partial
+
+        def screen(state):
+            """Stage 1: the exact test on the tiles the bound kept; the lit ones are queued."""
+            i, queue, queued = state
+            tiles = jax.lax.dynamic_slice(live_tiles, (i * tiles_per_step,), (tiles_per_step,))
+            in_range = i * tiles_per_step + jnp.arange(tiles_per_step) < num_live
+            _, block, x, y = coordinates(tiles)
+            _, full, partial = lights(x, y, valid_blocks[block] & in_range[:, None])
+            lit, num_lit = _compact(jnp.any(full | partial, axis=1), tiles_per_step)
+            queue = jax.lax.dynamic_update_slice(queue, tiles[lit], (queued,))
+            return i + 1, queue, queued + num_lit
+
+        def step(state):
+            """Stage 2: the arcs of the queued tiles into the difference array."""
+            i, diff = state
+            tiles = jax.lax.dynamic_slice(queue, (i * tiles_per_step,), (tiles_per_step,))
+            in_range = i * tiles_per_step + jnp.arange(tiles_per_step) < queued
+            plane, block, x, y = coordinates(tiles)
+            r2, full, partial = lights(x, y, valid_blocks[block] & in_range[:, None])
+            phi = _atan2(y, x)
+            half_width = _atan2(jnp.sqrt(jnp.maximum(r2 - eps2, 0)), jnp.broadcast_to(eps, x.shape))
+            lo = -phi - half_width
+            base = plane[:, None] * width
+            if num_groups > 1:
+                base = base + group_blocks[block] * group_stride
+            starts, stops = [], []
+            # d̂·s ≤ −ε  ⟺  (−d̂)·s ≥ ε: the negative arcs are the same arcs shifted by π.
+            for copy, shift in enumerate((0.0, math.pi)[:copies]):
+                start, stop = _arc_bins(lo, half_width, shift, grid)
+                start = jnp.where(partial, start, 0)
+                stop = jnp.where(partial, stop, jnp.where(full, period, 0))
+                offset = base + copy * num_planes * width
+                starts.append((offset + start).ravel())
+                stops.append((offset + stop).ravel())
+            diff = diff.at[jnp.concatenate(starts)].add(1, mode="promise_in_bounds")
+            diff = diff.at[jnp.concatenate(stops)].add(-1, mode="promise_in_bounds")
+            return i + 1, diff
+
+        screen_steps = -(-num_live // tiles_per_step)
+        _, queue, queued = jax.lax.while_loop(
+            lambda s: s[0] < screen_steps, screen,
+            (jnp.int32(0), jnp.zeros(num_tiles + tiles_per_step, jnp.int32), jnp.int32(0)),
+        )
+        num_steps = -(-queued // tiles_per_step)
+        _, diff = jax.lax.while_loop(lambda s: s[0] < num_steps, step, (jnp.int32(0), diff))
+        return diff, None
+
+    diff = jnp.zeros(num_groups * group_stride, jnp.int32)
+    diff, _ = jax.lax.scan(body, diff, _pad_samples(unit, valid, groups, chunk))
+    extended = jnp.cumsum(diff.reshape(num_groups, copies, num_planes, width), axis=-1)
+    # Fold the two turns: lattice position j collects extended bins j and j + period.
+    folded = extended[..., :num_angles] + jax.lax.dynamic_slice_in_dim(
+        extended, period, num_angles, axis=-1
     )
-    chunks = _pad_samples(unit, valid, groups, chunk)
-    (diff, full_total), _ = jax.lax.scan(body, init, chunks)
-    extended_counts = jnp.cumsum(diff.reshape(num_groups, copies, num_planes, width), axis=-1)
-    sorted_counts = extended_counts[..., :num_angles] + extended_counts[..., num_angles:-1]
-    # A sample lit at every angle (r ≤ −ε) satisfies both "≥ ε" and "≤ −ε" at every angle.
-    sorted_counts = sorted_counts + full_total[:, None, :, None]
-    counts = jnp.zeros_like(sorted_counts).at[..., order].set(sorted_counts)
+    counts = folded[..., out_index]
     return counts[:, 0], (counts[:, 1] if signed else None)
 
 
@@ -314,7 +542,8 @@ def spotlight_resonance(
     pairs = _resolve_planes(planes, basis.shape[0], max_planes, key)
     _validation.check_planes(basis, pairs)
     if angles is None:
-        angles = angle_grid()
+        with jax.ensure_compile_time_eval():  # concrete even under jit: its layout is static
+            angles = angle_grid()
     angles = jnp.asarray(angles)
     if angles.ndim != 1 or angles.shape[0] == 0:
         raise ValueError(f"angles must be a non-empty 1-D array, got shape {angles.shape}.")
@@ -322,6 +551,7 @@ def spotlight_resonance(
     counts, negative, num_samples, angles = _grouped_counts_jit(
         activations, basis, pairs, angles, epsilon,
         groups=None, num_groups=1, signed=signed, method=method, chunk_size=chunk_size,
+        grid=_static_grid(angles, _float_dtype(activations, basis)),
     )
     return SRMResult(
         counts=counts[0],
@@ -357,6 +587,18 @@ def grouped_counts(
       ``counts (G, P, T)``, ``negative_counts (G, P, T)`` or ``None``, ``num_samples (G,)`` and
       the angles cast to the working float dtype.
     """
+    return _grouped_counts(
+        activations, basis, pairs, angles, epsilon, groups=groups, num_groups=num_groups,
+        signed=signed, method=method, chunk_size=chunk_size,
+        grid=_static_grid(angles, _float_dtype(activations, basis)),
+    )
+
+
+def _grouped_counts(
+    activations, basis, pairs, angles, epsilon, *, groups, num_groups, signed, method,
+    chunk_size, grid,
+):
+    """:func:`grouped_counts` with the angles' bin layout ``grid`` decided beforehand."""
     dtype = _float_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
     basis = jnp.asarray(basis, dtype)
@@ -374,10 +616,12 @@ def grouped_counts(
     num_planes, num_angles = pairs.shape[0], angles.shape[0]
 
     if method in ("auto", "arc"):
-        chunk = chunk_size or max(1, ARC_CHUNK_ELEMENTS // num_planes)
+        # Tiles per chunk stay below 2**23 (prefix sums are exact float32 matmuls).
+        most = max(1, (2**23 // num_planes)) * ARC_BLOCK
+        chunk = chunk_size or max(1, ARC_CHUNK_TILES // num_planes) * ARC_BLOCK
         counts, negative = _arc_counts(
             unit, valid, groups, num_groups, normalise_rows(basis), pairs, angles, epsilon,
-            signed, min(chunk, max(n_samples, 1)),
+            signed, min(chunk, most, max(n_samples, 1)), grid,
         )
     else:
         plane_block = max(1, min(num_planes, DIRECT_CHUNK_ELEMENTS // (num_angles * 256)))
@@ -391,7 +635,7 @@ def grouped_counts(
 
 # Eager calls compile once per shape and setting (epsilon stays a traced argument).
 _grouped_counts_jit = jax.jit(
-    grouped_counts, static_argnames=("num_groups", "signed", "method", "chunk_size")
+    _grouped_counts, static_argnames=("num_groups", "signed", "method", "chunk_size", "grid")
 )
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks of srm-jax (results in RESULTS.md)."""

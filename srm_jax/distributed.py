@@ -1,0 +1,215 @@
+"""SRM across devices and hosts: samples sharded with ``jax.sharding``, counts summed by ``psum``.
+
+SRM counts are additive over disjoint sample sets (SPEC §4), so a data-parallel SRM is exact:
+every device counts its own shard of the samples with the engine
+(:func:`srm_jax.resonance.grouped_counts`) inside :func:`jax.shard_map`, and the compiled program
+sums the integer counts with ``lax.psum`` over the mesh axis. The basis, planes and angles are
+replicated. No host round-trip: the result is a replicated array on every device.
+
+**Several hosts.** The same code runs under multi-process JAX. Call
+``jax.distributed.initialize()`` first in every process (on TPU pods and SLURM / Open MPI
+clusters it needs no arguments; otherwise pass ``coordinator_address="host0:1234",
+num_processes=P, process_id=i``). :func:`data_mesh` then spans every device of every process,
+and each process passes *its own* samples: :func:`shard_samples` builds the global array with
+``jax.make_array_from_process_local_data``. Every process must pass the same number of rows (pad
+with NaN rows, which are left out) and make the same calls in the same order (the sum is a
+collective). The result is replicated, so every process can read it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from srm_jax import _validation
+from srm_jax.planes import angle_grid
+from srm_jax.resonance import METHODS, SRMResult, _float_dtype, _resolve_planes, grouped_counts
+
+DEFAULT_AXIS = "data"
+
+
+def data_mesh(devices=None, axis_name: str = DEFAULT_AXIS) -> Mesh:
+    """A 1-D mesh over ``devices`` (default: every device of every process, ``jax.devices()``)."""
+    devices = jax.devices() if devices is None else list(devices)
+    return Mesh(np.asarray(devices), (axis_name,))
+
+
+def _axis(mesh: Mesh, axis_name: str | None) -> str:
+    axis_name = axis_name or mesh.axis_names[0]
+    if axis_name not in mesh.axis_names:
+        raise ValueError(f"axis {axis_name!r} is not an axis of the mesh {mesh.axis_names}.")
+    return axis_name
+
+
+def local_shard_count(mesh: Mesh, axis_name: str | None = None) -> int:
+    """How many distinct sample shards this process holds along ``axis_name`` of ``mesh``."""
+    axis_name = _axis(mesh, axis_name)
+    axis = mesh.axis_names.index(axis_name)
+    me = jax.process_index()
+    coords = {
+        index[axis]
+        for index, device in np.ndenumerate(mesh.devices)
+        if device.process_index == me
+    }
+    return max(1, len(coords))
+
+
+def shard_samples(
+    x, mesh: Mesh | None = None, *, axis_name: str | None = None, fill=None
+) -> jax.Array:
+    """Place this process's samples ``x`` (leading axis = samples) sharded over ``mesh``.
+
+    The rows are padded to a multiple of the process's shard count with ``fill`` (default NaN for
+    floating arrays, which the engine leaves out of the counts (SPEC §1); 0 / False otherwise).
+    With one process this is ``jax.device_put`` with ``NamedSharding(mesh, P(axis_name))``; under
+    multi-process JAX the global array is assembled from every process's local rows with
+    ``jax.make_array_from_process_local_data`` (each process must pass the same number of rows).
+
+    Args:
+      x: NumPy or JAX array ``(N, ...)``.
+      mesh: default :func:`data_mesh` over every device.
+      axis_name: mesh axis of the samples (default: the mesh's first axis).
+      fill: value of the padding rows.
+    """
+    mesh = data_mesh() if mesh is None else mesh
+    axis_name = _axis(mesh, axis_name)
+    spec = P(axis_name, *([None] * (np.ndim(x) - 1)))
+    sharding = NamedSharding(mesh, spec)
+    if isinstance(x, jax.Array) and x.sharding == sharding:
+        return x
+    shards = local_shard_count(mesh, axis_name)
+    rows = np.shape(x)[0]
+    pad = -rows % shards
+    if pad:
+        dtype = np.asarray(x[:0]).dtype
+        value = fill if fill is not None else (np.nan if np.issubdtype(dtype, np.floating) else 0)
+        widths = [(0, pad)] + [(0, 0)] * (np.ndim(x) - 1)
+        x = np.pad(np.asarray(x), widths, constant_values=value)
+    if jax.process_count() == 1:
+        return jax.device_put(x, sharding)
+    return jax.make_array_from_process_local_data(sharding, np.asarray(x))
+
+
+@functools.partial(
+    jax.jit, static_argnames=("mesh", "axis_name", "signed", "method", "chunk_size")
+)
+def sharded_counts(
+    activations: jax.Array,
+    basis: jax.Array,
+    pairs: jax.Array,
+    angles: jax.Array,
+    epsilon: jax.Array,
+    *,
+    mesh: Mesh,
+    axis_name: str,
+    signed: bool,
+    method: str = "auto",
+    chunk_size: int | None = None,
+):
+    """Counts of sample-sharded activations: per-device engine counts summed with ``psum``.
+
+    Each device runs :func:`srm_jax.resonance.grouped_counts` on its shard of ``activations``
+    (sharded on axis 0 over ``axis_name``); basis, planes, angles and ε are replicated. SPEC §4
+    (counts additive over disjoint sample sets) makes the sum exact. Inputs are assumed
+    validated.
+
+    Returns:
+      ``counts (P, T)``, ``negative_counts (P, T)`` or ``None``, ``num_samples`` (scalar), all
+      replicated.
+    """
+
+    def local(x, basis, pairs, angles, epsilon):
+        counts, negative, num, _ = grouped_counts(
+            x, basis, pairs, angles, epsilon, groups=None, num_groups=1, signed=signed,
+            method=method, chunk_size=chunk_size,
+        )
+        out = (counts[0], num[0]) if negative is None else (counts[0], num[0], negative[0])
+        return jax.lax.psum(out, axis_name)
+
+    out_specs = (P(), P()) if not signed else (P(), P(), P())
+    out = jax.shard_map(
+        local,
+        mesh=mesh,
+        in_specs=(P(axis_name, None), P(), P(), P(), P()),
+        out_specs=out_specs,
+        # The engine's scan carries start replicated and become per-device; the psum above makes
+        # every output replicated, which is what out_specs=P() states.
+        check_vma=False,
+    )(activations, basis, pairs, angles, epsilon)
+    return out[0], (out[2] if signed else None), out[1]
+
+
+def sharded_srm(
+    activations: jax.Array,
+    basis: jax.Array,
+    *,
+    epsilon: float | jax.Array,
+    angles: jax.Array | None = None,
+    planes: str | jax.Array = "comb",
+    signed: bool = False,
+    method: str = "auto",
+    max_planes: int | None = None,
+    key: jax.Array | None = None,
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
+    axis_name: str | None = None,
+) -> SRMResult:
+    """:func:`srm_jax.spotlight_resonance` with the samples sharded over every device (SPEC §4).
+
+    ``activations`` are this process's samples (a NumPy array or any JAX array; an array already
+    sharded with ``NamedSharding(mesh, P(axis_name))`` is used in place). They are placed with
+    :func:`shard_samples`, every device counts its shard and the counts are summed in the
+    compiled program. The counts equal those of :func:`srm_jax.spotlight_resonance` on all the
+    samples of all processes.
+
+    Args:
+      activations: ``(N, n)`` local samples.
+      basis, epsilon, angles, planes, signed, method, max_planes, key, chunk_size: as in
+        :func:`srm_jax.spotlight_resonance`.
+      mesh: default :func:`data_mesh` (every device of every process).
+      axis_name: mesh axis the samples are split over (default: the mesh's first axis).
+
+    Returns:
+      :class:`SRMResult` with replicated counts.
+    """
+    _validation.check_matrix(activations, "activations")
+    _validation.check_basis(basis)
+    if activations.shape[1] != basis.shape[1]:
+        raise ValueError(
+            f"activations have n={activations.shape[1]} features but the basis vectors have "
+            f"n={basis.shape[1]}: the basis must live in the activations' space (SPEC §1)."
+        )
+    _validation.check_epsilon(epsilon)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+    pairs = _resolve_planes(planes, basis.shape[0], max_planes, key)
+    _validation.check_planes(basis, pairs)
+    mesh = data_mesh() if mesh is None else mesh
+    axis_name = _axis(mesh, axis_name)
+    dtype = _float_dtype(activations, basis)
+    angles = angle_grid() if angles is None else jnp.asarray(angles)
+    if angles.ndim != 1 or angles.shape[0] == 0:
+        raise ValueError(f"angles must be a non-empty 1-D array, got shape {angles.shape}.")
+    angles = angles.astype(dtype)
+    eps = jnp.asarray(epsilon, dtype)
+    if not isinstance(activations, jax.Array) or np.issubdtype(activations.dtype, np.integer):
+        activations = np.asarray(activations, dtype)
+    x = shard_samples(activations, mesh, axis_name=axis_name)
+    counts, negative, num = sharded_counts(
+        x, jnp.asarray(basis, dtype), pairs, angles, eps, mesh=mesh, axis_name=axis_name,
+        signed=signed, method=method, chunk_size=chunk_size,
+    )
+    return SRMResult(
+        counts=counts,
+        negative_counts=negative,
+        num_samples=num,
+        angles=angles,
+        planes=pairs,
+        epsilon=eps,
+        signed=signed,
+    )

@@ -1,0 +1,424 @@
+"""Significance of SRM: the isotropic expectation, a null band and a rotation test (SPEC §6).
+
+Three answers to "is this SRM signal more than what no alignment looks like?":
+
+* :func:`isotropic_expectation` — the exact value of SRM for directions uniform on the sphere
+  (App. F, Eqn. 18, in the regularised-incomplete-beta form of SPEC §6). It is the same for every
+  plane and angle, and the signed SRM of isotropic data is exactly 0.
+* :func:`null_band` — the Monte Carlo spread of SRM of isotropic data of the same ``N`` and ``n``
+  measured on the same basis, planes and angles: per plane and angle, and for the mean curve.
+* :func:`alignment_test` — App. B.1's argument (only the privileged basis gives a signal) made
+  quantitative: the alignment score of the real basis is ranked among the scores of the same basis
+  rotated by Haar-random orthogonal matrices, with the same data. This gives an exact permutation
+  p-value under the null hypothesis "the data do not know where the basis is".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from jax.scipy.special import betainc
+
+from srm_jax import _validation
+from srm_jax.alignment import alignment_score
+from srm_jax.planes import angle_grid
+from srm_jax.planes import planes as make_planes
+from srm_jax.resonance import grouped_counts
+
+ALTERNATIVES = ("greater", "less", "two-sided")
+STATISTICS = ("correlation", "projection")
+DEFAULT_LEVELS = (0.025, 0.5, 0.975)
+
+
+def isotropic_expectation(n: int | jax.Array, epsilon: float | jax.Array) -> jax.Array:
+    """SRM of isotropic data: ``P(d̂·s ≥ ε)`` for ``d̂`` uniform on ``S^{n−1}`` (SPEC §6, Eqn. 18).
+
+    ``½ I_{1−ε²}((n−1)/2, ½)`` for ``0 ≤ ε ≤ 1`` and ``1 − ½ I_{1−ε²}((n−1)/2, ½)`` for
+    ``ε < 0``, with ``I`` the regularised incomplete beta function. This is the paper's ratio of
+    the volume of an n-segment to that of the n-ball (App. F), the expected SRM value at every
+    plane and angle (and so the exact mean over θ) of isotropically distributed activations.
+    Checks: ``n = 2`` gives ``arccos(ε)/π``; ``n = 3`` gives ``(1 − ε)/2``. The signed SRM
+    (Eqn. 4) of isotropic data is exactly 0 by the symmetry ``d̂ → −d̂``.
+
+    Pure and jit/vmap safe; broadcasts over ``n`` and ``epsilon``.
+
+    Args:
+      n: dimension of the activation space (``n ≥ 2``).
+      epsilon: ``ε ∈ [−1, 1]``, scalar or array.
+
+    Returns:
+      The probability, with the broadcast shape of ``n`` and ``epsilon``.
+    """
+    eps = jnp.asarray(epsilon)
+    if not jnp.issubdtype(eps.dtype, jnp.floating):
+        eps = eps.astype(jnp.result_type(float))
+    n = jnp.asarray(n, eps.dtype)
+    x = jnp.clip(1.0 - eps * eps, 0.0, 1.0)
+    half = 0.5 * betainc(0.5 * (n - 1.0), jnp.asarray(0.5, eps.dtype), x)
+    return jnp.where(eps >= 0, half, 1.0 - half)
+
+
+def haar_rotations(key: jax.Array, n: int, num: int, dtype=None) -> jax.Array:
+    """``num`` Haar-random ``(n, n)`` orthogonal matrices from a PRNG key, ``(num, n, n)``."""
+    return jax.random.orthogonal(key, n, shape=(num,), dtype=dtype)
+
+
+def _float_dtype(*arrays):
+    dtype = jnp.result_type(*arrays)
+    return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)
+
+
+def _prepare(activations, basis, planes, angles, epsilon=None):
+    """Validate inputs like :func:`srm_jax.spotlight_resonance`; resolve planes and angles."""
+    if activations is not None:
+        _validation.check_matrix(activations, "activations")
+    _validation.check_basis(basis)
+    if activations is not None and activations.shape[1] != basis.shape[1]:
+        raise ValueError(
+            f"activations have n={activations.shape[1]} features but the basis vectors have "
+            f"n={basis.shape[1]}: the basis must live in the activations' space (SPEC §1)."
+        )
+    if epsilon is not None:
+        _validation.check_epsilon(epsilon)
+    if isinstance(planes, str):
+        pairs = make_planes(basis.shape[0], planes)
+    else:
+        pairs = jnp.asarray(planes, jnp.int32)
+    _validation.check_planes(basis, pairs)
+    angles = angle_grid() if angles is None else jnp.asarray(angles)
+    if angles.ndim != 1 or angles.shape[0] == 0:
+        raise ValueError(f"angles must be a non-empty 1-D array, got shape {angles.shape}.")
+    return pairs, angles
+
+
+def _values(counts, negative, num_samples, dtype):
+    count = counts if negative is None else counts - negative
+    return count.astype(dtype) / jnp.asarray(num_samples).astype(dtype)[..., None, None]
+
+
+@struct.dataclass
+class NullBand:
+    """The spread of SRM of isotropic data (a pytree; see :func:`null_band`).
+
+    Attributes:
+      mean, std: ``(P, T)`` Monte Carlo mean and standard deviation of the SRM value of each
+        plane at each angle.
+      quantiles: ``(Q, P, T)`` the ``levels`` quantiles of each plane's value at each angle.
+      curve_mean, curve_std: ``(T,)`` the same for the mean curve over planes.
+      curve_quantiles: ``(Q, T)`` pointwise quantiles of the mean curve.
+      curve_sup_quantiles: ``(Q,)`` quantiles of ``max_θ |mean curve(θ) − expectation|``: with
+        probability ``q`` the whole isotropic mean curve lies within ``expectation ±`` this value
+        (a simultaneous band over θ).
+      levels: ``(Q,)`` the quantile levels.
+      expectation: the exact isotropic value (:func:`isotropic_expectation`; 0 when signed).
+      angles: ``(T,)``; planes: ``(P, 2)``; epsilon: scalar; num_samples: the ``N`` simulated.
+      signed: whether the band is for signed SRM (Eqn. 4); static.
+      num_draws: the number of isotropic data sets drawn; static.
+    """
+
+    mean: jax.Array
+    std: jax.Array
+    quantiles: jax.Array
+    curve_mean: jax.Array
+    curve_std: jax.Array
+    curve_quantiles: jax.Array
+    curve_sup_quantiles: jax.Array
+    levels: jax.Array
+    expectation: jax.Array
+    angles: jax.Array
+    planes: jax.Array
+    epsilon: jax.Array
+    num_samples: int = struct.field(pytree_node=False, default=0)
+    signed: bool = struct.field(pytree_node=False, default=False)
+    num_draws: int = struct.field(pytree_node=False, default=0)
+
+
+def null_band(
+    key: jax.Array,
+    num_samples: int,
+    basis: jax.Array,
+    *,
+    epsilon: float | jax.Array,
+    angles: jax.Array | None = None,
+    planes: str | jax.Array = "comb",
+    signed: bool = False,
+    num_draws: int = 100,
+    levels: Sequence[float] = DEFAULT_LEVELS,
+    method: str = "auto",
+    chunk_size: int | None = None,
+    batch_size: int | None = None,
+) -> NullBand:
+    """What no alignment looks like: SRM of isotropic data on the same basis, planes and angles.
+
+    Draws ``num_draws`` data sets of ``num_samples`` standard-normal vectors in ``R^n`` (their
+    directions are uniform on the sphere: the isotropic null of App. F) from ``key`` and measures
+    their SRM (Eqn. 2, or Eqn. 4 when ``signed``) exactly as the real data would be measured.
+    For a single plane and angle the count is exactly ``Binomial(N, p)`` with
+    ``p = isotropic_expectation(n, ε)`` (every plane and angle alike); the Monte Carlo is needed
+    for the mean curve, whose planes are correlated through shared and non-orthogonal basis
+    vectors, and for the simultaneous band.
+
+    Pure; ``num_samples``, ``planes`` (when a string), ``signed``, ``num_draws``, ``levels``,
+    ``method``, ``chunk_size`` and ``batch_size`` are static under ``jax.jit``.
+
+    Args:
+      key: PRNG key.
+      num_samples: ``N`` of the real data (the spread shrinks as ``1/√N``).
+      basis: ``(m, n)`` privileged basis.
+      epsilon: ``ε ∈ [−1, 1]``.
+      angles: 1-D angles; default :func:`srm_jax.angle_grid`.
+      planes: ``"comb"``, ``"perm"`` or explicit int ``(P, 2)`` pairs.
+      signed: band for signed SRM.
+      num_draws: number of isotropic data sets.
+      levels: quantile levels (default 2.5 %, 50 %, 97.5 %).
+      method, chunk_size: passed to the SRM kernel (see :func:`srm_jax.spotlight_resonance`).
+      batch_size: draws evaluated together (``jax.lax.map``'s ``batch_size``); default one at a
+        time, which bounds memory to one data set.
+
+    Returns:
+      :class:`NullBand`.
+    """
+    pairs, angles = _prepare(None, basis, planes, angles, epsilon)
+    if int(num_samples) < 1 or int(num_draws) < 1:
+        raise ValueError("num_samples and num_draws must be >= 1.")
+    return _null_band(
+        key, basis, pairs, angles, epsilon, num_samples=int(num_samples), signed=bool(signed),
+        num_draws=int(num_draws), levels=tuple(float(q) for q in levels), method=method,
+        chunk_size=chunk_size, batch_size=batch_size,
+    )
+
+
+@partial(
+    jax.jit,
+    static_argnames=(
+        "num_samples", "signed", "num_draws", "levels", "method", "chunk_size", "batch_size"
+    ),
+)
+def _null_band(
+    key, basis, pairs, angles, epsilon, *, num_samples, signed, num_draws, levels, method,
+    chunk_size, batch_size,
+):
+    dtype = _float_dtype(basis)
+    basis = jnp.asarray(basis, dtype)
+    n = basis.shape[1]
+
+    def one_draw(draw_key):
+        data = jax.random.normal(draw_key, (num_samples, n), dtype)
+        counts, negative, total, _ = grouped_counts(
+            data, basis, pairs, angles, epsilon, groups=None, num_groups=1, signed=signed,
+            method=method, chunk_size=chunk_size,
+        )
+        return _values(counts, negative, total, dtype)[0]
+
+    draws = jax.lax.map(one_draw, jax.random.split(key, num_draws), batch_size=batch_size)
+    level_array = jnp.asarray(levels, dtype)
+    expectation = jnp.zeros((), dtype)
+    if not signed:
+        expectation = isotropic_expectation(n, jnp.asarray(epsilon, dtype))
+    curves = jnp.mean(draws, axis=1)  # (K, T)
+    sup = jnp.max(jnp.abs(curves - expectation), axis=-1)
+    return NullBand(
+        mean=jnp.mean(draws, axis=0),
+        std=jnp.std(draws, axis=0),
+        quantiles=jnp.quantile(draws, level_array, axis=0),
+        curve_mean=jnp.mean(curves, axis=0),
+        curve_std=jnp.std(curves, axis=0),
+        curve_quantiles=jnp.quantile(curves, level_array, axis=0),
+        curve_sup_quantiles=jnp.quantile(sup, level_array),
+        levels=level_array,
+        expectation=expectation,
+        angles=jnp.asarray(angles).astype(dtype),
+        planes=pairs,
+        epsilon=jnp.asarray(epsilon, dtype),
+        num_samples=num_samples,
+        signed=signed,
+        num_draws=num_draws,
+    )
+
+
+def alignment_statistic(curve: jax.Array, reference: jax.Array,
+                        statistic: str = "correlation") -> jax.Array:
+    """The statistic of :func:`alignment_test` for a mean SRM curve and the mean self-SRM curve.
+
+    ``"correlation"``: :func:`srm_jax.alignment_score` (Pearson correlation over θ; scale-free,
+    NaN when flat). ``"projection"``: ``cov_θ(f, g) / sd_θ(g)``, the amplitude (in SRM units) of
+    the component of the SRM curve ``f`` in phase with the self-SRM curve ``g``; it keeps the
+    strength of the oscillation, so a weak wiggle that happens to correlate with ``g`` scores
+    little (the more powerful choice when the data are clustered, e.g. anti-alignment).
+    """
+    if statistic == "correlation":
+        return alignment_score(curve, reference)
+    if statistic != "projection":
+        raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}.")
+    f = curve - jnp.mean(curve, axis=-1, keepdims=True)
+    g = reference - jnp.mean(reference, axis=-1, keepdims=True)
+    sd_g = jnp.sqrt(jnp.mean(g * g, axis=-1))
+    return jnp.where(sd_g > 0, jnp.mean(f * g, axis=-1) / jnp.where(sd_g > 0, sd_g, 1), jnp.nan)
+
+
+@struct.dataclass
+class AlignmentTest:
+    """A rotation test of alignment (a pytree; see :func:`alignment_test`).
+
+    Attributes:
+      score: the statistic of the real basis (:func:`alignment_statistic`: by default the
+        Pearson correlation of mean SRM and mean self-SRM over θ; NaN when a curve is flat).
+      null_scores: ``(K,)`` the scores of the randomly rotated bases (NaN replaced by 0).
+      p_value: ``(1 + #{null at least as extreme as score}) / (1 + K)``.
+      alternative: ``"greater"``, ``"less"`` or ``"two-sided"``; static.
+      statistic: ``"correlation"`` or ``"projection"`` (:func:`alignment_statistic`); static.
+    """
+
+    score: jax.Array
+    null_scores: jax.Array
+    p_value: jax.Array
+    alternative: str = struct.field(pytree_node=False, default="greater")
+    statistic: str = struct.field(pytree_node=False, default="correlation")
+
+
+def permutation_p_value(observed, null, alternative: str = "greater") -> jax.Array:
+    """Monte Carlo p-value ``(1 + #{null at least as extreme}) / (1 + K)`` (never 0, exact).
+
+    ``"greater"`` counts ``null ≥ observed``, ``"less"`` counts ``null ≤ observed`` and
+    ``"two-sided"`` counts ``|null| ≥ |observed|``. The null axis is the first axis of ``null``;
+    ``observed`` broadcasts against the rest. Under exchangeability of the observed and null
+    statistics this p-value is (discretely) uniform: ``P(p ≤ k/(K+1)) ≤ k/(K+1)``. NaN observed
+    values give NaN.
+    """
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}.")
+    observed = jnp.asarray(observed)
+    null = jnp.asarray(null)
+    if alternative == "greater":
+        extreme = null >= observed
+    elif alternative == "less":
+        extreme = null <= observed
+    else:
+        extreme = jnp.abs(null) >= jnp.abs(observed)
+    count = jnp.sum(extreme, axis=0)
+    dtype = _float_dtype(observed, null)
+    p = (1.0 + count.astype(dtype)) / (1.0 + null.shape[0])
+    return jnp.where(jnp.isnan(observed), jnp.nan, p)
+
+
+def alignment_test(
+    key: jax.Array,
+    activations: jax.Array,
+    basis: jax.Array,
+    *,
+    epsilon: float | jax.Array,
+    num_rotations: int = 199,
+    alternative: str = "greater",
+    statistic: str = "correlation",
+    angles: jax.Array | None = None,
+    planes: str | jax.Array = "comb",
+    method: str = "auto",
+    chunk_size: int | None = None,
+    batch_size: int | None = None,
+) -> AlignmentTest:
+    """Is the alignment with the privileged basis real? A rotation test (App. B.1, quantitative).
+
+    The statistic (:func:`alignment_statistic`) compares the mean SRM curve of ``activations``
+    on ``basis`` with the mean self-SRM curve of ``basis``: by default
+    :func:`srm_jax.alignment_score` (Pearson correlation), or ``"projection"`` (the in-phase
+    amplitude, which keeps the oscillation's strength and is far more powerful when the data
+    are clustered: the Pearson correlation of a rotated basis' weak wiggle with the self-SRM
+    shape is often large, see the README). The null distribution is the same statistic with
+    the basis replaced by ``Q B`` (every vector rotated by one Haar-random orthogonal ``Q`` drawn
+    from ``key``), the data unchanged. Rotating the whole basis keeps its geometry, so the self-SRM
+    reference is unchanged; only the basis' placement relative to the data changes (App. B.1's
+    "random basis" made a distribution). The p-value is
+    ``(1 + #{null ≥ score}) / (1 + num_rotations)`` (``"greater"``: alignment, the paper's
+    elementwise bases), ``#{null ≤ score}`` (``"less"``: anti-alignment, the paper's simplex
+    bases, App. B.4) or ``#{|null| ≥ |score|}`` (``"two-sided"``). It is exact: under the null
+    hypothesis that the data's distribution does not depend on where the basis is (in particular
+    for isotropic data) it is uniform on ``{1, …, K+1}/(K+1)``; the smallest attainable value is
+    ``1/(K+1)``, so ``p < 0.01`` needs ``num_rotations ≥ 100``. A rotated basis whose curve is flat
+    (no sample ever in the spotlight) scores NaN and counts as 0 (no alignment).
+
+    Pure; ``num_rotations``, ``alternative``, ``statistic``, ``planes`` (string), ``method``,
+    ``chunk_size`` and ``batch_size`` are static under ``jax.jit`` (the SRM work is one compiled
+    computation whatever the statistic and alternative).
+
+    Args:
+      key: PRNG key for the rotations.
+      activations: ``(N, n)`` samples.
+      basis: ``(m, n)`` privileged basis.
+      epsilon: ``ε ∈ [−1, 1]``.
+      num_rotations: ``K``, the number of random rotations (a setting; default 199).
+      alternative: ``"greater"``, ``"less"`` or ``"two-sided"``.
+      statistic: ``"correlation"`` (default) or ``"projection"``.
+      angles, planes, method, chunk_size: as :func:`srm_jax.spotlight_resonance`.
+      batch_size: rotations evaluated together (``jax.lax.map``); default one at a time.
+
+    Returns:
+      :class:`AlignmentTest` with ``score``, ``null_scores`` and ``p_value``.
+    """
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}.")
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}.")
+    if int(num_rotations) < 1:
+        raise ValueError(f"num_rotations must be >= 1, got {num_rotations}.")
+    pairs, angles = _prepare(activations, basis, planes, angles, epsilon)
+    curve, reference, null_curves = _alignment_curves(
+        key, activations, basis, pairs, angles, epsilon, num_rotations=int(num_rotations),
+        method=method, chunk_size=chunk_size, batch_size=batch_size,
+    )
+    score = alignment_statistic(curve, reference, statistic)
+    null = jax.vmap(lambda c: alignment_statistic(c, reference, statistic))(null_curves)
+    null = jnp.where(jnp.isnan(null), 0.0, null)
+    return AlignmentTest(
+        score=score,
+        null_scores=null,
+        p_value=permutation_p_value(score, null, alternative),
+        alternative=alternative,
+        statistic=statistic,
+    )
+
+
+def _srm_mean_curve(data, basis, pairs, angles, epsilon, method, chunk_size, dtype):
+    counts, negative, total, _ = grouped_counts(
+        data, basis, pairs, angles, epsilon, groups=None, num_groups=1, signed=False,
+        method=method, chunk_size=chunk_size,
+    )
+    return jnp.mean(_values(counts, negative, total, dtype)[0], axis=0)
+
+
+@partial(jax.jit, static_argnames=("num_rotations", "method", "chunk_size", "batch_size"))
+def _alignment_curves(
+    key, activations, basis, pairs, angles, epsilon, *, num_rotations, method, chunk_size,
+    batch_size,
+):
+    """Mean SRM curve of the data, mean self-SRM curve and the ``(K, T)`` rotated-basis curves."""
+    dtype = _float_dtype(activations, basis)
+    activations = jnp.asarray(activations, dtype)
+    basis = jnp.asarray(basis, dtype)
+
+    def mean_curve(data, b):
+        return _srm_mean_curve(data, b, pairs, angles, epsilon, method, chunk_size, dtype)
+
+    rotations = haar_rotations(key, basis.shape[1], num_rotations, dtype)
+    null_curves = jax.lax.map(
+        lambda q: mean_curve(activations, basis @ q.T), rotations, batch_size=batch_size
+    )
+    return mean_curve(activations, basis), mean_curve(basis, basis), null_curves
+
+
+def binomial_band(
+    num_samples: int, n: int, epsilon: float, levels: Sequence[float] = DEFAULT_LEVELS
+) -> np.ndarray:
+    """Exact pointwise band of one plane's (unsigned) SRM value for isotropic data, host-side.
+
+    The count at one plane and angle is ``Binomial(N, p)``, ``p = isotropic_expectation(n, ε)``;
+    returns its ``levels`` quantiles divided by ``N`` (NumPy, via SciPy; for plotting and checks).
+    """
+    from scipy.stats import binom
+
+    p = float(isotropic_expectation(int(n), float(epsilon)))
+    return binom.ppf(np.asarray(levels), int(num_samples), p) / int(num_samples)

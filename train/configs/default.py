@@ -1,0 +1,205 @@
+"""The experiment configuration: one frozen dataclass, one instance per preset (SPEC §9).
+
+Every field can be overridden from the command line (``--set name=value``; the most used also
+have their own flags). Fields the paper leaves open are marked *choice* below and in the README.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from typing import Any
+
+SIZES = ("small", "large")
+ACTIVATIONS = ("generalised_tanh", "isotropic_tanh")
+BASIS_KINDS = ("thompson", "orthoplex", "simplex")
+PLANE_KINDS = ("comb", "perm")
+SRM_METHODS = ("auto", "arc", "direct")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Settings of one experiment run (paper App. E and G; SPEC §9).
+
+    Model:
+      size: ``"small"`` (no activation before the latent layer: the latent is an affine map of
+        the layer below) or ``"large"`` (the latent is the output of an activation).
+      activation: ``"generalised_tanh"`` (Eqn. 14, every layer on its own randomly rotated
+        basis) or ``"isotropic_tanh"`` (the isotropic control of the position paper).
+      latent_dim: ``n``, the width of the latent layer.
+      num_basis: ``m``, the number of privileged-basis vectors of the activation that acts on the
+        latent layer (the basis SRM is measured with).
+      basis_kind: how that basis is made: ``"thompson"`` (App. D optimiser), ``"orthoplex"``
+        (exact, ``m = 2n``) or ``"simplex"`` (exact, ``m = n + 1``); randomly rotated.
+      hidden_widths: *choice* (the paper's architecture figures were lost): widths of the hidden
+        layers between input and latent; the decoder mirrors them.
+      hidden_basis_kind: *choice*: basis kind of the hidden-layer activations (whose width is
+        not ``n``); ``"orthoplex"`` (rotated elementwise tanh, ``m_h = 2h``), ``"simplex"``
+        (``m_h = h + 1``) or ``"thompson"`` (``m_h = round(hidden_basis_ratio * h)``).
+      hidden_basis_ratio: ``m_h / h`` for Thompson hidden layers.
+      thompson_steps, thompson_learning_rate: the App. D optimiser's settings.
+      isotropic_radius: radius of the identity ball of isotropic tanh (SPEC §7).
+
+    Optimisation (paper App. E/G; fixed there, settings here): SGD with momentum 0.9, learning
+    rate 0.08, batch 24, MSE, 100 epochs; the ragged last batch of an epoch is dropped.
+
+    Measurement: SRM of the latent layer on the test split with ``epsilon``, ``planes``
+    (``"comb"`` or ``"perm"``) and ``num_angles`` (grid 0…2π inclusive) before training, every
+    ``measure_every`` epochs and after; ``compare_bases`` adds App. B.1's random and standard
+    bases (Fig. 2). ``srm_method`` picks the engine's exact kernel (``"auto"``, ``"arc"`` or
+    ``"direct"``; all give the same counts). ``epsilon_sweep``: the same measurement at these
+    ε as well (a diagnostic in ``summary.json``: at the paper's ε an SRM can be identically 0,
+    leaving the alignment undefined, while a wider spotlight still sees the structure).
+    """
+
+    preset: str = "fig1"
+    description: str = ""
+    paper_dataset: str = "mnist"
+    # data
+    dataset: str = "mnist5k"
+    data_dir: str | None = None
+    num_train: int | None = None
+    num_test: int | None = None
+    # model
+    size: str = "small"
+    activation: str = "generalised_tanh"
+    latent_dim: int = 24
+    num_basis: int = 48
+    basis_kind: str = "orthoplex"
+    hidden_widths: tuple[int, ...] = (128,)
+    hidden_basis_kind: str = "orthoplex"
+    hidden_basis_ratio: float = 2.0
+    thompson_steps: int = 2000
+    thompson_learning_rate: float = 0.1
+    isotropic_radius: float = 1e-2
+    # optimisation
+    learning_rate: float = 0.08
+    momentum: float = 0.9
+    batch_size: int = 24
+    epochs: int = 100
+    seed: int = 0
+    # measurement
+    epsilon: float = 0.9
+    planes: str = "comb"
+    num_angles: int = 100
+    max_planes: int | None = None
+    measure_every: int = 10
+    srm_method: str = "auto"
+    epsilon_sweep: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
+    compare_bases: bool = False
+    eval_chunk: int = 1024
+    checkpoints_to_keep: int = 2
+
+    def __post_init__(self):
+        validate(self)
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes`` applied (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        out["hidden_widths"] = list(self.hidden_widths)
+        out["epsilon_sweep"] = list(self.epsilon_sweep)
+        return out
+
+    def to_json(self) -> str:
+        """The config as indented JSON (what ``config.json`` holds)."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        """Inverse of :meth:`to_dict` (unknown keys are an error)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown config fields: {sorted(unknown)}")
+        data = dict(data)
+        if "hidden_widths" in data:
+            data["hidden_widths"] = tuple(int(w) for w in data["hidden_widths"])
+        if "epsilon_sweep" in data:
+            data["epsilon_sweep"] = tuple(float(e) for e in data["epsilon_sweep"])
+        return cls(**data)
+
+
+def validate(config: Config) -> None:
+    """Raise ``ValueError`` naming the setting when a config is inconsistent."""
+
+    def choose(name, value, options):
+        if value not in options:
+            raise ValueError(f"{name} must be one of {options}, got {value!r}.")
+
+    choose("size", config.size, SIZES)
+    choose("activation", config.activation, ACTIVATIONS)
+    choose("basis_kind", config.basis_kind, BASIS_KINDS)
+    choose("hidden_basis_kind", config.hidden_basis_kind, BASIS_KINDS)
+    choose("planes", config.planes, PLANE_KINDS)
+    choose("srm_method", config.srm_method, SRM_METHODS)
+    n, m = config.latent_dim, config.num_basis
+    if n < 2 or m < 2:
+        raise ValueError(f"latent_dim and num_basis must be at least 2, got n={n}, m={m}.")
+    if config.basis_kind == "orthoplex" and m != 2 * n:
+        raise ValueError(
+            f"basis_kind='orthoplex' needs num_basis = 2 * latent_dim = {2 * n}, got {m}; "
+            "use basis_kind='thompson' for other m."
+        )
+    if config.basis_kind == "simplex" and m != n + 1:
+        raise ValueError(
+            f"basis_kind='simplex' needs num_basis = latent_dim + 1 = {n + 1}, got {m}; "
+            "use basis_kind='thompson' for other m."
+        )
+    if any(w < 2 for w in config.hidden_widths):
+        raise ValueError(f"hidden_widths must all be at least 2, got {config.hidden_widths}.")
+    for eps in (config.epsilon, *config.epsilon_sweep):
+        if not -1.0 <= eps <= 1.0:
+            raise ValueError(f"epsilon must lie in [-1, 1], got {eps}.")
+    for name in ("batch_size", "num_angles", "measure_every", "eval_chunk"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}.")
+    if config.epochs < 0:
+        raise ValueError(f"epochs must be non-negative, got {config.epochs}.")
+    if config.checkpoints_to_keep < 1:
+        raise ValueError("checkpoints_to_keep must be at least 1.")
+
+
+def _parse_value(text: str, annotation) -> Any:
+    hint = str(annotation)
+    if text.lower() in ("none", "null") and "None" in hint:
+        return None
+    if "tuple" in hint:
+        cast = float if "float" in hint else int
+        return tuple(cast(v) for v in text.replace("(", "").replace(")", "").split(",") if v)
+    if "bool" in hint:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"not a boolean: {text!r}")
+    if "int" in hint:
+        return int(text)
+    if "float" in hint:
+        return float(text)
+    return text
+
+
+def override(config: Config, assignments: list[str]) -> Config:
+    """Apply ``name=value`` strings (the CLI's ``--set``) to ``config``, parsed by field type.
+
+    Tuples are comma separated (``hidden_widths=256,128``; an empty value is ``()``); ``none``
+    sets an optional field to ``None``.
+    """
+    hints = typing.get_type_hints(Config)
+    changes = {}
+    for item in assignments:
+        if "=" not in item:
+            raise ValueError(f"--set expects name=value, got {item!r}.")
+        name, value = item.split("=", 1)
+        name = name.strip().replace("-", "_")
+        if name not in hints:
+            raise ValueError(
+                f"unknown setting {name!r}; settings are: {', '.join(sorted(hints))}."
+            )
+        changes[name] = _parse_value(value.strip(), hints[name])
+    return config.replace(**changes)

@@ -195,6 +195,67 @@ def floor_seconds(workload: Workload, rates: dict) -> float:
     return max(bytes_ / rates["bytes_per_s"], flops / rates["flops"])
 
 
+# ----------------------------------------------------------------------------- crossover
+
+CROSSOVER_GRID = {
+    "num_samples": (64, 512, 4096),
+    "m": (4, 8, 16, 32),
+    "num_angles": (8, 32, 100),
+}
+
+
+def crossover_points(quick: bool = False) -> list[dict]:
+    """Median time of ``method="direct"`` and ``"arc"`` on small problems (ε = 0.5, dense)."""
+    import itertools
+
+    import jax
+
+    grid = {k: v[::2] for k, v in CROSSOVER_GRID.items()} if quick else CROSSOVER_GRID
+    points = []
+    for num_samples, m, num_angles in itertools.product(*grid.values()):
+        workload = workloads.FIG1.replace(
+            name="crossover", num_samples=num_samples, m=m, num_angles=num_angles,
+            epsilon=0.5, dense=True,
+        )
+        data, basis = workloads.make_activations(workload), workloads.make_basis(workload)
+        times = {}
+        for method in ("direct", "arc"):
+            srm = engine_srm(workload, method)
+            jax.block_until_ready(srm(data, basis))
+            times[method], _ = _median_time(
+                lambda srm=srm, d=data, b=basis: jax.block_until_ready(srm(d, b)),
+                5 if quick else 15,
+            )
+        points.append({
+            "N": num_samples, "m": m, "P": workload.num_planes, "T": num_angles,
+            "work": num_samples * workload.num_planes * num_angles, **times,
+        })
+    return points
+
+
+def crossover_table(quick: bool = False) -> list[str]:
+    import jax
+
+    from srm_jax import resonance
+
+    points = sorted(crossover_points(quick), key=lambda p: p["work"])
+    lines = [
+        f"Direct against arc on {jax.default_backend()} (median wall time, ε = 0.5; `auto` "
+        f"takes direct when N·P·T ≤ {resonance.auto_direct_limit():,}):",
+        "",
+        "| N | m | P | T | N·P·T | direct | arc | faster | auto picks |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in points:
+        faster = "direct" if p["direct"] < p["arc"] else "arc"
+        picks = "direct" if p["work"] <= resonance.auto_direct_limit() else "arc"
+        lines.append(
+            f"| {p['N']:,} | {p['m']} | {p['P']} | {p['T']} | {p['work']:,} | "
+            f"{p['direct'] * 1e3:.3g} ms | {p['arc'] * 1e3:.3g} ms | {faster} | {picks} |"
+        )
+    return lines
+
+
 # ----------------------------------------------------------------------------- subprocesses
 
 

@@ -44,7 +44,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--every", type=int, default=100)
     parser.add_argument("--latent", type=int, default=8, help="n")
-    parser.add_argument("--epsilon", type=float, default=0.9)
+    parser.add_argument("--epsilon", type=float, default=0.8)
     parser.add_argument("--probe", type=int, default=256, help="held-out samples measured")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="save the score-vs-step plot here")

@@ -28,12 +28,16 @@ correction (Eqn. 13)
   takes the sparse path.
 * **Float tolerance.** A cosine ``≤ tolerance`` (default ``1e-4``) counts as non-positive, so
   an exact orthoplex or a converged Thompson basis built in float32 (off-diagonal cosines of
-  order ``1e-7`` of either sign) has no pairs. Each dropped pair would change ``N`` by at most
-  ``tolerance² = 1e-8``; pass ``tolerance=0.0`` for the literal formula.
+  order ``1e-7`` of either sign) has no pairs. A dropped pair of cosine ``c ≤ tolerance``
+  changes ``N(a)`` by ``2c·tanh(ac)/m ≤ 2a·tolerance²/m`` at most (``2e-8·a/m`` by default);
+  pass ``tolerance=0.0`` for the literal formula.
 * **No division by ‖x‖.** ``max(0, x̂·b̂_i) N(‖x‖) = max(0, x·b̂_i) M(‖x‖)`` with
   ``M(a) = N(a)/a``, an even analytic function of ``a``; below ``a = 0.05`` it is evaluated by
   its Taylor series in ``a² = ‖x‖²`` (``M(a) = −Σ_p w_p c_p (1 − (a c_p)²/3 + 2(a c_p)⁴/15)``,
   truncation error ``< 1e-9``), so neither ``x̂`` nor ``1/‖x‖`` is ever formed.
+* **Memory-light derivative.** ``N`` has a hand-written JVP (``custom_jvp``), so reverse mode
+  keeps the per-sample ``dN/da`` as its residual rather than the ``(batch, P)`` tanh values,
+  and skips the basis terms when the basis is not differentiated.
 * **Gradient at kinks.** ``max(0, ·)`` is ``jnp.maximum``, whose derivative at 0 is ``½``.
   For ``±`` pairs the two halves add up, so on the orthoplex or ``±e_i`` basis the Jacobian at
   ``x = 0`` (or wherever ``x·q_k = 0``) is that of elementwise tanh exactly.
@@ -312,10 +316,10 @@ def normalised_isotropic_tanh(
 ) -> jax.Array:
     """The basis-normalised isotropic tanh of Eqn. 15: ``tanh(‖x‖) x̂ / max_i(b̂_i·x̂)``.
 
-    Along a basis vector it is the tanh (``σ(a b̂_j) = tanh(a) b̂_j`` when ``b̂_j`` is the
-    nearest basis vector); between basis vectors the output is stretched, so the image of a
-    sphere is the polytope ``{y : b̂_i·y ≤ tanh(‖x‖)}``. The numerator is
-    :func:`isotropic_tanh` (identity inside the ball ``‖x‖ ≤ radius``).
+    Along a basis vector it is the tanh (``σ(a b̂_j) = tanh(a) b̂_j``, ``a > radius``); between
+    basis vectors the output is stretched, so the sphere ``‖x‖ = r`` maps onto the boundary of
+    the polytope ``{y : max_i b̂_i·y ≤ tanh(r)}``. The numerator is :func:`isotropic_tanh`
+    (identity inside the ball ``‖x‖ ≤ radius``).
 
     Where the basis does not surround ``x̂`` (an undercomplete basis, or a direction far from
     every basis vector) ``max_i(b̂_i·x̂)`` is small, zero or negative. The denominator is

@@ -49,15 +49,18 @@ class SRMMetricState:
     """The last in-training SRM measurement (a pytree of fixed shapes).
 
     Attributes:
-      result: :class:`SRMResult` of the last measured batch (zero counts before the first).
-      score: float scalar: its alignment score with self-SRM (NaN before the first measurement,
-        or when a curve is flat).
+      score: float scalar: the alignment score with self-SRM of the last measurement (NaN before
+        the first, or when a curve is flat).
       step: int32 scalar: the step of the last measurement (``-1`` before the first).
+      mean_curve: ``(T,)`` the mean SRM curve of the last measurement (NaN before the first).
+      result: the full :class:`SRMResult` of the last measurement (zero counts before the
+        first) when the metric was built with ``keep_result=True``, else ``None``.
     """
 
-    result: SRMResult
     score: jax.Array
     step: jax.Array
+    mean_curve: jax.Array
+    result: SRMResult | None = None
 
 
 class SRMMetric(NamedTuple):
@@ -125,6 +128,7 @@ def srm_metric(
     max_planes: int | None = None,
     key: jax.Array | None = None,
     chunk_size: int | None = None,
+    keep_result: bool = False,
 ) -> SRMMetric:
     """An in-training SRM alignment metric measured every ``every`` steps (paper Sec. 3, 5).
 
@@ -141,6 +145,9 @@ def srm_metric(
       every: measure on steps ``0, every, 2·every, …``.
       epsilon, angles, planes, signed, method, max_planes, key, chunk_size: as in
         :func:`srm_jax.spotlight_resonance`.
+      keep_result: also carry the full ``(P, T)`` counts of the last measurement in the state.
+        Off by default: the state is carried through every step, and a small state keeps the
+        steps that do not measure as cheap as possible.
 
     Returns:
       :class:`SRMMetric` ``(init, update)``.
@@ -161,18 +168,20 @@ def srm_metric(
 
     def init() -> SRMMetricState:
         zeros = jnp.zeros((pairs.shape[0], angles.shape[0]), jnp.int32)
+        result = SRMResult(
+            counts=zeros,
+            negative_counts=zeros if signed else None,
+            num_samples=jnp.zeros((), jnp.int32),
+            angles=angles,
+            planes=pairs,
+            epsilon=eps,
+            signed=signed,
+        )
         return SRMMetricState(
-            result=SRMResult(
-                counts=zeros,
-                negative_counts=zeros if signed else None,
-                num_samples=jnp.zeros((), jnp.int32),
-                angles=angles,
-                planes=pairs,
-                epsilon=eps,
-                signed=signed,
-            ),
             score=jnp.full((), jnp.nan, dtype),
             step=jnp.full((), -1, jnp.int32),
+            mean_curve=jnp.full(angles.shape, jnp.nan, dtype),
+            result=result if keep_result else None,
         )
 
     def update(
@@ -195,7 +204,12 @@ def srm_metric(
                 x.reshape(x.shape[0], -1), b, epsilon=eps, planes=pairs, angles=angles,
                 signed=signed, method=method, chunk_size=chunk_size,
             )
-            return SRMMetricState(result=result, score=score.astype(dtype), step=step)
+            return SRMMetricState(
+                score=score.astype(dtype),
+                step=step,
+                mean_curve=result.mean_curve.astype(dtype),
+                result=result if keep_result else None,
+            )
 
         def keep(operand):
             return state

@@ -24,7 +24,7 @@ import numpy as np
 from flax import struct
 
 from srm_jax import _validation
-from srm_jax.planes import angle_grid
+from srm_jax.planes import DEFAULT_NUM_ANGLES, angle_grid
 from srm_jax.planes import planes as make_planes
 from srm_jax.rotation import _cosine_and_sine, normalise_rows, spotlight
 
@@ -37,6 +37,16 @@ ARC_CHUNK_TILES = 1 << 21
 ARC_STEP_PAIRS = 1 << 16
 # Direct method: elements of the largest per-chunk temporary (2**22 float32 = 16 MiB).
 DIRECT_CHUNK_ELEMENTS = 1 << 22
+# method="auto" takes the direct definition up to this much work N·P·T and the arc kernel above:
+# the crossover measured per backend (benchmarks/RESULTS.md, `python -m benchmarks --only
+# crossover`). A backend not measured uses the CPU value.
+AUTO_DIRECT_LIMIT = {"cpu": 250_000}
+
+
+def auto_direct_limit(backend: str | None = None) -> int:
+    """Largest ``N·P·T`` for which ``method="auto"`` takes ``"direct"`` on ``backend``."""
+    backend = backend or jax.default_backend()
+    return AUTO_DIRECT_LIMIT.get(backend, AUTO_DIRECT_LIMIT["cpu"])
 
 TWO_PI = 2.0 * math.pi
 
@@ -172,29 +182,45 @@ def _prefix_sum(x):
 
     XLA:CPU's ``cumsum`` is several times slower and slower to compile.
     """
+    inclusive, _ = _prefix_sums_2d(x)
+    return inclusive.ravel()[: x.shape[0]].astype(jnp.int32)
+
+
+def _prefix_sums_2d(x):
+    """Inclusive and exclusive prefix sums of a 1-D int or bool vector, as float32 ``(rows, 128)``
+    blocks of the (zero-padded) vector in row-major order."""
     width = 128
     size = x.shape[0]
     rows = -(-size // width)
     blocks = jnp.pad(x.astype(jnp.float32), (0, rows * width - size)).reshape(rows, width)
-    within = blocks @ jnp.triu(jnp.ones((width, width), jnp.float32))
+    upper = jnp.triu(jnp.ones((width, width), jnp.float32))
+    # Both sums come out of the one matmul: computing the exclusive sum from ``x`` instead would
+    # make XLA recompute ``x``'s producer (the bound of the arc kernel) in that consumer.
+    within = blocks @ jnp.concatenate([upper, upper - jnp.eye(width, dtype=jnp.float32)], axis=1)
+    inclusive, exclusive = within[:, :width], within[:, width:]
     if rows > 1:
-        totals = within[:, -1]
-        within = within + (_prefix_sum(totals) - totals)[:, None]
-    return within.ravel()[:size].astype(jnp.int32)
+        offsets = (_prefix_sum(inclusive[:, -1]) - inclusive[:, -1]).astype(jnp.float32)
+        inclusive = inclusive + offsets[:, None]
+        exclusive = exclusive + offsets[:, None]
+    return inclusive, exclusive
 
 
 def _compact(flags, capacity: int):
-    """Indices of the true entries of a 1-D bool ``flags``, in order, in an int32 ``(capacity,)``
-    array (entries past the count are 0), and the count.
+    """Indices of the true entries of a 1-D bool ``flags``, in order, and their count.
 
-    Every step reads the prefix sum (a matmul output) rather than ``flags``, so that XLA does not
-    recompute ``flags``'s producer in each consumer.
+    Returns an int32 ``(capacity,)`` array (``capacity > flags.shape[0]``); entries past the
+    count are arbitrary.
     """
-    total = _prefix_sum(flags)
-    before = jnp.concatenate([jnp.zeros(1, jnp.int32), total[:-1]])
-    slot = jnp.where(total > before, total - 1, capacity)
-    index = jnp.arange(flags.shape[0], dtype=jnp.int32)
-    return jnp.zeros(capacity, jnp.int32).at[slot].set(index, mode="drop"), total[-1]
+    size = flags.shape[0]
+    inclusive, exclusive = _prefix_sums_2d(flags)
+    # A false entry goes to the last slot, past every true one (capacity exceeds their count).
+    # Computed on the (rows, 128) blocks: a flat slice of them makes XLA:CPU's loop scalar.
+    slot = jnp.where(inclusive > exclusive, exclusive, capacity - 1).astype(jnp.int32)
+    index = jnp.arange(slot.size, dtype=jnp.int32).reshape(slot.shape)
+    compact = jnp.zeros(capacity, jnp.int32).at[slot.ravel()].set(
+        index.ravel(), mode="promise_in_bounds"
+    )
+    return compact, inclusive[-1, -1].astype(jnp.int32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -392,8 +418,8 @@ def _arc_counts(
             in_range = i * tiles_per_step + jnp.arange(tiles_per_step) < num_live
             _, block, x, y = coordinates(tiles)
             _, full, partial = lights(x, y, valid_blocks[block] & in_range[:, None])
-            lit, num_lit = _compact(jnp.any(full | partial, axis=1), tiles_per_step)
-            queue = jax.lax.dynamic_update_slice(queue, tiles[lit], (queued,))
+            lit, num_lit = _compact(jnp.any(full | partial, axis=1), tiles_per_step + 1)
+            queue = jax.lax.dynamic_update_slice(queue, tiles[lit[:tiles_per_step]], (queued,))
             return i + 1, queue, queued + num_lit
 
         def step(state):
@@ -542,16 +568,21 @@ def spotlight_resonance(
     pairs = _resolve_planes(planes, basis.shape[0], max_planes, key)
     _validation.check_planes(basis, pairs)
     if angles is None:
-        with jax.ensure_compile_time_eval():  # concrete even under jit: its layout is static
-            angles = angle_grid()
+        angles = angle_grid()
+        # The default grid's layout is known without its values (traced under jit).
+        period = DEFAULT_NUM_ANGLES - 1
+        grid = _Grid(period=period, theta0=0.0, step=TWO_PI / period)
+    else:
+        grid = None
     angles = jnp.asarray(angles)
     if angles.ndim != 1 or angles.shape[0] == 0:
         raise ValueError(f"angles must be a non-empty 1-D array, got shape {angles.shape}.")
+    grid = grid or _static_grid(angles, _float_dtype(activations, basis))
 
     counts, negative, num_samples, angles = _grouped_counts_jit(
         activations, basis, pairs, angles, epsilon,
         groups=None, num_groups=1, signed=signed, method=method, chunk_size=chunk_size,
-        grid=_static_grid(angles, _float_dtype(activations, basis)),
+        grid=grid,
     )
     return SRMResult(
         counts=counts[0],
@@ -615,7 +646,10 @@ def _grouped_counts(
     num_samples = jax.ops.segment_sum(valid.astype(jnp.int32), groups, num_segments=num_groups)
     num_planes, num_angles = pairs.shape[0], angles.shape[0]
 
-    if method in ("auto", "arc"):
+    if method == "auto":
+        work = n_samples * num_planes * num_angles
+        method = "direct" if work <= auto_direct_limit() else "arc"
+    if method == "arc":
         # Tiles per chunk stay below 2**23 (prefix sums are exact float32 matmuls).
         most = max(1, (2**23 // num_planes)) * ARC_BLOCK
         chunk = chunk_size or max(1, ARC_CHUNK_TILES // num_planes) * ARC_BLOCK

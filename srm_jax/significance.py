@@ -20,7 +20,6 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import struct
 from jax.scipy.special import betainc
 
@@ -42,8 +41,9 @@ def isotropic_expectation(n: int | jax.Array, epsilon: float | jax.Array) -> jax
     ``ε < 0``, with ``I`` the regularised incomplete beta function. This is the paper's ratio of
     the volume of an n-segment to that of the n-ball (App. F), the expected SRM value at every
     plane and angle (and so the exact mean over θ) of isotropically distributed activations.
-    Checks: ``n = 2`` gives ``arccos(ε)/π``; ``n = 3`` gives ``(1 − ε)/2``. The signed SRM
-    (Eqn. 4) of isotropic data is exactly 0 by the symmetry ``d̂ → −d̂``.
+    Checks: ``n = 2`` gives ``arccos(ε)/π``; ``n = 3`` gives ``(1 − ε)/2``. Eqn. 18 as printed
+    in the paper evaluates to twice this value (1 at ε = 0); this is half of it, the probability.
+    The signed SRM (Eqn. 4) of isotropic data is exactly 0 by the symmetry ``d̂ → −d̂``.
 
     Pure and jit/vmap safe; broadcasts over ``n`` and ``epsilon``.
 
@@ -408,17 +408,3 @@ def _alignment_curves(
         lambda q: mean_curve(activations, basis @ q.T), rotations, batch_size=batch_size
     )
     return mean_curve(activations, basis), mean_curve(basis, basis), null_curves
-
-
-def binomial_band(
-    num_samples: int, n: int, epsilon: float, levels: Sequence[float] = DEFAULT_LEVELS
-) -> np.ndarray:
-    """Exact pointwise band of one plane's (unsigned) SRM value for isotropic data, host-side.
-
-    The count at one plane and angle is ``Binomial(N, p)``, ``p = isotropic_expectation(n, ε)``;
-    returns its ``levels`` quantiles divided by ``N`` (NumPy, via SciPy; for plotting and checks).
-    """
-    from scipy.stats import binom
-
-    p = float(isotropic_expectation(int(n), float(epsilon)))
-    return binom.ppf(np.asarray(levels), int(num_samples), p) / int(num_samples)

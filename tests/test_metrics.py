@@ -61,7 +61,7 @@ def _train_setup(rng, every):
     model = AE(nnx.Rngs(int(rng.integers(1 << 30))))
     optimizer = nnx.Optimizer(model, optax.sgd(0.05, momentum=0.9), wrt=nnx.Param)
     basis = rng.standard_normal((5, 3)).astype(np.float32)
-    metric = srm_metric(basis, every=every, epsilon=0.3, angles=ANGLES)
+    metric = srm_metric(basis, every=every, epsilon=0.3, angles=ANGLES, keep_result=True)
 
     @nnx.jit
     def train_step(model, optimizer, metric_state, step, x):
@@ -119,11 +119,17 @@ def test_metric_in_train_step_every_k_without_recompilation(rng):
         expected = float(srm_jax.alignment_score(result, reference))
         np.testing.assert_allclose(history[step][1], expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(state.result.counts, result.counts)
+    np.testing.assert_allclose(state.mean_curve, np.asarray(result.counts).mean(0) / 16,
+                               rtol=1e-6)
+    # Without keep_result the state carries only the score, step and mean curve.
+    light = srm_metric(basis, every=every, epsilon=0.3, angles=ANGLES).init()
+    assert light.result is None and light.mean_curve.shape == (16,)
 
 
 def test_metric_basis_override_and_errors(rng):
     basis = rng.standard_normal((5, 3)).astype(np.float32)
-    metric = srm_metric(basis, every=2, epsilon=0.3, angles=ANGLES, method="direct")
+    metric = srm_metric(basis, every=2, epsilon=0.3, angles=ANGLES, method="direct",
+                        keep_result=True)
     x = rng.standard_normal((16, 3)).astype(np.float32)
     other = rng.standard_normal((5, 3)).astype(np.float32)
     update = jax.jit(metric.update)

@@ -64,3 +64,17 @@ def test_notebook_is_stored_without_outputs():
     # No device-specific code: the same notebook runs on CPU, GPU and TPU runtimes.
     for pattern in (r"devices\(\s*[\"']", r"backend\s*=", r"\.cuda", r"platform\s*="):
         assert not re.search(pattern, code), pattern
+
+
+@pytest.mark.parametrize(
+    "name", ["any_layer.py", "train_with_srm_metric.py", "multihost_srm.py"]
+)
+def test_example_scripts_import(name, monkeypatch):
+    """Each example imports cleanly and exposes main() (running them is left to users/CI docs)."""
+    if _missing("sklearn"):
+        pytest.skip("the examples' data set (digits) needs scikit-learn: pip install -e '.[data]'")
+    monkeypatch.syspath_prepend(str(ROOT))
+    spec = importlib.util.spec_from_file_location(f"example_{name[:-3]}", ROOT / "examples" / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert callable(module.main)

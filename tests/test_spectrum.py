@@ -75,7 +75,7 @@ def test_spectrum_matches_fft_of_direct_definition(rng):
     basis, data = _data(rng)
     data[3] = np.nan  # left out
     pairs = np.array([[0, 1], [1, 2], [3, 0]])
-    num_angles, order = 2048, 8
+    num_angles, order = 1024, 8
     angles = 2 * np.pi * np.arange(num_angles) / num_angles
     dots = reference_dots(data, basis, pairs, angles)[np.all(np.isfinite(data), axis=1)]
     # -0.95: most samples light every angle (full arcs); 0.97: most light none (empty arcs).
@@ -88,8 +88,8 @@ def test_spectrum_matches_fft_of_direct_definition(rng):
                                             planes=pairs, signed=signed)
             assert int(spectrum.num_samples) == 39
             # The grid sum approximates the integral to ~2 jumps per sample of 1/num_angles.
-            np.testing.assert_allclose(np.asarray(spectrum.coefficients), want, atol=2e-4)
-            np.testing.assert_allclose(np.asarray(spectrum.mean), values.mean(-1), atol=2e-4)
+            np.testing.assert_allclose(np.asarray(spectrum.coefficients), want, atol=4e-4)
+            np.testing.assert_allclose(np.asarray(spectrum.mean), values.mean(-1), atol=4e-4)
 
 
 def test_spectrum_series_reconstructs_curves_and_alignment(rng):

@@ -1,0 +1,295 @@
+"""Runs srm-jax's benchmark suite (issue 5) and prints one table.
+
+    python -m benchmarks                  # everything: fig1, fig1-dense, large, sweeps, auto
+                                          # crossover, training throughput (~15 min on 2 cores)
+    python -m benchmarks --quick          # a smoke run of every part (small sizes, ~2 min)
+    python -m benchmarks --only fig1      # one part (comma-separated: fig1, fig1-dense, large,
+                                          # sweeps, crossover, training, others)
+    python -m benchmarks --write          # also update benchmarks/RESULTS.md and sweeps.png
+
+Columns: median wall time of repeated calls after compilation; CPU time of the process per call
+(all threads; insensitive to other load on the machine); the first call, compilation included;
+peak resident memory of the whole process (``ru_maxrss``, a fresh process per measurement);
+speed-up over the vectorised NumPy baseline and over the paper's App. A algorithm as published
+(timed on a few planes and scaled by P); and the ratio to the floor (reading the activations and
+projecting them on the basis at the device's measured peak rates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import subprocess
+import sys
+import time
+
+from benchmarks import srm_benchmark, workloads
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "RESULTS.md")
+PLOT = os.path.join(HERE, "sweeps.png")
+PARTS = ("fig1", "fig1-dense", "large", "sweeps", "crossover", "training", "others")
+BEGIN, END = "<!-- srm-benchmark:begin -->", "<!-- srm-benchmark:end -->"
+
+
+def _ms(seconds) -> str:
+    if seconds is None:
+        return "—"
+    if seconds >= 100:
+        return f"{seconds:,.0f} s"
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    return f"{seconds * 1e3:.3g} ms"
+
+
+def _ratio(numerator, denominator) -> str:
+    if numerator is None or denominator is None:
+        return "—"
+    value = numerator / denominator
+    return f"{value:,.0f}×" if value >= 100 else f"{value:.3g}×"
+
+
+def _mib(value) -> str:
+    return "—" if value is None else f"{value:,.0f} MiB"
+
+
+def measure_workload(workload, quick: bool, rates: dict) -> dict:
+    repeats = 3 if quick else 9
+    engine = srm_benchmark.run_child("engine", workload, repeats=repeats)
+    heavy = workload.num_samples * workload.num_planes > 50_000_000
+    vectorised = srm_benchmark.run_child(
+        "vectorised", workload, repeats=1 if (quick or heavy) else 3
+    )
+    published = srm_benchmark.run_child(
+        "published", workload, planes=1 if quick else (2 if heavy else 3)
+    )
+    return {
+        "workload": workload, "engine": engine, "vectorised": vectorised,
+        "published": published, "floor_s": srm_benchmark.floor_seconds(workload, rates),
+    }
+
+
+def workload_table(rows: list[dict]) -> list[str]:
+    lines = [
+        "| workload | backend | median | CPU time / call | first call (compile) | "
+        "recompiles on new values | peak RSS | vs vectorised NumPy | vs published (App. A) | "
+        "vs floor |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        w, e, v, p = row["workload"], row["engine"], row["vectorised"], row["published"]
+        lines.append(
+            f"| {w.name} ({w.describe()}) | {e['backend']} | {_ms(e['median_s'])} | "
+            f"{_ms(e['cpu_s'])} | {_ms(e['first_call_s'])} | {'yes' if e['recompiled'] else 'no'}"
+            f" | {_mib(e['peak_rss_mib'])} | {_ratio(v['median_s'], e['median_s'])} | "
+            f"{_ratio(p['median_s'], e['median_s'])} | {_ratio(e['median_s'], row['floor_s'])} |"
+        )
+    lines += [
+        "",
+        "| workload | baseline | median | peak RSS | note |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        w, v, p = row["workload"], row["vectorised"], row["published"]
+        lines.append(
+            f"| {w.name} | vectorised NumPy (float32) | {_ms(v['median_s'])} | "
+            f"{_mib(v['peak_rss_mib'])} | {len(v['times_s'])} run(s) |"
+        )
+        per_plane = sorted(p["per_plane_s"])[len(p["per_plane_s"]) // 2]
+        lines.append(
+            f"| {w.name} | published App. A (float64) | {_ms(p['median_s'])} | "
+            f"{_mib(p['peak_rss_mib'])} | {_ms(per_plane)} per plane × {w.num_planes:,} planes "
+            f"({p['planes_timed']} timed) |"
+        )
+    return lines
+
+
+def run_sweeps(quick: bool) -> dict:
+    """Engine and baseline times along each sweep axis (in this process; no memory figures)."""
+    import jax
+
+    results = {}
+    for axis in workloads.SWEEP_VALUES:
+        points = []
+        for workload in workloads.sweep(axis, quick):
+            data = workloads.make_activations(workload)
+            basis = workloads.make_basis(workload)
+            srm = srm_benchmark.engine_srm(workload)
+            jax.block_until_ready(srm(data, basis))
+            engine, _ = srm_benchmark._median_time(
+                lambda srm=srm, data=data, basis=basis: jax.block_until_ready(srm(data, basis)),
+                3 if quick else 5,
+            )
+            # The vectorised baseline costs ~90 ns per (sample, plane) pair here: skip it where
+            # one run would take over a minute.
+            pairs = workload.num_samples * workload.num_planes
+            vectorised = None
+            if pairs <= 600_000_000 and not (quick and pairs > 20_000_000):
+                vectorised = srm_benchmark.vectorised_run(workload, repeats=1)["median_s"]
+            published = srm_benchmark.published_run(workload, planes=1)["median_s"]
+            points.append({
+                "value": getattr(workload, axis), "engine_s": engine,
+                "vectorised_s": vectorised, "published_s": published,
+            })
+            print(f"  sweep {axis}={getattr(workload, axis)}: srm-jax {_ms(engine)}, "
+                  f"vectorised {_ms(vectorised)}, published {_ms(published)}", flush=True)
+        results[axis] = points
+    return results
+
+
+def sweep_table(results: dict) -> list[str]:
+    lines = [
+        "| swept | value | srm-jax | vectorised NumPy | published App. A (1 plane × P) | "
+        "vs vectorised | vs published |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    names = {"num_samples": "N", "m": "m", "num_angles": "T"}
+    for axis, points in results.items():
+        for p in points:
+            lines.append(
+                f"| {names[axis]} | {p['value']:,} | {_ms(p['engine_s'])} | "
+                f"{_ms(p['vectorised_s']) if p['vectorised_s'] else 'skipped'} | "
+                f"{_ms(p['published_s'])} | {_ratio(p['vectorised_s'], p['engine_s'])} | "
+                f"{_ratio(p['published_s'], p['engine_s'])} |"
+            )
+    return lines
+
+
+def plot_sweeps(results: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = {"num_samples": "N (samples)", "m": "m (basis vectors)", "num_angles": "T (angles)"}
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    for ax, (axis, points) in zip(axes, results.items(), strict=True):
+        x = [p["value"] for p in points]
+        for key, label, style in (
+            ("engine_s", "srm-jax (arc)", "o-"),
+            ("vectorised_s", "vectorised NumPy", "s--"),
+            ("published_s", "published App. A (extrapolated)", "^:"),
+        ):
+            pts = [(xv, p[key]) for xv, p in zip(x, points, strict=True) if p[key]]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), style, label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(labels[axis])
+        ax.set_ylabel("seconds per SRM")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("SRM time, one axis swept around fig1 (N=10,000, m=48 comb, T=100, ε=0.9), "
+                 "2 CPU cores")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_results(text_lines: list[str]) -> None:
+    block = "\n".join([BEGIN, *text_lines, END])
+    if os.path.exists(RESULTS):
+        with open(RESULTS) as fh:
+            current = fh.read()
+    else:
+        current = "# srm-jax benchmark results\n"
+    if BEGIN in current and END in current:
+        head, rest = current.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        current = head + block + tail
+    else:
+        current = current.rstrip() + "\n\n## SRM: srm-jax against the NumPy baselines (issue 5)\n\n"
+        current += block + "\n"
+    with open(RESULTS, "w") as fh:
+        fh.write(current)
+
+
+def run_others() -> list[str]:
+    """Other helpers' benchmarks, when present (they write their own RESULTS sections)."""
+    lines = []
+    for module in ("activations_benchmark", "streaming_benchmark"):
+        if not os.path.exists(os.path.join(HERE, module + ".py")):
+            continue
+        proc = subprocess.run(
+            [sys.executable, "-m", f"benchmarks.{module}"], capture_output=True, text=True,
+            cwd=os.path.dirname(HERE),
+        )
+        print(proc.stdout[-4000:], proc.stderr[-2000:] if proc.returncode else "")
+        lines.append(f"- `python -m benchmarks.{module}`: exit {proc.returncode}")
+    return lines
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="srm-jax benchmark suite (issue 5)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
+    parser.add_argument("--only", default=None, help=f"comma-separated parts of {PARTS}")
+    parser.add_argument("--write", action="store_true", help="update RESULTS.md and sweeps.png")
+    args = parser.parse_args(argv)
+    parts = args.only.split(",") if args.only else [p for p in PARTS if p != "others"]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
+
+    import jax
+
+    started = time.perf_counter()
+    header = [
+        f"Command: `python -m benchmarks{' --quick' if args.quick else ''}"
+        f"{' --only ' + args.only if args.only else ''}`  ",
+        f"Date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}  ",
+        f"Machine: {srm_benchmark.cpu_model()}, {os.cpu_count()} cores (shared), "
+        f"JAX {jax.__version__}, backend {jax.default_backend()}  ",
+        f"Load average at start: {', '.join(f'{x:.1f}' for x in os.getloadavg())}",
+        "",
+    ]
+    print("\n".join(header), flush=True)
+    rates = srm_benchmark.measure_peak_rates()
+    out = header + [
+        f"Measured peak rates (floor): {rates['flops'] / 1e9:.0f} GFLOP/s float32 matmul, "
+        f"{rates['bytes_per_s'] / 1e9:.1f} GB/s memory.",
+        "",
+    ]
+    rows = []
+    for name in ("fig1", "fig1-dense", "large"):
+        if name in parts:
+            workload = workloads.WORKLOADS[name]
+            if args.quick and name == "large":
+                workload = workload.replace(name="large-quick", num_samples=6_000)
+            print(f"measuring {workload.name}: {workload.describe()}", flush=True)
+            rows.append(measure_workload(workload, args.quick, rates))
+    if rows:
+        out += workload_table(rows) + [""]
+        print("\n".join(workload_table(rows)), flush=True)
+    if "sweeps" in parts:
+        print("measuring sweeps", flush=True)
+        sweeps = run_sweeps(args.quick)
+        table = sweep_table(sweeps)
+        print("\n".join(table), flush=True)
+        out += ["Sweeps (one axis at a time around fig1; plot: `sweeps.png`):", "", *table, ""]
+        if args.write:
+            plot_sweeps(sweeps, PLOT)
+    if "crossover" in parts:
+        from benchmarks.srm_benchmark import crossover_table
+
+        print("measuring the direct/arc crossover", flush=True)
+        table = crossover_table(args.quick)
+        print("\n".join(table), flush=True)
+        out += table + [""]
+    if "training" in parts:
+        from benchmarks import training_benchmark
+
+        print("measuring training throughput", flush=True)
+        table = training_benchmark.table(quick=args.quick)
+        print("\n".join(table), flush=True)
+        out += table + [""]
+    if "others" in parts:
+        out += run_others()
+    out.append(f"Suite wall time: {time.perf_counter() - started:.0f} s.")
+    if args.write:
+        write_results(out)
+        print(f"wrote {RESULTS}" + (f" and {PLOT}" if "sweeps" in parts else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -64,18 +64,22 @@ def measure_workload(workload, quick: bool, rates: dict) -> dict:
     published = srm_benchmark.run_child(
         "published", workload, planes=1 if quick else (2 if heavy else 3)
     )
+    two_step = srm_benchmark.run_child(
+        "published", workload, planes=1 if quick else 3, form="two-step"
+    )
     return {
         "workload": workload, "engine": engine, "vectorised": vectorised,
-        "published": published, "floor_s": srm_benchmark.floor_seconds(workload, rates),
+        "published": published, "two_step": two_step,
+        "floor_s": srm_benchmark.floor_seconds(workload, rates),
     }
 
 
 def workload_table(rows: list[dict]) -> list[str]:
     lines = [
         "| workload | backend | median | CPU time / call | first call (compile) | "
-        "recompiles on new values | peak RSS | vs vectorised NumPy | vs published (App. A) | "
-        "vs floor |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "recompiles on new values | peak RSS | vs vectorised NumPy | vs published App. A | "
+        "vs App. A two-step | vs floor |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         w, e, v, p = row["workload"], row["engine"], row["vectorised"], row["published"]
@@ -83,7 +87,9 @@ def workload_table(rows: list[dict]) -> list[str]:
             f"| {w.name} ({w.describe()}) | {e['backend']} | {_ms(e['median_s'])} | "
             f"{_ms(e['cpu_s'])} | {_ms(e['first_call_s'])} | {'yes' if e['recompiled'] else 'no'}"
             f" | {_mib(e['peak_rss_mib'])} | {_ratio(v['median_s'], e['median_s'])} | "
-            f"{_ratio(p['median_s'], e['median_s'])} | {_ratio(e['median_s'], row['floor_s'])} |"
+            f"{_ratio(p['median_s'], e['median_s'])} | "
+            f"{_ratio(row['two_step']['median_s'], e['median_s'])} | "
+            f"{_ratio(e['median_s'], row['floor_s'])} |"
         )
     lines += [
         "",
@@ -91,17 +97,20 @@ def workload_table(rows: list[dict]) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for row in rows:
-        w, v, p = row["workload"], row["vectorised"], row["published"]
+        w, v = row["workload"], row["vectorised"]
         lines.append(
             f"| {w.name} | vectorised NumPy (float32) | {_ms(v['median_s'])} | "
             f"{_mib(v['peak_rss_mib'])} | {len(v['times_s'])} run(s) |"
         )
-        per_plane = sorted(p["per_plane_s"])[len(p["per_plane_s"]) // 2]
-        lines.append(
-            f"| {w.name} | published App. A (float64) | {_ms(p['median_s'])} | "
-            f"{_mib(p['peak_rss_mib'])} | {_ms(per_plane)} per plane × {w.num_planes:,} planes "
-            f"({p['planes_timed']} timed) |"
-        )
+        for key, label in (("published", "published App. A: one einsum, as the authors' code"),
+                           ("two_step", "App. A two-step: rotate, then one matmul")):
+            p = row[key]
+            per_plane = sorted(p["per_plane_s"])[len(p["per_plane_s"]) // 2]
+            lines.append(
+                f"| {w.name} | {label} (float64) | {_ms(p['median_s'])} | "
+                f"{_mib(p['peak_rss_mib'])} | {_ms(per_plane)} per plane × {w.num_planes:,} "
+                f"planes ({p['planes_timed']} timed) |"
+            )
     return lines
 
 
@@ -127,13 +136,19 @@ def run_sweeps(quick: bool) -> dict:
             vectorised = None
             if pairs <= 600_000_000 and not (quick and pairs > 20_000_000):
                 vectorised = srm_benchmark.vectorised_run(workload, repeats=1)["median_s"]
-            published = srm_benchmark.published_run(workload, planes=1)["median_s"]
+            two_step = srm_benchmark.published_run(workload, 1, "two-step")["median_s"]
+            # The published single einsum costs ~1.3 ns per N·T·n² per plane: time one plane
+            # where that takes under 15 s.
+            published = None
+            if workload.num_samples * workload.num_angles * workload.n**2 * 1.3e-9 <= 15:
+                published = srm_benchmark.published_run(workload, planes=1)["median_s"]
             points.append({
                 "value": getattr(workload, axis), "engine_s": engine,
-                "vectorised_s": vectorised, "published_s": published,
+                "vectorised_s": vectorised, "published_s": published, "two_step_s": two_step,
             })
             print(f"  sweep {axis}={getattr(workload, axis)}: srm-jax {_ms(engine)}, "
-                  f"vectorised {_ms(vectorised)}, published {_ms(published)}", flush=True)
+                  f"vectorised {_ms(vectorised)}, published {_ms(published)}, "
+                  f"two-step {_ms(two_step)}", flush=True)
         results[axis] = points
     return results
 
@@ -141,8 +156,8 @@ def run_sweeps(quick: bool) -> dict:
 def sweep_table(results: dict) -> list[str]:
     lines = [
         "| swept | value | srm-jax | vectorised NumPy | published App. A (1 plane × P) | "
-        "vs vectorised | vs published |",
-        "|---|---|---|---|---|---|---|",
+        "App. A two-step (1 plane × P) | vs vectorised | vs published | vs two-step |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     names = {"num_samples": "N", "m": "m", "num_angles": "T"}
     for axis, points in results.items():
@@ -150,8 +165,10 @@ def sweep_table(results: dict) -> list[str]:
             lines.append(
                 f"| {names[axis]} | {p['value']:,} | {_ms(p['engine_s'])} | "
                 f"{_ms(p['vectorised_s']) if p['vectorised_s'] else 'skipped'} | "
-                f"{_ms(p['published_s'])} | {_ratio(p['vectorised_s'], p['engine_s'])} | "
-                f"{_ratio(p['published_s'], p['engine_s'])} |"
+                f"{_ms(p['published_s']) if p['published_s'] else 'skipped'} | "
+                f"{_ms(p['two_step_s'])} | {_ratio(p['vectorised_s'], p['engine_s'])} | "
+                f"{_ratio(p['published_s'], p['engine_s'])} | "
+                f"{_ratio(p['two_step_s'], p['engine_s'])} |"
             )
     return lines
 
@@ -169,7 +186,8 @@ def plot_sweeps(results: dict, path: str) -> None:
         for key, label, style in (
             ("engine_s", "srm-jax (arc)", "o-"),
             ("vectorised_s", "vectorised NumPy", "s--"),
-            ("published_s", "published App. A (extrapolated)", "^:"),
+            ("published_s", "published App. A (1 plane × P)", "^:"),
+            ("two_step_s", "App. A two-step (1 plane × P)", "v:"),
         ):
             pts = [(xv, p[key]) for xv, p in zip(x, points, strict=True) if p[key]]
             if pts:
@@ -187,22 +205,32 @@ def plot_sweeps(results: dict, path: str) -> None:
     plt.close(fig)
 
 
-def write_results(text_lines: list[str]) -> None:
-    block = "\n".join([BEGIN, *text_lines, END])
+def write_results(blocks: dict[str, list[str]]) -> None:
+    """Replaces (or adds) each part's block inside this suite's section of RESULTS.md.
+
+    The section is delimited by ``BEGIN``/``END``; each part by its own pair of markers, so that
+    ``--only`` refreshes that part and keeps the others. Other sections of the file are kept.
+    """
     if os.path.exists(RESULTS):
         with open(RESULTS) as fh:
             current = fh.read()
     else:
         current = "# srm-jax benchmark results\n"
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        current = head + block + tail
-    else:
-        current = current.rstrip() + "\n\n## SRM: srm-jax against the NumPy baselines (issue 5)\n\n"
-        current += block + "\n"
+    if BEGIN not in current or END not in current:
+        current = current.rstrip() + "\n\n## SRM: srm-jax against the NumPy baselines (issue 5)"
+        current += f"\n\n{BEGIN}\n{END}\n"
+    head, rest = current.split(BEGIN, 1)
+    section, tail = rest.split(END, 1)
+    for name, lines in blocks.items():
+        begin, end = f"<!-- srm-benchmark:{name}:begin -->", f"<!-- srm-benchmark:{name}:end -->"
+        block = "\n".join([begin, *lines, end])
+        if begin in section and end in section:
+            before, after = section.split(begin, 1)
+            section = before + block + after.split(end, 1)[1]
+        else:
+            section = section.rstrip("\n") + "\n" + block + "\n"
     with open(RESULTS, "w") as fh:
-        fh.write(current)
+        fh.write(head + BEGIN + section + END + tail)
 
 
 def run_others() -> list[str]:
@@ -234,22 +262,21 @@ def main(argv=None) -> None:
     import jax
 
     started = time.perf_counter()
-    header = [
-        f"Command: `python -m benchmarks{' --quick' if args.quick else ''}"
-        f"{' --only ' + args.only if args.only else ''}`  ",
-        f"Date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}  ",
-        f"Machine: {srm_benchmark.cpu_model()}, {os.cpu_count()} cores (shared), "
-        f"JAX {jax.__version__}, backend {jax.default_backend()}  ",
-        f"Load average at start: {', '.join(f'{x:.1f}' for x in os.getloadavg())}",
-        "",
-    ]
-    print("\n".join(header), flush=True)
-    rates = srm_benchmark.measure_peak_rates()
-    out = header + [
-        f"Measured peak rates (floor): {rates['flops'] / 1e9:.0f} GFLOP/s float32 matmul, "
-        f"{rates['bytes_per_s'] / 1e9:.1f} GB/s memory.",
-        "",
-    ]
+    command = (f"python -m benchmarks{' --quick' if args.quick else ''}"
+               f"{' --only ' + args.only if args.only else ''}")
+    provenance = (
+        f"_Measured {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} with `{command}` on "
+        f"{srm_benchmark.cpu_model()} ({os.cpu_count()} cores, shared; load average at start "
+        f"{os.getloadavg()[0]:.1f}), JAX {jax.__version__}, backend {jax.default_backend()}. "
+        "GPU: not measured._"
+    )
+    print(provenance, flush=True)
+    blocks = {}
+
+    def emit(name: str, lines: list[str]) -> None:
+        print("\n".join(lines), flush=True)
+        blocks[name] = [provenance, "", *lines]
+
     rows = []
     for name in ("fig1", "fig1-dense", "large"):
         if name in parts:
@@ -257,37 +284,34 @@ def main(argv=None) -> None:
             if args.quick and name == "large":
                 workload = workload.replace(name="large-quick", num_samples=6_000)
             print(f"measuring {workload.name}: {workload.describe()}", flush=True)
+            if not rows:
+                rates = srm_benchmark.measure_peak_rates()
             rows.append(measure_workload(workload, args.quick, rates))
     if rows:
-        out += workload_table(rows) + [""]
-        print("\n".join(workload_table(rows)), flush=True)
+        emit("workloads", [
+            f"Measured peak rates (for the floor): {rates['flops'] / 1e9:.0f} GFLOP/s float32 "
+            f"matmul, {rates['bytes_per_s'] / 1e9:.1f} GB/s memory.", "", *workload_table(rows),
+        ])
     if "sweeps" in parts:
         print("measuring sweeps", flush=True)
         sweeps = run_sweeps(args.quick)
-        table = sweep_table(sweeps)
-        print("\n".join(table), flush=True)
-        out += ["Sweeps (one axis at a time around fig1; plot: `sweeps.png`):", "", *table, ""]
+        emit("sweeps", ["Sweeps (one axis at a time around fig1; plot: `sweeps.png`):", "",
+                        *sweep_table(sweeps)])
         if args.write:
             plot_sweeps(sweeps, PLOT)
     if "crossover" in parts:
-        from benchmarks.srm_benchmark import crossover_table
-
         print("measuring the direct/arc crossover", flush=True)
-        table = crossover_table(args.quick)
-        print("\n".join(table), flush=True)
-        out += table + [""]
+        emit("crossover", srm_benchmark.crossover_table(args.quick))
     if "training" in parts:
         from benchmarks import training_benchmark
 
         print("measuring training throughput", flush=True)
-        table = training_benchmark.table(quick=args.quick)
-        print("\n".join(table), flush=True)
-        out += table + [""]
+        emit("training", training_benchmark.table(quick=args.quick))
     if "others" in parts:
-        out += run_others()
-    out.append(f"Suite wall time: {time.perf_counter() - started:.0f} s.")
+        run_others()
+    print(f"suite wall time: {time.perf_counter() - started:.0f} s")
     if args.write:
-        write_results(out)
+        write_results(blocks)
         print(f"wrote {RESULTS}" + (f" and {PLOT}" if "sweeps" in parts else ""))
 
 

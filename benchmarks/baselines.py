@@ -3,10 +3,13 @@
 * :func:`published_counts`: the paper's App. A algorithm as published, plane by plane: the
   bivector ``B_αβ = ½(b̂_α b̂_βᵀ − b̂_β b̂_αᵀ)`` is eigendecomposed with ``np.linalg.eig``, its
   eigenvalues are normalised to ``±i``, the rotations ``R(θ) = V exp(θΛ) V^H`` (Eqn. 3) are formed
-  for every angle, the basis vector is rotated, ``s(θ) = R(θ) b̂_α``, and the normalised
-  activations are compared with every rotated spotlight by an einsum and counted ``≥ ε``. It is
-  float64 (complex128 for the eigendecomposition), as NumPy's defaults give. It is slow, so the
-  benchmark times a handful of planes and scales by ``P``.
+  for every angle, and the normalised activations are compared with every rotated spotlight
+  ``s(θ) = R(θ) b̂_α`` by an einsum and counted ``≥ ε``; ``form`` picks the published single
+  einsum or the cheaper two steps. It is float64 (complex128 for the eigendecomposition), as
+  NumPy's defaults give. It is slow, so the benchmark times a few planes and scales by ``P``.
+  (For ``n > 3``, ``np.linalg.eig`` returns a non-orthonormal basis of the ``(n−2)``-fold zero
+  eigenspace, so ``R(θ)`` itself is not orthogonal; ``R(θ) b̂_α`` is still exact, as ``b̂_α`` is
+  orthogonal to that eigenspace.)
 * :func:`vectorised_counts`: what a competent NumPy user would write from SPEC §5, float32: one
   matrix product ``D̂ B̂ᵀ`` gives every plane's coordinates ``x = d̂·b̂_α``,
   ``y = (d̂·b̂_β − c x)/√(1 − c²)``; each (sample, plane) lights an arc of angles,
@@ -55,16 +58,30 @@ def published_counts(
     pairs: np.ndarray,
     angles: np.ndarray,
     epsilon: float,
+    *,
+    form: str = "published",
 ) -> np.ndarray:
-    """SRM counts ``(len(pairs), T)`` by the paper's App. A algorithm, one plane at a time."""
+    """SRM counts ``(len(pairs), T)`` by the paper's App. A algorithm, one plane at a time.
+
+    ``form="published"`` compares the activations with the rotated basis vector in one einsum
+    over activations, basis vector and rotation matrices, ``einsum("bi,j,tij->bt", D̂, b̂_α, R)``,
+    as the authors' published implementation does (NumPy evaluates it without reordering, so it
+    costs ``N·T·n²`` per plane). ``form="two-step"`` follows the steps of App. A literally and
+    more cheaply: rotate first, ``s(θ) = R(θ) b̂_α``, then ``D̂ sᵀ`` (``N·T·n`` per plane).
+    """
+    if form not in ("published", "two-step"):
+        raise ValueError(f"form must be 'published' or 'two-step', got {form!r}.")
     unit_data = _normalise(_finite_rows(np.asarray(activations, np.float64)))
     unit_basis = _normalise(np.asarray(basis, np.float64))
     angles = np.asarray(angles, np.float64)
     counts = np.zeros((len(pairs), len(angles)), np.int64)
     for p, (alpha, beta) in enumerate(np.asarray(pairs)):
         rotations = published_rotations(unit_basis[alpha], unit_basis[beta], angles)
-        spotlights = rotations @ unit_basis[alpha]  # (T, n): b̂'_α(θ) = R(θ) b̂_α
-        similarities = np.einsum("bi,ti->bt", unit_data, spotlights)
+        if form == "published":
+            similarities = np.einsum("bi,j,tij->bt", unit_data, unit_basis[alpha], rotations)
+        else:
+            spotlights = rotations @ unit_basis[alpha]  # (T, n): b̂'_α(θ) = R(θ) b̂_α
+            similarities = np.einsum("bi,ti->bt", unit_data, spotlights)
         counts[p] = np.sum(similarities >= epsilon, axis=0)
     return counts
 

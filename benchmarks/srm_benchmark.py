@@ -41,7 +41,19 @@ def cpu_model() -> str:
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (``ru_maxrss`` is KiB on Linux)."""
+    """Peak resident memory of this process so far, MiB.
+
+    ``VmHWM`` from ``/proc/self/status`` where available: the high-water mark of this process's
+    address space. ``ru_maxrss`` reports the same peak but is inherited across fork + exec, so a
+    child of a big parent would report the parent's peak; it is the fallback elsewhere.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -142,7 +154,7 @@ def vectorised_run(workload: Workload, repeats: int = 3) -> dict:
     }
 
 
-def published_run(workload: Workload, planes: int = 3) -> dict:
+def published_run(workload: Workload, planes: int = 3, form: str = "published") -> dict:
     """The App. A algorithm on ``planes`` planes spread over the list; time per plane × P."""
     data = workloads.make_activations(workload)
     basis, pairs, angles = (
@@ -153,11 +165,11 @@ def published_run(workload: Workload, planes: int = 3) -> dict:
     per_plane = []
     for pair in chosen:
         start = time.perf_counter()
-        baselines.published_counts(data, basis, pair[None], angles, workload.epsilon)
+        baselines.published_counts(data, basis, pair[None], angles, workload.epsilon, form=form)
         per_plane.append(time.perf_counter() - start)
     median = statistics.median(per_plane)
     return {
-        "impl": "numpy-published", "backend": "numpy", "median_s": median * workload.num_planes,
+        "impl": f"numpy-{form}", "backend": "numpy", "median_s": median * workload.num_planes,
         "per_plane_s": per_plane, "planes_timed": planes, "peak_rss_mib": peak_rss_mib(),
     }
 
@@ -241,14 +253,15 @@ def crossover_table(quick: bool = False) -> list[str]:
     points = sorted(crossover_points(quick), key=lambda p: p["work"])
     lines = [
         f"Direct against arc on {jax.default_backend()} (median wall time, ε = 0.5; `auto` "
-        f"takes direct when N·P·T ≤ {resonance.auto_direct_limit():,}):",
+        f"takes direct when N·P·T ≤ {resonance.auto_direct_limit(100):,}, or "
+        f"≤ {resonance.auto_direct_limit(32):,} when T ≤ 32):",
         "",
         "| N | m | P | T | N·P·T | direct | arc | faster | auto picks |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for p in points:
         faster = "direct" if p["direct"] < p["arc"] else "arc"
-        picks = "direct" if p["work"] <= resonance.auto_direct_limit() else "arc"
+        picks = "direct" if p["work"] <= resonance.auto_direct_limit(p["T"]) else "arc"
         lines.append(
             f"| {p['N']:,} | {p['m']} | {p['P']} | {p['T']} | {p['work']:,} | "
             f"{p['direct'] * 1e3:.3g} ms | {p['arc'] * 1e3:.3g} ms | {faster} | {picks} |"

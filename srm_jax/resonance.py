@@ -31,22 +31,26 @@ from srm_jax.rotation import _cosine_and_sine, normalise_rows, spotlight
 METHODS = ("auto", "arc", "direct")
 # Arc kernel work units (tuned on CPU; see benchmarks/RESULTS.md): samples per block (the unit of
 # work the kernel skips or evaluates), (plane, block) tiles per chunk of samples (the per-chunk
-# temporaries are a few arrays of this many elements), and sample-plane pairs per inner step.
-ARC_BLOCK = 32
+# temporaries are a few arrays of this many elements), and sample-plane pairs per step of the
+# exact screening of tiles and of the arc histogram.
+ARC_BLOCK = 64
 ARC_CHUNK_TILES = 1 << 21
+ARC_SCREEN_PAIRS = 1 << 17
 ARC_STEP_PAIRS = 1 << 16
 # Direct method: elements of the largest per-chunk temporary (2**22 float32 = 16 MiB).
 DIRECT_CHUNK_ELEMENTS = 1 << 22
-# method="auto" takes the direct definition up to this much work N·P·T and the arc kernel above:
-# the crossover measured per backend (benchmarks/RESULTS.md, `python -m benchmarks --only
-# crossover`). A backend not measured uses the CPU value.
-AUTO_DIRECT_LIMIT = {"cpu": 250_000}
+# method="auto" takes the direct definition up to this much work N·P·T (the second limit applies
+# when T ≤ 32, where the direct method's cost per pair is small) and the arc kernel above: the
+# crossover measured per backend (benchmarks/RESULTS.md, `python -m benchmarks --only
+# crossover`). A backend not measured (GPU: not measured yet) uses the CPU values.
+AUTO_DIRECT_LIMIT = {"cpu": (250_000, 1_000_000)}
 
 
-def auto_direct_limit(backend: str | None = None) -> int:
+def auto_direct_limit(num_angles: int = 100, backend: str | None = None) -> int:
     """Largest ``N·P·T`` for which ``method="auto"`` takes ``"direct"`` on ``backend``."""
     backend = backend or jax.default_backend()
-    return AUTO_DIRECT_LIMIT.get(backend, AUTO_DIRECT_LIMIT["cpu"])
+    limit, few_angles_limit = AUTO_DIRECT_LIMIT.get(backend, AUTO_DIRECT_LIMIT["cpu"])
+    return few_angles_limit if num_angles <= 32 else limit
 
 TWO_PI = 2.0 * math.pi
 
@@ -211,7 +215,6 @@ def _compact(flags, capacity: int):
     Returns an int32 ``(capacity,)`` array (``capacity > flags.shape[0]``); entries past the
     count are arbitrary.
     """
-    size = flags.shape[0]
     inclusive, exclusive = _prefix_sums_2d(flags)
     # A false entry goes to the last slot, past every true one (capacity exceeds their count).
     # Computed on the (rows, 128) blocks: a flat slice of them makes XLA:CPU's loop scalar.
@@ -371,6 +374,8 @@ def _arc_counts(
     num_blocks = chunk // ARC_BLOCK
     num_tiles = num_planes * num_blocks
     tiles_per_step = max(1, min(num_tiles, ARC_STEP_PAIRS // ARC_BLOCK))
+    tiles_per_screen = max(1, min(num_tiles, ARC_SCREEN_PAIRS // ARC_BLOCK))
+    queue_size = num_tiles + max(tiles_per_screen, tiles_per_step)
 
     def body(diff, chunk_data):
         unit_chunk, valid_chunk, group_chunk = chunk_data
@@ -393,7 +398,7 @@ def _arc_counts(
         bound = (top_a * top_a + top_b * top_b + 2 * jnp.abs(c)[:, None] * top_a * top_b)
         live = (bound * bound_scale[:, None] >= eps2) | (eps <= 0)
         live = (live & jnp.any(valid_blocks, axis=1)[None, :]).ravel()
-        live_tiles, num_live = _compact(live, num_tiles + tiles_per_step)
+        live_tiles, num_live = _compact(live, num_tiles + tiles_per_screen)
 
         def coordinates(tiles):
             plane, block = tiles // num_blocks, tiles % num_blocks
@@ -414,12 +419,12 @@ def _arc_counts(
         def screen(state):
             """Stage 1: the exact test on the tiles the bound kept; the lit ones are queued."""
             i, queue, queued = state
-            tiles = jax.lax.dynamic_slice(live_tiles, (i * tiles_per_step,), (tiles_per_step,))
-            in_range = i * tiles_per_step + jnp.arange(tiles_per_step) < num_live
+            tiles = jax.lax.dynamic_slice(live_tiles, (i * tiles_per_screen,), (tiles_per_screen,))
+            in_range = i * tiles_per_screen + jnp.arange(tiles_per_screen) < num_live
             _, block, x, y = coordinates(tiles)
             _, full, partial = lights(x, y, valid_blocks[block] & in_range[:, None])
-            lit, num_lit = _compact(jnp.any(full | partial, axis=1), tiles_per_step + 1)
-            queue = jax.lax.dynamic_update_slice(queue, tiles[lit[:tiles_per_step]], (queued,))
+            lit, num_lit = _compact(jnp.any(full | partial, axis=1), tiles_per_screen + 1)
+            queue = jax.lax.dynamic_update_slice(queue, tiles[lit[:tiles_per_screen]], (queued,))
             return i + 1, queue, queued + num_lit
 
         def step(state):
@@ -448,10 +453,10 @@ def _arc_counts(
             diff = diff.at[jnp.concatenate(stops)].add(-1, mode="promise_in_bounds")
             return i + 1, diff
 
-        screen_steps = -(-num_live // tiles_per_step)
+        screen_steps = -(-num_live // tiles_per_screen)
         _, queue, queued = jax.lax.while_loop(
             lambda s: s[0] < screen_steps, screen,
-            (jnp.int32(0), jnp.zeros(num_tiles + tiles_per_step, jnp.int32), jnp.int32(0)),
+            (jnp.int32(0), jnp.zeros(queue_size, jnp.int32), jnp.int32(0)),
         )
         num_steps = -(-queued // tiles_per_step)
         _, diff = jax.lax.while_loop(lambda s: s[0] < num_steps, step, (jnp.int32(0), diff))
@@ -648,7 +653,7 @@ def _grouped_counts(
 
     if method == "auto":
         work = n_samples * num_planes * num_angles
-        method = "direct" if work <= auto_direct_limit() else "arc"
+        method = "direct" if work <= auto_direct_limit(num_angles) else "arc"
     if method == "arc":
         # Tiles per chunk stay below 2**23 (prefix sums are exact float32 matmuls).
         most = max(1, (2**23 // num_planes)) * ARC_BLOCK

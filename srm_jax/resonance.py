@@ -6,7 +6,8 @@ Two exact methods compute the same integer counts:
   with ``s`` from the closed form of :func:`srm_jax.spotlight`. Work ``O(N·P·T·n)``.
 * ``"arc"`` uses the equivalent form of SPEC §5: ``d̂·s(θ) = r cos(θ + φ)``, so each sample lights
   the spotlight on one arc of angles; the arcs of all samples are histogrammed onto the angles
-  with a difference array. Work ``O(N·m + N·P·log T + P·T)``.
+  with a difference array. Work ``O(N·m + N·P + P·T)`` at most, and only the (sample, plane)
+  pairs that can reach the spotlight (``r ≥ ε``) are evaluated in full (see :func:`_arc_counts`).
 
 Both stream over chunks of samples, so memory grows as ``N·n + P·T`` plus one bounded working
 chunk; no ``N × P × T`` array is ever held. They agree on every angle except where ``d̂·s(θ)``
@@ -381,11 +382,11 @@ def _arc_counts(
         unit_chunk, valid_chunk, group_chunk = chunk_data
         proj = unit_basis @ unit_chunk.T  # (m, chunk); left-out rows are zero
         # Samples near the same basis vector side by side, so that lit pairs fill few tiles. The
-        # key is the index of the largest |d̂·b̂_k| (a sum of indices on ties: any key is exact),
-        # by a matmul: XLA:CPU's argmax is several times slower.
+        # key is the index of the largest |d̂·b̂_k|, by a matmul (XLA:CPU's argmax is several times
+        # slower); ties (zero rows) give a sum of indices, clipped: any key is exact.
         magnitude = jnp.abs(proj)
         is_top = (magnitude == jnp.max(magnitude, axis=0)).astype(dtype)
-        key = (jnp.arange(m, dtype=dtype) @ is_top).astype(jnp.int32)
+        key = jnp.minimum(jnp.arange(m, dtype=dtype) @ is_top, m - 1).astype(jnp.int32)
         if m * chunk < 2**31:  # one int32 sort of (key, index) packed: faster than argsort
             order = jnp.sort(key * chunk + jnp.arange(chunk, dtype=jnp.int32)) % chunk
         else:
@@ -551,11 +552,12 @@ def spotlight_resonance(
         ``(P, 2)`` pairs.
       signed: signed SRM (Eqn. 4); fills ``negative_counts``.
       method: ``"direct"`` (the definition), ``"arc"`` (exact arc histogram, SPEC §5) or
-        ``"auto"`` (currently ``"arc"``, the faster on every backend measured; see
-        ``benchmarks/RESULTS.md``).
+        ``"auto"`` (``"direct"`` for small problems, ``"arc"`` above the crossover measured
+        per backend: :data:`AUTO_DIRECT_LIMIT`, ``benchmarks/RESULTS.md``).
       max_planes: draw this many planes at random (needs ``key``), as the paper's ``max_planes``.
       key: PRNG key for ``max_planes``.
-      chunk_size: samples per working chunk; default keeps each temporary near 4 MiB.
+      chunk_size: samples per working chunk; by default the arc method's per-chunk
+        temporaries hold ``ARC_CHUNK_TILES`` elements (8 MiB) and the direct method's 16 MiB.
 
     Returns:
       :class:`SRMResult` with integer counts, ``num_samples``, ``angles``, ``planes``, ``epsilon``.

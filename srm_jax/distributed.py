@@ -26,9 +26,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from srm_jax import _validation
-from srm_jax.planes import angle_grid
-from srm_jax.resonance import METHODS, SRMResult, _float_dtype, _resolve_planes, grouped_counts
+from srm_jax.resonance import SRMResult, _float_dtype, grouped_counts, validate_inputs
 
 DEFAULT_AXIS = "data"
 
@@ -177,24 +175,13 @@ def sharded_srm(
     Returns:
       :class:`SRMResult` with replicated counts.
     """
-    _validation.check_matrix(activations, "activations")
-    _validation.check_basis(basis)
-    if activations.shape[1] != basis.shape[1]:
-        raise ValueError(
-            f"activations have n={activations.shape[1]} features but the basis vectors have "
-            f"n={basis.shape[1]}: the basis must live in the activations' space (SPEC §1)."
-        )
-    _validation.check_epsilon(epsilon)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-    pairs = _resolve_planes(planes, basis.shape[0], max_planes, key)
-    _validation.check_planes(basis, pairs)
+    pairs, angles = validate_inputs(
+        activations, basis, epsilon=epsilon, angles=angles, planes=planes, method=method,
+        max_planes=max_planes, key=key,
+    )
     mesh = data_mesh() if mesh is None else mesh
     axis_name = _axis(mesh, axis_name)
     dtype = _float_dtype(activations, basis)
-    angles = angle_grid() if angles is None else jnp.asarray(angles)
-    if angles.ndim != 1 or angles.shape[0] == 0:
-        raise ValueError(f"angles must be a non-empty 1-D array, got shape {angles.shape}.")
     angles = angles.astype(dtype)
     eps = jnp.asarray(epsilon, dtype)
     if not isinstance(activations, jax.Array) or np.issubdtype(activations.dtype, np.integer):

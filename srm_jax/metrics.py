@@ -38,10 +38,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from srm_jax import _validation
 from srm_jax.alignment import alignment_score
-from srm_jax.planes import angle_grid
-from srm_jax.resonance import METHODS, SRMResult, _float_dtype, _resolve_planes, grouped_counts
+from srm_jax.resonance import SRMResult, _float_dtype, grouped_counts, validate_inputs
 
 
 @struct.dataclass
@@ -155,15 +153,13 @@ def srm_metric(
     if int(every) < 1:
         raise ValueError(f"every must be a positive number of steps, got {every}.")
     every = int(every)
-    _validation.check_basis(basis)
-    _validation.check_epsilon(epsilon)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-    pairs = _resolve_planes(planes, basis.shape[0], max_planes, key)
-    _validation.check_planes(basis, pairs)
+    pairs, angles = validate_inputs(
+        None, basis, epsilon=epsilon, angles=angles, planes=planes, method=method,
+        max_planes=max_planes, key=key,
+    )
     dtype = _float_dtype(basis)
     default_basis = jnp.asarray(basis, dtype)
-    angles = (angle_grid() if angles is None else jnp.asarray(angles)).astype(dtype)
+    angles = angles.astype(dtype)
     eps = jnp.asarray(epsilon, dtype)
 
     def init() -> SRMMetricState:

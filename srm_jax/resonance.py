@@ -129,6 +129,45 @@ def combine_results(first: SRMResult, second: SRMResult) -> SRMResult:
     )
 
 
+def validate_inputs(
+    activations: jax.Array | None,
+    basis: jax.Array,
+    *,
+    epsilon: float | jax.Array | None,
+    angles: jax.Array | None,
+    planes: str | jax.Array,
+    method: str = "auto",
+    max_planes: int | None = None,
+    key: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """Checks the inputs of an SRM measurement (SPEC §1-2) and resolves its planes and angles.
+
+    ``activations`` or ``epsilon`` may be ``None`` where a caller has none yet (a streaming
+    accumulator, a metric). Raises ``ValueError`` with what is wrong and how to fix it.
+
+    Returns:
+      int32 ``(P, 2)`` pairs and the ``(T,)`` angles (:func:`angle_grid` when ``None``).
+    """
+    if activations is not None:
+        _validation.check_matrix(activations, "activations")
+    _validation.check_basis(basis)
+    if activations is not None and activations.shape[1] != basis.shape[1]:
+        raise ValueError(
+            f"activations have n={activations.shape[1]} features but the basis vectors have "
+            f"n={basis.shape[1]}: the basis must live in the activations' space (SPEC §1)."
+        )
+    if epsilon is not None:
+        _validation.check_epsilon(epsilon)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+    pairs = _resolve_planes(planes, basis.shape[0], max_planes, key)
+    _validation.check_planes(basis, pairs)
+    angles = angle_grid() if angles is None else jnp.asarray(angles)
+    if angles.ndim != 1 or angles.shape[0] == 0:
+        raise ValueError(f"angles must be a non-empty 1-D array, got shape {angles.shape}.")
+    return pairs, angles
+
+
 def _resolve_planes(planes, m: int, max_planes, key) -> jax.Array:
     if isinstance(planes, str):
         return make_planes(m, planes, max_planes=max_planes, key=key)
@@ -562,29 +601,17 @@ def spotlight_resonance(
     Returns:
       :class:`SRMResult` with integer counts, ``num_samples``, ``angles``, ``planes``, ``epsilon``.
     """
-    _validation.check_matrix(activations, "activations")
-    _validation.check_basis(basis)
-    if activations.shape[1] != basis.shape[1]:
-        raise ValueError(
-            f"activations have n={activations.shape[1]} features but the basis vectors have "
-            f"n={basis.shape[1]}: the basis must live in the activations' space (SPEC §1)."
-        )
-    _validation.check_epsilon(epsilon)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-    pairs = _resolve_planes(planes, basis.shape[0], max_planes, key)
-    _validation.check_planes(basis, pairs)
-    if angles is None:
-        angles = angle_grid()
+    default_angles = angles is None
+    pairs, angles = validate_inputs(
+        activations, basis, epsilon=epsilon, angles=angles, planes=planes, method=method,
+        max_planes=max_planes, key=key,
+    )
+    if default_angles:
         # The default grid's layout is known without its values (traced under jit).
         period = DEFAULT_NUM_ANGLES - 1
         grid = _Grid(period=period, theta0=0.0, step=TWO_PI / period)
     else:
-        grid = None
-    angles = jnp.asarray(angles)
-    if angles.ndim != 1 or angles.shape[0] == 0:
-        raise ValueError(f"angles must be a non-empty 1-D array, got shape {angles.shape}.")
-    grid = grid or _static_grid(angles, _float_dtype(activations, basis))
+        grid = _static_grid(angles, _float_dtype(activations, basis))
 
     counts, negative, num_samples, angles = _grouped_counts_jit(
         activations, basis, pairs, angles, epsilon,

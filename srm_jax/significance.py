@@ -23,11 +23,8 @@ import jax.numpy as jnp
 from flax import struct
 from jax.scipy.special import betainc
 
-from srm_jax import _validation
 from srm_jax.alignment import alignment_score
-from srm_jax.planes import angle_grid
-from srm_jax.planes import planes as make_planes
-from srm_jax.resonance import grouped_counts
+from srm_jax.resonance import grouped_counts, validate_inputs
 
 ALTERNATIVES = ("greater", "less", "two-sided")
 STATISTICS = ("correlation", "projection")
@@ -75,25 +72,7 @@ def _float_dtype(*arrays):
 
 def _prepare(activations, basis, planes, angles, epsilon=None):
     """Validate inputs like :func:`srm_jax.spotlight_resonance`; resolve planes and angles."""
-    if activations is not None:
-        _validation.check_matrix(activations, "activations")
-    _validation.check_basis(basis)
-    if activations is not None and activations.shape[1] != basis.shape[1]:
-        raise ValueError(
-            f"activations have n={activations.shape[1]} features but the basis vectors have "
-            f"n={basis.shape[1]}: the basis must live in the activations' space (SPEC §1)."
-        )
-    if epsilon is not None:
-        _validation.check_epsilon(epsilon)
-    if isinstance(planes, str):
-        pairs = make_planes(basis.shape[0], planes)
-    else:
-        pairs = jnp.asarray(planes, jnp.int32)
-    _validation.check_planes(basis, pairs)
-    angles = angle_grid() if angles is None else jnp.asarray(angles)
-    if angles.ndim != 1 or angles.shape[0] == 0:
-        raise ValueError(f"angles must be a non-empty 1-D array, got shape {angles.shape}.")
-    return pairs, angles
+    return validate_inputs(activations, basis, epsilon=epsilon, angles=angles, planes=planes)
 
 
 def _values(counts, negative, num_samples, dtype):

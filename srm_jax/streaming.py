@@ -43,8 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from srm_jax import _validation
-from srm_jax.planes import angle_grid
-from srm_jax.resonance import METHODS, SRMResult, _float_dtype, _resolve_planes, grouped_counts
+from srm_jax.resonance import SRMResult, _float_dtype, grouped_counts, validate_inputs
 
 Batch = Any  # an array, or a pytree of arrays sharing a leading sample axis
 
@@ -94,17 +93,12 @@ def streaming_srm(
     Returns:
       :class:`StreamingSRM` ``(init, update)``.
     """
-    _validation.check_basis(basis)
-    _validation.check_epsilon(epsilon)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-    pairs = _resolve_planes(planes, basis.shape[0], max_planes, key)
-    _validation.check_planes(basis, pairs)
+    pairs, angles = validate_inputs(
+        None, basis, epsilon=epsilon, angles=angles, planes=planes, method=method,
+        max_planes=max_planes, key=key,
+    )
     dtype = _float_dtype(basis)
     basis = jnp.asarray(basis, dtype)
-    angles = angle_grid() if angles is None else jnp.asarray(angles)
-    if angles.ndim != 1 or angles.shape[0] == 0:
-        raise ValueError(f"angles must be a non-empty 1-D array, got shape {angles.shape}.")
     angles = angles.astype(dtype)
     eps = jnp.asarray(epsilon, dtype)
     if mesh is not None:

@@ -7,7 +7,7 @@ SRM / signed SRM / self-SRM, generalised tanh, Thompson bases).
 
 # --- engine (SPEC §1-5) ---
 from srm_jax.alignment import alignment_score
-from srm_jax.planes import angle_grid, num_planes, planes
+from srm_jax.planes import angle_grid, num_planes, planes, spanning_planes
 from srm_jax.resonance import SRMResult, combine_results, self_srm, spotlight_resonance
 from srm_jax.rotation import (
     normalise_rows,

@@ -24,7 +24,8 @@ from flax import struct
 from jax.scipy.special import betainc
 
 from srm_jax.alignment import alignment_score
-from srm_jax.resonance import grouped_counts, validate_inputs
+from srm_jax.bases import random_orthogonal
+from srm_jax.resonance import SRMResult, _float_dtype, grouped_counts, validate_inputs
 
 ALTERNATIVES = ("greater", "less", "two-sided")
 STATISTICS = ("correlation", "projection")
@@ -61,23 +62,9 @@ def isotropic_expectation(n: int | jax.Array, epsilon: float | jax.Array) -> jax
 
 
 def haar_rotations(key: jax.Array, n: int, num: int, dtype=None) -> jax.Array:
-    """``num`` Haar-random ``(n, n)`` orthogonal matrices from a PRNG key, ``(num, n, n)``."""
-    return jax.random.orthogonal(key, n, shape=(num,), dtype=dtype)
-
-
-def _float_dtype(*arrays):
-    dtype = jnp.result_type(*arrays)
-    return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)
-
-
-def _prepare(activations, basis, planes, angles, epsilon=None):
-    """Validate inputs like :func:`srm_jax.spotlight_resonance`; resolve planes and angles."""
-    return validate_inputs(activations, basis, epsilon=epsilon, angles=angles, planes=planes)
-
-
-def _values(counts, negative, num_samples, dtype):
-    count = counts if negative is None else counts - negative
-    return count.astype(dtype) / jnp.asarray(num_samples).astype(dtype)[..., None, None]
+    """``num`` Haar-random ``(n, n)`` orthogonal matrices, ``(num, n, n)``: the rotations of
+    :func:`alignment_test` (:func:`srm_jax.random_orthogonal` with ``shape=(num,)``)."""
+    return random_orthogonal(key, n, shape=(int(num),), dtype=dtype)
 
 
 @struct.dataclass
@@ -162,7 +149,9 @@ def null_band(
     Returns:
       :class:`NullBand`.
     """
-    pairs, angles = _prepare(None, basis, planes, angles, epsilon)
+    pairs, angles = validate_inputs(
+        None, basis, epsilon=epsilon, angles=angles, planes=planes, method=method
+    )
     if int(num_samples) < 1 or int(num_draws) < 1:
         raise ValueError("num_samples and num_draws must be >= 1.")
     return _null_band(
@@ -188,11 +177,11 @@ def _null_band(
 
     def one_draw(draw_key):
         data = jax.random.normal(draw_key, (num_samples, n), dtype)
-        counts, negative, total, _ = grouped_counts(
+        grouped = grouped_counts(
             data, basis, pairs, angles, epsilon, groups=None, num_groups=1, signed=signed,
             method=method, chunk_size=chunk_size,
         )
-        return _values(counts, negative, total, dtype)[0]
+        return SRMResult.from_counts(grouped, pairs, epsilon, signed, group=0).values
 
     draws = jax.lax.map(one_draw, jax.random.split(key, num_draws), batch_size=batch_size)
     level_array = jnp.asarray(levels, dtype)
@@ -344,7 +333,9 @@ def alignment_test(
         raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}.")
     if int(num_rotations) < 1:
         raise ValueError(f"num_rotations must be >= 1, got {num_rotations}.")
-    pairs, angles = _prepare(activations, basis, planes, angles, epsilon)
+    pairs, angles = validate_inputs(
+        activations, basis, epsilon=epsilon, angles=angles, planes=planes, method=method
+    )
     curve, reference, null_curves = _alignment_curves(
         key, activations, basis, pairs, angles, epsilon, num_rotations=int(num_rotations),
         method=method, chunk_size=chunk_size, batch_size=batch_size,
@@ -361,12 +352,12 @@ def alignment_test(
     )
 
 
-def _srm_mean_curve(data, basis, pairs, angles, epsilon, method, chunk_size, dtype):
-    counts, negative, total, _ = grouped_counts(
+def _srm_mean_curve(data, basis, pairs, angles, epsilon, method, chunk_size):
+    grouped = grouped_counts(
         data, basis, pairs, angles, epsilon, groups=None, num_groups=1, signed=False,
         method=method, chunk_size=chunk_size,
     )
-    return jnp.mean(_values(counts, negative, total, dtype)[0], axis=0)
+    return SRMResult.from_counts(grouped, pairs, epsilon, False, group=0).mean_curve
 
 
 @partial(jax.jit, static_argnames=("num_rotations", "method", "chunk_size", "batch_size"))
@@ -380,7 +371,7 @@ def _alignment_curves(
     basis = jnp.asarray(basis, dtype)
 
     def mean_curve(data, b):
-        return _srm_mean_curve(data, b, pairs, angles, epsilon, method, chunk_size, dtype)
+        return _srm_mean_curve(data, b, pairs, angles, epsilon, method, chunk_size)
 
     rotations = haar_rotations(key, basis.shape[1], num_rotations, dtype)
     null_curves = jax.lax.map(

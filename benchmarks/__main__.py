@@ -18,7 +18,6 @@ projecting them on the basis at the device's measured peak rates).
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import subprocess
 import sys
@@ -253,23 +252,16 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
     parser.add_argument("--only", default=None, help=f"comma-separated parts of {PARTS}")
     parser.add_argument("--write", action="store_true", help="update RESULTS.md and sweeps.png")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     parts = args.only.split(",") if args.only else [p for p in PARTS if p != "others"]
     unknown = set(parts) - set(PARTS)
     if unknown:
         parser.error(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
 
-    import jax
 
     started = time.perf_counter()
-    command = (f"python -m benchmarks{' --quick' if args.quick else ''}"
-               f"{' --only ' + args.only if args.only else ''}")
-    provenance = (
-        f"_Measured {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} with `{command}` on "
-        f"{srm_benchmark.cpu_model()} ({os.cpu_count()} cores, shared; load average at start "
-        f"{os.getloadavg()[0]:.1f}), JAX {jax.__version__}, backend {jax.default_backend()}. "
-        "GPU: not measured._"
-    )
+    provenance = srm_benchmark.provenance("benchmarks", argv)
     print(provenance, flush=True)
     blocks = {}
 

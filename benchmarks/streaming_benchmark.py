@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -65,16 +64,6 @@ jax.block_until_ready(result.counts)
 seconds = time.perf_counter() - start
 print("RESULT", baseline, hwm_kib(), int(result.num_samples), seconds)
 """
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def memory_run(mode: str, total: int, batch: int, n: int, m: int, warmup: int) -> dict:
@@ -187,11 +176,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-overhead", action="store_true")
     parser.add_argument("--json", default=None)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
 
     import jax
 
+    from benchmarks.srm_benchmark import cpu_model, provenance
+
     report = {
+        "provenance": provenance("benchmarks.streaming_benchmark", argv),
         "date": time.strftime("%Y-%m-%d"),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
@@ -213,6 +206,7 @@ def main(argv=None) -> dict:
         report["overhead"] = overhead(args.steps, args.every, args.probe, args.repeats)
         print(json.dumps(report["overhead"]), flush=True)
     report["load_average_end"] = os.getloadavg()
+    print(report["provenance"], flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return report

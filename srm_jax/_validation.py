@@ -68,10 +68,17 @@ def check_basis(basis, min_vectors: int = 2) -> None:
             )
 
 
+def host_unit_rows(x) -> np.ndarray:
+    """Concrete ``x`` as float64 NumPy rows of unit length, for host-side checks (a zero row
+    stays zero): the host twin of :func:`srm_jax.normalise_rows`."""
+    x = np.asarray(x, dtype=np.float64)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(norm == 0, 1, norm)
+
+
 def pair_cosines(basis, pairs) -> np.ndarray:
     """``|b̂_α·b̂_β|`` of every pair, in float64 on the host (concrete ``basis`` and ``pairs``)."""
-    b = np.asarray(basis, dtype=np.float64)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    b = host_unit_rows(basis)
     p = np.asarray(pairs)
     return np.abs(np.sum(b[p[:, 0]] * b[p[:, 1]], axis=1))
 

@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
-from srm_jax._validation import check_basis, is_concrete
+from srm_jax._validation import check_basis, host_unit_rows, is_concrete
 from srm_jax.rotation import normalise_rows
 
 __all__ = [
@@ -117,8 +117,7 @@ def positive_cosine_pairs(
             "positive_cosine_pairs needs a concrete basis (it decides the static number of "
             "pairs); call it outside jit and pass the result as `pairs=`."
         )
-    b = np.asarray(basis, np.float64)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    b = host_unit_rows(basis)
     i, j = np.triu_indices(b.shape[0], k=1)
     keep = np.sum(b[i] * b[j], axis=1) > tolerance
     return np.stack([i[keep], j[keep]], axis=1).astype(np.int32)

@@ -381,8 +381,7 @@ def distinct_planes(basis, pairs, order=None, *, tolerance: float = 1e-4) -> np.
     Returns:
       int array of indices into ``pairs``, a sub-sequence of ``order``.
     """
-    b = np.asarray(basis, np.float64)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    b = _validation.host_unit_rows(basis)
     pairs = np.asarray(pairs).reshape(-1, 2)
     order = np.arange(len(pairs)) if order is None else np.asarray(order)
     spans = _validation.spans_plane(basis, pairs)

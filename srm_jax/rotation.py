@@ -90,7 +90,10 @@ def plane_coordinates(
       ``x, y``, each ``(N, P)``.
     """
     unit_basis = normalise_rows(basis)
-    projections = normalise_rows(activations) @ unit_basis.T
+    # The coordinates decide bins and thresholds: exact float32 on every backend (SPEC §1).
+    projections = jnp.matmul(
+        normalise_rows(activations), unit_basis.T, precision=jax.lax.Precision.HIGHEST
+    )
     return _coordinates_from_projections(projections, unit_basis, planes)
 
 

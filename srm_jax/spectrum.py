@@ -326,8 +326,10 @@ def spectral_alignment_score(
 
     ``Σ_{k=1..K} Re(c_k conj(d_k)) / √(Σ|c_k|² Σ|d_k|²)`` of the mean-over-planes coefficients
     ``c`` (SRM) and ``d`` (self-SRM). It approaches :func:`srm_jax.alignment_score` on a fine
-    uniform grid as ``K`` grows. NaN when either curve is flat (its power at ``k ≥ 1`` is at most
-    ``flat_tolerance``).
+    uniform grid as ``K`` grows. NaN when either curve is flat: its variance over θ
+    (``2 Σ_{k≥1} |c_k|²``) is at most ``flat_tolerance`` times its squared mean ``|c_0|²``, or
+    exactly zero (relative, as :func:`srm_jax.alignment_score`: scaling a curve or measuring
+    more samples does not change it).
 
     Args:
       spectrum, reference: :class:`SRMSpectrum` (mean over planes is taken), or complex
@@ -335,12 +337,16 @@ def spectral_alignment_score(
     """
     a = spectrum.mean_coefficients if isinstance(spectrum, SRMSpectrum) else spectrum
     b = reference.mean_coefficients if isinstance(reference, SRMSpectrum) else reference
-    a, b = jnp.asarray(a)[..., 1:], jnp.asarray(b)[..., 1:]
+    a, b = jnp.asarray(a), jnp.asarray(b)
     if a.shape != b.shape:
         raise ValueError(f"spectra must share the order, got {a.shape} and {b.shape}.")
+    mean_a, mean_b = jnp.abs(a[..., 0]) ** 2, jnp.abs(b[..., 0]) ** 2
+    a, b = a[..., 1:], b[..., 1:]
     power_a = jnp.sum(jnp.abs(a) ** 2, axis=-1)
     power_b = jnp.sum(jnp.abs(b) ** 2, axis=-1)
-    flat = (power_a <= flat_tolerance) | (power_b <= flat_tolerance)
+    flat = (2 * power_a <= flat_tolerance * mean_a) | (2 * power_b <= flat_tolerance * mean_b)
     cross = jnp.sum((a * jnp.conj(b)).real, axis=-1)
-    score = cross / jnp.sqrt(jnp.where(flat, 1.0, power_a * power_b))
+    # Two square roots: the product of two small powers can underflow.
+    norm = jnp.sqrt(jnp.where(flat, 1.0, power_a)) * jnp.sqrt(jnp.where(flat, 1.0, power_b))
+    score = cross / norm
     return jnp.where(flat, jnp.nan, jnp.clip(score, -1.0, 1.0))

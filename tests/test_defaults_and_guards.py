@@ -338,3 +338,19 @@ def test_internals_are_not_exported():
     from srm_jax.distributed import sharded_counts  # noqa: F401  (still in their modules)
     from srm_jax.nn import CorrectionPairs  # noqa: F401
     from srm_jax.streaming import add_batch as _  # noqa: F401
+
+
+def test_spectral_alignment_score_flatness_is_relative(rng):
+    """The grid-free score, like alignment_score: a tiny curve is a curve, at any scale."""
+    reference = np.zeros(5, complex)
+    reference[0], reference[1] = 0.3, 0.1 + 0.05j
+    curve = rng.standard_normal(5) + 1j * rng.standard_normal(5)
+    curve[0] = curve[0].real
+    want = float(srm_jax.spectral_alignment_score(curve, reference))
+    assert np.isfinite(want)
+    for scale in (1e-7, 1e6):  # 1e-7: Σ|c_k|² ~ 1e-14, "flat" for an absolute test
+        got = float(srm_jax.spectral_alignment_score(scale * curve, reference))
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+    flat = np.zeros(5, complex)
+    flat[0] = 1e-9
+    assert np.isnan(srm_jax.spectral_alignment_score(flat, reference))

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from srm_jax._precision import exact_matmul
 from srm_jax.resonance import SRMResult, grouped_counts
 from srm_jax.rotation import normalise_rows
 from srm_jax.significance import _float_dtype, _prepare, _values, permutation_p_value
@@ -119,7 +120,7 @@ def _firing_from_projections(projections, labels, valid, num_classes, epsilon, s
 
 def _unit_projections(activations, basis, valid):
     unit = normalise_rows(jnp.where(valid[:, None], activations, 0))
-    return unit @ normalise_rows(basis).T
+    return exact_matmul(unit, normalise_rows(basis).T)
 
 
 def vector_firing(

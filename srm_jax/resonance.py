@@ -25,6 +25,7 @@ import numpy as np
 from flax import struct
 
 from srm_jax import _validation
+from srm_jax._precision import exact_matmul, working_dtype
 from srm_jax.planes import DEFAULT_NUM_ANGLES, angle_grid
 from srm_jax.planes import planes as make_planes
 from srm_jax.rotation import _cosine_and_sine, normalise_rows, spotlight
@@ -50,6 +51,7 @@ AUTO_DIRECT_LIMIT = {"cpu": (250_000, 1_000_000)}
 def auto_direct_limit(num_angles: int = 100, backend: str | None = None) -> int:
     """Largest ``N·P·T`` for which ``method="auto"`` takes ``"direct"`` on ``backend``."""
     backend = backend or jax.default_backend()
+    backend = "gpu" if backend in ("cuda", "rocm") else backend
     limit, few_angles_limit = AUTO_DIRECT_LIMIT.get(backend, AUTO_DIRECT_LIMIT["cpu"])
     return few_angles_limit if num_angles <= 32 else limit
 
@@ -176,11 +178,8 @@ def _resolve_planes(planes, m: int, max_planes, key) -> jax.Array:
     return jnp.asarray(planes, dtype=jnp.int32)
 
 
-def _float_dtype(*arrays):
-    dtype = jnp.result_type(*arrays)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        dtype = jnp.result_type(float)
-    return dtype
+# Kept for the modules that import it; see :func:`srm_jax._precision.working_dtype`.
+_float_dtype = working_dtype
 
 
 def _pad_samples(unit, valid, groups, chunk: int):
@@ -198,14 +197,26 @@ def _pad_samples(unit, valid, groups, chunk: int):
     )
 
 
-def _atan2(y, x):
-    """``atan2(y, x)``; in float32 by range reduction and the Cephes ``atanf`` polynomial.
+def portable_kernel(backend: str) -> bool:
+    """Whether the arc kernel takes its portable ops on ``backend`` (SPEC §1, issue 10).
+
+    The kernel's CPU forms (prefix sums and compaction indices by triangular matmuls, the argmax
+    of the sort key by a matmul, a polynomial ``atan2``) exist because XLA:CPU's ``cumsum``,
+    ``argmax`` and ``atan2`` are several times slower. Those matmuls ask for ``HIGHEST`` and are
+    exact on every backend; elsewhere the portable ops (int32 ``cumsum``, ``argmax``,
+    ``arctan2``) are exact by construction and as fast, so every backend but ``"cpu"`` takes them.
+    """
+    return backend != "cpu"
+
+
+def _atan2(y, x, portable: bool = False):
+    """``atan2(y, x)``; on CPU in float32 by range reduction and the Cephes ``atanf`` polynomial.
 
     XLA:CPU lowers ``atan2`` to a scalar library call, ~50x slower than this vectorised form,
     whose error (< 4e-7 rad) is below float32 rounding of the cosines it is compared with.
-    Other dtypes (float64) use :func:`jnp.arctan2`.
+    Other dtypes (float64) and the portable kernel use :func:`jnp.arctan2`.
     """
-    if x.dtype != jnp.float32:
+    if portable or x.dtype != jnp.float32:
         return jnp.arctan2(y, x)
     ax, ay = jnp.abs(x), jnp.abs(y)
     big, small = jnp.maximum(ax, ay), jnp.minimum(ax, ay)
@@ -221,6 +232,9 @@ def _atan2(y, x):
     return jnp.where(y < 0, -p, p)
 
 
+_PREFIX_WIDTH = 128
+
+
 def _prefix_sum(x):
     """Inclusive prefix sum of a 1-D int vector by triangular matmuls (exact below 2**24).
 
@@ -230,17 +244,28 @@ def _prefix_sum(x):
     return inclusive.ravel()[: x.shape[0]].astype(jnp.int32)
 
 
-def _prefix_sums_2d(x):
-    """Inclusive and exclusive prefix sums of a 1-D int or bool vector, as float32 ``(rows, 128)``
-    blocks of the (zero-padded) vector in row-major order."""
-    width = 128
+def _prefix_sums_2d(x, portable: bool = False):
+    """Inclusive and exclusive prefix sums of a 1-D int or bool vector, as ``(rows, 128)`` blocks
+    of the (zero-padded) vector in row-major order.
+
+    Portable: an int32 ``cumsum``. CPU: float32 products with a triangular matrix, exact for sums
+    below 2**24 because they ask for ``HIGHEST`` (an integer below 2**24 is a float32; TF32 or
+    bfloat16 operands would round the block offsets, which exceed 2**11).
+    """
+    width = _PREFIX_WIDTH
     size = x.shape[0]
     rows = -(-size // width)
+    if portable:
+        values = jnp.pad(x.astype(jnp.int32), (0, rows * width - size)).reshape(rows, width)
+        inclusive = jnp.cumsum(values.ravel()).reshape(rows, width)
+        return inclusive, inclusive - values
     blocks = jnp.pad(x.astype(jnp.float32), (0, rows * width - size)).reshape(rows, width)
     upper = jnp.triu(jnp.ones((width, width), jnp.float32))
     # Both sums come out of the one matmul: computing the exclusive sum from ``x`` instead would
     # make XLA recompute ``x``'s producer (the bound of the arc kernel) in that consumer.
-    within = blocks @ jnp.concatenate([upper, upper - jnp.eye(width, dtype=jnp.float32)], axis=1)
+    within = exact_matmul(
+        blocks, jnp.concatenate([upper, upper - jnp.eye(width, dtype=jnp.float32)], axis=1)
+    )
     inclusive, exclusive = within[:, :width], within[:, width:]
     if rows > 1:
         offsets = (_prefix_sum(inclusive[:, -1]) - inclusive[:, -1]).astype(jnp.float32)
@@ -249,13 +274,13 @@ def _prefix_sums_2d(x):
     return inclusive, exclusive
 
 
-def _compact(flags, capacity: int):
+def _compact(flags, capacity: int, portable: bool = False):
     """Indices of the true entries of a 1-D bool ``flags``, in order, and their count.
 
     Returns an int32 ``(capacity,)`` array (``capacity > flags.shape[0]``); entries past the
     count are arbitrary.
     """
-    inclusive, exclusive = _prefix_sums_2d(flags)
+    inclusive, exclusive = _prefix_sums_2d(flags, portable)
     # A false entry goes to the last slot, past every true one (capacity exceeds their count).
     # Computed on the (rows, 128) blocks: a flat slice of them makes XLA:CPU's loop scalar.
     slot = jnp.where(inclusive > exclusive, exclusive, capacity - 1).astype(jnp.int32)
@@ -368,7 +393,8 @@ def _arc_bins(lo, half_width, shift, grid):
 
 
 def _arc_counts(
-    unit, valid, groups, num_groups, unit_basis, pairs, angles, epsilon, signed, chunk, grid=None
+    unit, valid, groups, num_groups, unit_basis, pairs, angles, epsilon, signed, chunk, grid=None,
+    backend="cpu",
 ):
     """Counts by the arc form (SPEC §5): a histogram of each sample's arc of lit angles.
 
@@ -387,7 +413,9 @@ def _arc_counts(
     ``groups`` (int ``(N,)`` in ``[0, num_groups)``) splits the samples into disjoint groups whose
     counts are kept apart in the same pass; the returned counts are ``(num_groups, P, T)``.
     ``grid`` is the static :class:`_Grid` of the angles, or ``None`` to decide it when traced.
+    ``backend`` picks the kernel's ops (:func:`portable_kernel`); every choice is exact.
     """
+    portable = portable_kernel(backend)
     num_planes = pairs.shape[0]
     num_angles = angles.shape[0]
     m = unit_basis.shape[0]
@@ -419,18 +447,23 @@ def _arc_counts(
 
     def body(diff, chunk_data):
         unit_chunk, valid_chunk, group_chunk = chunk_data
-        proj = unit_basis @ unit_chunk.T  # (m, chunk); left-out rows are zero
+        proj = exact_matmul(unit_basis, unit_chunk.T)  # (m, chunk); left-out rows are zero
         # Samples near the same basis vector side by side, so that lit pairs fill few tiles. The
-        # key is the index of the largest |d̂·b̂_k|, by a matmul (XLA:CPU's argmax is several times
-        # slower); ties (zero rows) give a sum of indices, clipped: any key is exact.
+        # key is the index of the largest |d̂·b̂_k|; on CPU by a matmul (XLA:CPU's argmax is
+        # several times slower), where ties (zero rows) give a sum of indices, clipped. The key
+        # only orders the samples: any key gives the same counts.
         magnitude = jnp.abs(proj)
-        is_top = (magnitude == jnp.max(magnitude, axis=0)).astype(dtype)
-        key = jnp.minimum(jnp.arange(m, dtype=dtype) @ is_top, m - 1).astype(jnp.int32)
+        if portable:
+            key = jnp.argmax(magnitude, axis=0).astype(jnp.int32)
+        else:
+            is_top = (magnitude == jnp.max(magnitude, axis=0)).astype(dtype)
+            key = exact_matmul(jnp.arange(m, dtype=dtype), is_top)
+            key = jnp.minimum(key, m - 1).astype(jnp.int32)
         if m * chunk < 2**31:  # one int32 sort of (key, index) packed: faster than argsort
             order = jnp.sort(key * chunk + jnp.arange(chunk, dtype=jnp.int32)) % chunk
         else:
             order = jnp.argsort(key)
-        proj = (unit_basis @ unit_chunk[order].T).reshape(m * num_blocks, ARC_BLOCK)
+        proj = exact_matmul(unit_basis, unit_chunk[order].T).reshape(m * num_blocks, ARC_BLOCK)
         valid_blocks = valid_chunk[order].reshape(num_blocks, ARC_BLOCK)
         group_blocks = group_chunk[order].reshape(num_blocks, ARC_BLOCK).astype(jnp.int32)
         top = jnp.max(jnp.abs(proj), axis=1).reshape(m, num_blocks)
@@ -438,7 +471,7 @@ def _arc_counts(
         bound = (top_a * top_a + top_b * top_b + 2 * jnp.abs(c)[:, None] * top_a * top_b)
         live = (bound * bound_scale[:, None] >= eps2) | (eps <= 0)
         live = (live & jnp.any(valid_blocks, axis=1)[None, :]).ravel()
-        live_tiles, num_live = _compact(live, num_tiles + tiles_per_screen)
+        live_tiles, num_live = _compact(live, num_tiles + tiles_per_screen, portable)
 
         def coordinates(tiles):
             plane, block = tiles // num_blocks, tiles % num_blocks
@@ -463,7 +496,8 @@ def _arc_counts(
             in_range = i * tiles_per_screen + jnp.arange(tiles_per_screen) < num_live
             _, block, x, y = coordinates(tiles)
             _, full, partial = lights(x, y, valid_blocks[block] & in_range[:, None])
-            lit, num_lit = _compact(jnp.any(full | partial, axis=1), tiles_per_screen + 1)
+            lit, num_lit = _compact(jnp.any(full | partial, axis=1), tiles_per_screen + 1,
+                                    portable)
             queue = jax.lax.dynamic_update_slice(queue, tiles[lit[:tiles_per_screen]], (queued,))
             return i + 1, queue, queued + num_lit
 
@@ -474,8 +508,10 @@ def _arc_counts(
             in_range = i * tiles_per_step + jnp.arange(tiles_per_step) < queued
             plane, block, x, y = coordinates(tiles)
             r2, full, partial = lights(x, y, valid_blocks[block] & in_range[:, None])
-            phi = _atan2(y, x)
-            half_width = _atan2(jnp.sqrt(jnp.maximum(r2 - eps2, 0)), jnp.broadcast_to(eps, x.shape))
+            phi = _atan2(y, x, portable)
+            half_width = _atan2(
+                jnp.sqrt(jnp.maximum(r2 - eps2, 0)), jnp.broadcast_to(eps, x.shape), portable
+            )
             lo = -phi - half_width
             base = plane[:, None] * width
             if num_groups > 1:
@@ -540,7 +576,7 @@ def _direct_counts(
 
         def body(carry, chunk_data):
             unit_chunk, valid_chunk, group_chunk = chunk_data
-            dots = unit_chunk @ spot.T
+            dots = exact_matmul(unit_chunk, spot.T)
             live = valid_chunk[:, None]
             pos = group_sum((dots >= eps) & live, group_chunk)
             neg = group_sum((dots <= -eps) & live, group_chunk)
@@ -611,12 +647,12 @@ def spotlight_resonance(
         period = DEFAULT_NUM_ANGLES - 1
         grid = _Grid(period=period, theta0=0.0, step=TWO_PI / period)
     else:
-        grid = _static_grid(angles, _float_dtype(activations, basis))
+        grid = _static_grid(angles, working_dtype(activations, basis))
 
     counts, negative, num_samples, angles = _grouped_counts_jit(
         activations, basis, pairs, angles, epsilon,
         groups=None, num_groups=1, signed=signed, method=method, chunk_size=chunk_size,
-        grid=grid,
+        grid=grid, backend=jax.default_backend(),
     )
     return SRMResult(
         counts=counts[0],
@@ -641,6 +677,7 @@ def grouped_counts(
     signed: bool,
     method: str = "auto",
     chunk_size: int | None = None,
+    backend: str | None = None,
 ):
     """SRM counts of disjoint sample groups in one pass (the kernel behind the public API).
 
@@ -651,20 +688,24 @@ def grouped_counts(
     Returns:
       ``counts (G, P, T)``, ``negative_counts (G, P, T)`` or ``None``, ``num_samples (G,)`` and
       the angles cast to the working float dtype.
+
+    ``backend`` (default: :func:`jax.default_backend` when traced) picks the kernel's ops and the
+    ``"auto"`` crossover; every choice gives the same counts.
     """
     return _grouped_counts(
         activations, basis, pairs, angles, epsilon, groups=groups, num_groups=num_groups,
         signed=signed, method=method, chunk_size=chunk_size,
-        grid=_static_grid(angles, _float_dtype(activations, basis)),
+        grid=_static_grid(angles, working_dtype(activations, basis)),
+        backend=backend or jax.default_backend(),
     )
 
 
 def _grouped_counts(
     activations, basis, pairs, angles, epsilon, *, groups, num_groups, signed, method,
-    chunk_size, grid,
+    chunk_size, grid, backend,
 ):
     """:func:`grouped_counts` with the angles' bin layout ``grid`` decided beforehand."""
-    dtype = _float_dtype(activations, basis)
+    dtype = working_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
     basis = jnp.asarray(basis, dtype)
     angles = jnp.asarray(angles).astype(dtype)
@@ -682,14 +723,14 @@ def _grouped_counts(
 
     if method == "auto":
         work = n_samples * num_planes * num_angles
-        method = "direct" if work <= auto_direct_limit(num_angles) else "arc"
+        method = "direct" if work <= auto_direct_limit(num_angles, backend) else "arc"
     if method == "arc":
         # Tiles per chunk stay below 2**23 (prefix sums are exact float32 matmuls).
         most = max(1, (2**23 // num_planes)) * ARC_BLOCK
         chunk = chunk_size or max(1, ARC_CHUNK_TILES // num_planes) * ARC_BLOCK
         counts, negative = _arc_counts(
             unit, valid, groups, num_groups, normalise_rows(basis), pairs, angles, epsilon,
-            signed, min(chunk, most, max(n_samples, 1)), grid,
+            signed, min(chunk, most, max(n_samples, 1)), grid, backend,
         )
     else:
         plane_block = max(1, min(num_planes, DIRECT_CHUNK_ELEMENTS // (num_angles * 256)))
@@ -703,7 +744,8 @@ def _grouped_counts(
 
 # Eager calls compile once per shape and setting (epsilon stays a traced argument).
 _grouped_counts_jit = jax.jit(
-    _grouped_counts, static_argnames=("num_groups", "signed", "method", "chunk_size", "grid")
+    _grouped_counts,
+    static_argnames=("num_groups", "signed", "method", "chunk_size", "grid", "backend"),
 )
 
 

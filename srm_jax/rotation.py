@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from jax.scipy.linalg import expm
 
 from srm_jax import _validation
+from srm_jax._precision import exact_matmul
 
 
 def normalise_rows(x: jax.Array) -> jax.Array:
@@ -90,7 +91,7 @@ def plane_coordinates(
       ``x, y``, each ``(N, P)``.
     """
     unit_basis = normalise_rows(basis)
-    projections = normalise_rows(activations) @ unit_basis.T
+    projections = exact_matmul(normalise_rows(activations), unit_basis.T)
     return _coordinates_from_projections(projections, unit_basis, planes)
 
 

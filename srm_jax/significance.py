@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from flax import struct
 from jax.scipy.special import betainc
 
+from srm_jax._precision import exact_matmul, working_dtype
 from srm_jax.alignment import alignment_score
 from srm_jax.resonance import grouped_counts, validate_inputs
 
@@ -65,9 +66,7 @@ def haar_rotations(key: jax.Array, n: int, num: int, dtype=None) -> jax.Array:
     return jax.random.orthogonal(key, n, shape=(num,), dtype=dtype)
 
 
-def _float_dtype(*arrays):
-    dtype = jnp.result_type(*arrays)
-    return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)
+_float_dtype = working_dtype
 
 
 def _prepare(activations, basis, planes, angles, epsilon=None):
@@ -384,6 +383,7 @@ def _alignment_curves(
 
     rotations = haar_rotations(key, basis.shape[1], num_rotations, dtype)
     null_curves = jax.lax.map(
-        lambda q: mean_curve(activations, basis @ q.T), rotations, batch_size=batch_size
+        lambda q: mean_curve(activations, exact_matmul(basis, q.T)), rotations,
+        batch_size=batch_size,
     )
     return mean_curve(activations, basis), mean_curve(basis, basis), null_curves

@@ -22,6 +22,7 @@ import numpy as np
 from flax import struct
 
 from srm_jax import _validation
+from srm_jax._precision import HIGHEST
 from srm_jax.alignment import alignment_score
 from srm_jax.rotation import normalise_rows, plane_coordinates
 from srm_jax.significance import _float_dtype, _prepare, _srm_mean_curve
@@ -300,9 +301,9 @@ def evaluate_spectrum(spectrum: SRMSpectrum | jax.Array, angles: jax.Array) -> j
     k = jnp.arange(c.shape[-1], dtype=angles.dtype)
     phase = k[:, None] * angles[None, :]  # (K+1, T)
     scale = jnp.where(k == 0, 1.0, 2.0)[:, None]
-    return jnp.einsum("...k,kt->...t", c.real, scale * jnp.cos(phase)) - jnp.einsum(
-        "...k,kt->...t", c.imag, scale * jnp.sin(phase)
-    )
+    return jnp.einsum(
+        "...k,kt->...t", c.real, scale * jnp.cos(phase), precision=HIGHEST
+    ) - jnp.einsum("...k,kt->...t", c.imag, scale * jnp.sin(phase), precision=HIGHEST)
 
 
 def spectral_alignment_score(

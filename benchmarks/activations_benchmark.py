@@ -12,14 +12,15 @@ that a traced basis without a pair list takes (every one of the m(m−1)/2 pairs
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.srm_benchmark import provenance
 from srm_jax.activations import generalised_tanh, positive_cosine_pairs
 from srm_jax.bases import thompson_basis
 
@@ -42,25 +43,15 @@ def _forward_and_backward(f):
     return jax.jit(f), jax.jit(jax.grad(lambda x, *rest: jnp.sum(f(x, *rest))))
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--batch", type=int, default=1024)
-    args = parser.parse_args()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
 
-    print(f"# generalised_tanh vs jnp.tanh, batch {args.batch}, median of {args.repeats}")
-    print(f"# jax {jax.__version__}, backend {jax.default_backend()}, CPU: {_cpu_model()}")
+    print(provenance("benchmarks.activations_benchmark", argv))
+    print(f"generalised_tanh vs jnp.tanh, batch {args.batch}, median of {args.repeats}")
     header = "| n | m | path | pairs P | forward ms | ×tanh | fwd+bwd ms | ×tanh |"
     print(header)
     print("|---|---|---|---|---|---|---|---|")

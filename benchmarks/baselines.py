@@ -14,7 +14,8 @@
   matrix product ``D̂ B̂ᵀ`` gives every plane's coordinates ``x = d̂·b̂_α``,
   ``y = (d̂·b̂_β − c x)/√(1 − c²)``; each (sample, plane) lights an arc of angles,
   ``θ ∈ [−φ − w, −φ + w]`` with ``φ = atan2(y, x)``, ``w = arccos(ε/r)``, found on the sorted
-  angles by ``np.searchsorted`` and histogrammed by ``np.bincount`` into a difference array. It
+  angles by ``np.searchsorted`` and added into a difference array with ``np.add.at`` (only the
+  bins the arcs touch; no full-length pass over the ``P × (2T + 1)`` histogram per chunk). It
   streams over chunks of samples, as the library does, so that the ``N × P`` temporaries fit.
 
 Both count ``#{d̂·s ≥ ε}`` (SRM, Eqn. 2) as integers ``(P, T)`` and agree with srm-jax except
@@ -128,8 +129,9 @@ def vectorised_counts(
         start = np.searchsorted(extended, lo, side="left")
         stop = np.searchsorted(extended, lo + 2 * half_width, side="right")
         plane_offset = np.broadcast_to(offsets, partial.shape)[partial]
-        diff += np.bincount(plane_offset + start, minlength=diff.size)
-        diff -= np.bincount(plane_offset + stop, minlength=diff.size)
+        # Only the bins the arcs touch: an unbuffered scatter-add, no full-length pass per chunk.
+        np.add.at(diff, plane_offset + start, 1)
+        np.add.at(diff, plane_offset + stop, -1)
     extended_counts = np.cumsum(diff.reshape(num_planes, width), axis=1)
     sorted_counts = extended_counts[:, :num_angles] + extended_counts[:, num_angles:-1]
     counts = np.empty_like(sorted_counts)

@@ -29,6 +29,32 @@ from benchmarks.workloads import Workload
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def provenance(module: str, argv: list[str]) -> str:
+    """The provenance line of a results block, written by the script that measured it.
+
+    The exact command (``nice -n K`` included when the process runs niced), machine (CPU model,
+    cores, load average at start), UTC date, JAX version and backend; ``GPU: not measured``
+    unless the backend is a GPU.
+    """
+    import datetime
+    import shlex
+
+    import jax
+
+    command = shlex.join(["python", "-m", module, *argv])
+    niceness = os.nice(0)
+    if niceness:
+        command = f"nice -n {niceness} {command}"
+    backend = jax.default_backend()
+    device = "GPU: not measured" if backend != "gpu" else f"GPU: {jax.devices()[0].device_kind}"
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"_Measured {now} with `{command}` on {cpu_model()} ({os.cpu_count()} cores, shared; "
+        f"load average at start {os.getloadavg()[0]:.1f}), JAX {jax.__version__}, backend "
+        f"{backend}. {device}._"
+    )
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as fh:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -67,16 +66,6 @@ print("RESULT", baseline, hwm_kib(), int(result.num_samples), seconds)
 """
 
 
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def memory_run(mode: str, total: int, batch: int, n: int, m: int, warmup: int) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run(
@@ -115,10 +104,8 @@ def overhead(steps: int, every: int, probe: int, repeats: int) -> dict:
 
     model, _ = build()
     basis = model.latent_basis
-    pairs = srm_jax.planes(2 * n)
-    cos = jnp.sum(basis[pairs[:, 0]] * basis[pairs[:, 1]], axis=-1)
-    planes = pairs[np.asarray(jnp.abs(cos) < 0.5)]
-    metric = srm_jax.srm_metric(basis, every=every, epsilon=0.9, planes=planes)
+    # planes="comb" skips the orthoplex's antipodal pairs (they span no plane).
+    metric = srm_jax.srm_metric(basis, every=every, epsilon=0.9)
 
     @nnx.jit
     def plain_step(model, optimizer, x):
@@ -160,7 +147,8 @@ def overhead(steps: int, every: int, probe: int, repeats: int) -> dict:
     med = {k: float(np.median(v)) * 1e3 for k, v in out.items() if v}
     return {
         "model": f"small autoencoder d={d}, hidden 128, n={n}, m={2 * n} (orthoplex), batch 24",
-        "planes": int(planes.shape[0]), "angles": 100, "probe": probe, "every": every,
+        "planes": int(srm_jax.spanning_planes(basis).shape[0]), "angles": 100, "probe": probe,
+        "every": every,
         "steps": steps, "repeats": repeats,
         "median_ms": med,
         "counts": {k: len(v) for k, v in out.items()},
@@ -188,11 +176,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-overhead", action="store_true")
     parser.add_argument("--json", default=None)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
 
     import jax
 
+    from benchmarks.srm_benchmark import cpu_model, provenance
+
     report = {
+        "provenance": provenance("benchmarks.streaming_benchmark", argv),
         "date": time.strftime("%Y-%m-%d"),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
@@ -214,6 +206,7 @@ def main(argv=None) -> dict:
         report["overhead"] = overhead(args.steps, args.every, args.probe, args.repeats)
         print(json.dumps(report["overhead"]), flush=True)
     report["load_average_end"] = os.getloadavg()
+    print(report["provenance"], flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return report

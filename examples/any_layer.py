@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -84,19 +83,12 @@ def batches(x, size: int):
         yield x[start : start + size]
 
 
-def spanning_planes(basis) -> jax.Array:
-    """Combination planes of ``basis`` without its antipodal pairs (which span no plane)."""
-    pairs = srm_jax.planes(basis.shape[0])
-    cosines = jnp.sum(basis[pairs[:, 0]] * basis[pairs[:, 1]], axis=-1)
-    return pairs[np.asarray(jnp.abs(cosines) < 0.5)]
-
-
-def measure(model, x, *, basis, planes, epsilon, reference) -> tuple[dict, dict]:
+def measure(model, x, *, basis, epsilon, reference) -> tuple[dict, dict]:
     """SRM of the last tanh's input, named by module path and by sown value."""
     results, scores = {}, {}
     for name in ("hidden/1", "preact"):
         results[name] = srm_jax.layer_srm(
-            model, name, batches(x, 128), basis=basis, planes=planes, epsilon=epsilon
+            model, name, batches(x, 128), basis=basis, epsilon=epsilon
         )
         scores[name] = float(srm_jax.alignment_score(results[name], reference))
     assert np.array_equal(results["hidden/1"].counts, results["preact"].counts)
@@ -113,9 +105,9 @@ def main(argv=None) -> dict:
     x_train, y_train, x_test, y_test = load_data()
     model = MLP(rngs=nnx.Rngs(0))
     basis = standard_basis(16)  # ±e_i: the privileged basis of elementwise tanh
-    planes = spanning_planes(basis)
-    reference = srm_jax.self_srm(basis, planes=planes, epsilon=args.epsilon)
-    kw = dict(basis=basis, planes=planes, epsilon=args.epsilon, reference=reference)
+    # planes="comb" (the default) skips the antipodal pairs (e_i, -e_i), which span no plane.
+    reference = srm_jax.self_srm(basis, epsilon=args.epsilon)
+    kw = dict(basis=basis, epsilon=args.epsilon, reference=reference)
 
     before, before_scores = measure(model, x_test, **kw)
     loss = train(model, x_train, y_train, steps=args.steps)
@@ -131,7 +123,7 @@ def main(argv=None) -> dict:
 
     # The same activations in memory (fine for small data): identical counts.
     acts = srm_jax.collect_activations(model, "hidden/1", batches(x_test, 128))
-    direct = srm_jax.spotlight_resonance(acts, basis, planes=planes, epsilon=args.epsilon)
+    direct = srm_jax.spotlight_resonance(acts, basis, epsilon=args.epsilon)
     assert np.array_equal(direct.counts, result.counts)
 
     if args.out:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -30,13 +29,6 @@ from flax import nnx
 import srm_jax
 from train.input_pipeline import load_digits
 from train.models import Autoencoder
-
-
-def spanning_planes(basis) -> jax.Array:
-    """Combination planes of ``basis`` without antipodal pairs (they span no plane, SPEC §2)."""
-    pairs = srm_jax.planes(basis.shape[0])
-    cosines = jnp.sum(basis[pairs[:, 0]] * basis[pairs[:, 1]], axis=-1)
-    return pairs[np.asarray(jnp.abs(cosines) < 0.5)]
 
 
 def main(argv=None) -> list[dict]:
@@ -57,9 +49,8 @@ def main(argv=None) -> list[dict]:
     )
     optimizer = nnx.Optimizer(model, optax.sgd(0.08, momentum=0.9), wrt=nnx.Param)
     basis = model.latent_basis  # the basis of the generalised tanh acting on the latent
-    metric = srm_jax.srm_metric(
-        basis, every=args.every, epsilon=args.epsilon, planes=spanning_planes(basis)
-    )
+    # planes="comb" (the default) skips the orthoplex's antipodal pairs, which span no plane.
+    metric = srm_jax.srm_metric(basis, every=args.every, epsilon=args.epsilon)
     probe = jnp.asarray(data.test_x[: args.probe])
 
     @nnx.jit

@@ -7,7 +7,7 @@ SRM / signed SRM / self-SRM, generalised tanh, Thompson bases).
 
 # --- engine (SPEC §1-5) ---
 from srm_jax.alignment import alignment_score
-from srm_jax.planes import angle_grid, num_planes, planes
+from srm_jax.planes import angle_grid, num_planes, planes, spanning_planes
 from srm_jax.resonance import SRMResult, combine_results, self_srm, spotlight_resonance
 from srm_jax.rotation import (
     normalise_rows,
@@ -35,7 +35,6 @@ from srm_jax.activations import (
     positive_cosine_pairs,
 )
 from srm_jax.nn import (
-    CorrectionPairs,
     GeneralisedTanh,
     IsotropicTanh,
     NormalisedIsotropicTanh,
@@ -86,11 +85,10 @@ from srm_jax.plotting import (
 from srm_jax.streaming import (
     StreamingSRM,
     accumulate_srm,
-    add_batch,
     fixed_size_batches,
     streaming_srm,
 )
-from srm_jax.distributed import data_mesh, shard_samples, sharded_counts, sharded_srm
+from srm_jax.distributed import data_mesh, shard_samples, sharded_srm
 from srm_jax.layers import (
     as_samples,
     capture_activations,
@@ -100,5 +98,9 @@ from srm_jax.layers import (
     layer_srm,
 )
 from srm_jax.metrics import SRMMetric, SRMMetricState, srm_alignment, srm_metric
+
+# Internals reachable from their modules, not exported here: srm_jax.streaming.add_batch (the
+# pure update of streaming_srm), srm_jax.distributed.sharded_counts (the compiled sharded kernel)
+# and srm_jax.nn.CorrectionPairs (the pair-list variable of GeneralisedTanh).
 
 __version__ = "0.1.0"

@@ -44,11 +44,13 @@ def check_epsilon(epsilon) -> None:
             )
 
 
-def check_basis(basis) -> None:
-    """Raises ``ValueError`` if ``basis`` (m, n) has m < 2, a zero row, or non-finite entries."""
+def check_basis(basis, min_vectors: int = 2) -> None:
+    """Raises ``ValueError`` if ``basis`` (m, n) has ``m < min_vectors``, a zero row, or
+    non-finite entries (SPEC §1). The one basis check of the package: SRM needs two vectors to
+    span a plane; an activation (``min_vectors=1``) needs one."""
     check_matrix(basis, "basis")
     m = basis.shape[0]
-    if m < 2:
+    if m < min_vectors:
         raise ValueError(
             f"basis must have at least 2 vectors (rows) to span a plane, got {m}."
         )
@@ -66,6 +68,26 @@ def check_basis(basis) -> None:
             )
 
 
+def host_unit_rows(x) -> np.ndarray:
+    """Concrete ``x`` as float64 NumPy rows of unit length, for host-side checks (a zero row
+    stays zero): the host twin of :func:`srm_jax.normalise_rows`."""
+    x = np.asarray(x, dtype=np.float64)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(norm == 0, 1, norm)
+
+
+def pair_cosines(basis, pairs) -> np.ndarray:
+    """``|b̂_α·b̂_β|`` of every pair, in float64 on the host (concrete ``basis`` and ``pairs``)."""
+    b = host_unit_rows(basis)
+    p = np.asarray(pairs)
+    return np.abs(np.sum(b[p[:, 0]] * b[p[:, 1]], axis=1))
+
+
+def spans_plane(basis, pairs) -> np.ndarray:
+    """Bool ``(P,)``: the pairs with ``|b̂_α·b̂_β| < 1 − 1e-6``, those that span a plane (SPEC §2)."""
+    return pair_cosines(basis, pairs) < 1.0 - DEGENERATE_PAIR_TOLERANCE
+
+
 def check_planes(basis, pairs) -> None:
     """Raises if a pair indexes outside the basis, repeats an index, or spans no plane (SPEC §2)."""
     m = basis.shape[0]
@@ -81,9 +103,7 @@ def check_planes(basis, pairs) -> None:
     same = np.nonzero(p[:, 0] == p[:, 1])[0]
     if same.size:
         raise ValueError(f"plane {tuple(p[same[0]])} has alpha == beta: a plane needs two vectors.")
-    b = np.asarray(basis, dtype=np.float64)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    c = np.abs(np.sum(b[p[:, 0]] * b[p[:, 1]], axis=1))
+    c = pair_cosines(basis, p)
     bad = np.nonzero(c >= 1.0 - DEGENERATE_PAIR_TOLERANCE)[0]
     if bad.size:
         a, bb = p[bad[0]]

@@ -52,7 +52,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
-from srm_jax._validation import is_concrete
+from srm_jax._validation import check_basis, host_unit_rows, is_concrete
+from srm_jax.rotation import normalise_rows
 
 __all__ = [
     "DEFAULT_PAIR_TOLERANCE",
@@ -73,28 +74,12 @@ _SERIES_RADIUS = 0.05
 
 
 def _check_inputs(x: jax.Array, basis: jax.Array) -> None:
-    if getattr(basis, "ndim", None) != 2:
-        raise ValueError(
-            f"basis must be a 2-D (m, n) array, one vector a row; got shape "
-            f"{getattr(basis, 'shape', None)}."
-        )
+    check_basis(basis, min_vectors=1)
     if x.shape[-1:] != basis.shape[-1:]:
         raise ValueError(
             f"the feature (last) axis of x has size {x.shape[-1:]} but the basis vectors have "
             f"n = {basis.shape[-1]}."
         )
-    if is_concrete(basis):
-        norms = np.linalg.norm(np.asarray(basis, np.float64), axis=1)
-        bad = np.nonzero(~(norms > 0) | ~np.isfinite(norms))[0]
-        if bad.size:
-            raise ValueError(
-                f"basis rows {bad.tolist()} are zero or not finite: every privileged direction "
-                "needs a non-zero finite vector (SPEC §1)."
-            )
-
-
-def _unit_rows(basis: jax.Array) -> jax.Array:
-    return basis / jnp.linalg.norm(basis, axis=-1, keepdims=True)
 
 
 def _sum_squares(x: jax.Array) -> jax.Array:
@@ -132,8 +117,7 @@ def positive_cosine_pairs(
             "positive_cosine_pairs needs a concrete basis (it decides the static number of "
             "pairs); call it outside jit and pass the result as `pairs=`."
         )
-    b = np.asarray(basis, np.float64)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    b = host_unit_rows(basis)
     i, j = np.triu_indices(b.shape[0], k=1)
     keep = np.sum(b[i] * b[j], axis=1) > tolerance
     return np.stack([i[keep], j[keep]], axis=1).astype(np.int32)
@@ -231,7 +215,7 @@ def generalised_tanh_correction(
 def _correction(norm: jax.Array, basis: jax.Array, pairs: jax.Array, tolerance: float):
     if pairs.shape[0] == 0:
         return jnp.zeros(norm.shape, norm.dtype)
-    c, w = _correction_terms(_unit_rows(basis), pairs, tolerance)
+    c, w = _correction_terms(normalise_rows(basis), pairs, tolerance)
     return _n_sum(norm, c, w)
 
 
@@ -275,7 +259,7 @@ def generalised_tanh(
 def _generalised_tanh(
     x: jax.Array, basis: jax.Array, pairs: jax.Array, tolerance: float
 ) -> jax.Array:
-    b = _unit_rows(basis).astype(jnp.result_type(x, basis))
+    b = normalise_rows(basis).astype(jnp.result_type(x, basis))
     z = x @ b.T
     positive = jnp.maximum(z, 0.0)
     coeff = jnp.tanh(positive)
@@ -351,7 +335,7 @@ def normalised_isotropic_tanh(
 def _normalised_isotropic_tanh(
     x: jax.Array, basis: jax.Array, *, radius: float, floor: float
 ) -> jax.Array:
-    b = _unit_rows(basis).astype(jnp.result_type(x, basis))
+    b = normalise_rows(basis).astype(jnp.result_type(x, basis))
     norm = _safe_norm(_sum_squares(x))[..., None]
     nonzero = norm > 0
     direction = x / jnp.where(nonzero, norm, 1.0)

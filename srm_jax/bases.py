@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from srm_jax._precision import exact_matmul
+from srm_jax.rotation import normalise_rows
 
 __all__ = [
     "ThompsonInfo",
@@ -58,8 +59,6 @@ class ThompsonInfo(NamedTuple):
     energy_history: jax.Array
 
 
-def _unit_rows(x: jax.Array) -> jax.Array:
-    return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
 
 
 @jax.jit
@@ -81,7 +80,7 @@ def thompson_energy(basis: jax.Array) -> jax.Array:
     Returns:
       The scalar energy.
     """
-    b = _unit_rows(basis)
+    b = normalise_rows(basis)
     gram = exact_matmul(b, b.T)
     sq = jnp.diagonal(gram)
     d2 = sq[:, None] + sq[None, :] - 2.0 * gram
@@ -150,7 +149,7 @@ def thompson_basis(
     Returns:
       ``(m, n)`` float32 unit rows; with ``return_info``, ``(basis, ThompsonInfo)``.
     """
-    v = _unit_rows(jax.random.normal(key, (m, n)))
+    v = normalise_rows(jax.random.normal(key, (m, n)))
     if optimizer is None:
         schedule = optax.cosine_decay_schedule(learning_rate, max(steps, 1), alpha=1e-3)
         tx = optax.adam(schedule, b2=THOMPSON_B2)
@@ -161,7 +160,7 @@ def thompson_basis(
         v, opt_state = carry
         energy, grad = jax.value_and_grad(thompson_energy)(v)
         updates, opt_state = tx.update(grad, opt_state, v)
-        v = _unit_rows(optax.apply_updates(v, updates))
+        v = normalise_rows(optax.apply_updates(v, updates))
         return (v, opt_state), energy
 
     (v, _), history = jax.lax.scan(step, (v, tx.init(v)), None, length=steps)
@@ -171,11 +170,16 @@ def thompson_basis(
     return v, ThompsonInfo(thompson_energy(v), min_angle, max_cos, history)
 
 
-@partial(jax.jit, static_argnames=("n",))
-def random_orthogonal(key: jax.Array, n: int) -> jax.Array:
-    """A Haar-random ``(n, n)`` orthogonal matrix (QR of a normal draw, signs fixed by ``R``)."""
-    q, r = jnp.linalg.qr(jax.random.normal(key, (n, n)))
-    return q * jnp.sign(jnp.diagonal(r))[None, :]
+@partial(jax.jit, static_argnames=("n", "shape", "dtype"))
+def random_orthogonal(
+    key: jax.Array, n: int, shape: tuple[int, ...] = (), dtype=None
+) -> jax.Array:
+    """Haar-random ``(*shape, n, n)`` orthogonal matrices: the package's one Haar sampler.
+
+    QR of a standard normal draw with the signs fixed by ``R``'s diagonal
+    (:func:`jax.random.orthogonal`), so the distribution is exactly Haar (uniform on O(n)).
+    """
+    return jax.random.orthogonal(key, n, shape=tuple(shape), dtype=dtype)
 
 
 @partial(jax.jit, static_argnames=("n",))
@@ -208,7 +212,7 @@ def simplex_basis(key: jax.Array, n: int) -> jax.Array:
     """
     centred = jnp.eye(n + 1) - 1.0 / (n + 1)
     u, _ = jnp.linalg.qr(centred[:, :n])
-    simplex = _unit_rows(u)
+    simplex = normalise_rows(u)
     return exact_matmul(simplex, random_orthogonal(key, n))
 
 
@@ -236,4 +240,4 @@ def random_basis(key: jax.Array, m: int, n: int) -> jax.Array:
     Returns:
       ``(m, n)`` unit rows.
     """
-    return _unit_rows(jax.random.normal(key, (m, n)))
+    return normalise_rows(jax.random.normal(key, (m, n)))

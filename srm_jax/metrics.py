@@ -38,8 +38,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from srm_jax._precision import working_dtype
 from srm_jax.alignment import alignment_score
-from srm_jax.resonance import SRMResult, _float_dtype, grouped_counts, validate_inputs
+from srm_jax.resonance import SRMResult, grouped_counts, validate_inputs
 
 
 @struct.dataclass
@@ -87,27 +88,22 @@ def srm_alignment(
     Returns:
       ``(score, result)``: :func:`srm_jax.alignment_score` (scalar) and the :class:`SRMResult`.
     """
-    dtype = _float_dtype(activations, basis)
+    dtype = working_dtype(activations, basis)
     x = jnp.asarray(activations).astype(dtype)
     b = jnp.asarray(basis, dtype)
     x = x.reshape(x.shape[0], -1)
-    angles = jnp.asarray(angles).astype(dtype)
+    planes, angles = validate_inputs(
+        x, b, epsilon=epsilon, angles=angles, planes=planes, method=method
+    )
+    angles = angles.astype(dtype)
     eps = jnp.asarray(epsilon, dtype)
 
     def measure(samples):
-        counts, negative, num, _ = grouped_counts(
+        grouped = grouped_counts(
             samples, b, planes, angles, eps, groups=None, num_groups=1, signed=signed,
             method=method, chunk_size=chunk_size,
         )
-        return SRMResult(
-            counts=counts[0],
-            negative_counts=None if negative is None else negative[0],
-            num_samples=num[0],
-            angles=angles,
-            planes=planes,
-            epsilon=eps,
-            signed=signed,
-        )
+        return SRMResult.from_counts(grouped, planes, eps, signed, group=0)
 
     result = measure(x)
     reference = measure(b)
@@ -157,22 +153,13 @@ def srm_metric(
         None, basis, epsilon=epsilon, angles=angles, planes=planes, method=method,
         max_planes=max_planes, key=key,
     )
-    dtype = _float_dtype(basis)
+    dtype = working_dtype(basis)
     default_basis = jnp.asarray(basis, dtype)
     angles = angles.astype(dtype)
     eps = jnp.asarray(epsilon, dtype)
 
     def init() -> SRMMetricState:
-        zeros = jnp.zeros((pairs.shape[0], angles.shape[0]), jnp.int32)
-        result = SRMResult(
-            counts=zeros,
-            negative_counts=zeros if signed else None,
-            num_samples=jnp.zeros((), jnp.int32),
-            angles=angles,
-            planes=pairs,
-            epsilon=eps,
-            signed=signed,
-        )
+        result = SRMResult.zeros(pairs, angles, eps, signed)
         return SRMMetricState(
             score=jnp.full((), jnp.nan, dtype),
             step=jnp.full((), -1, jnp.int32),

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from srm_jax._validation import is_concrete
+from srm_jax._validation import check_basis, is_concrete
 from srm_jax.activations import (
     DEFAULT_PAIR_TOLERANCE,
     DEFAULT_RADIUS,
@@ -31,6 +31,7 @@ from srm_jax.activations import (
     normalised_isotropic_tanh,
     positive_cosine_pairs,
 )
+from srm_jax.rotation import normalise_rows
 
 __all__ = [
     "CorrectionPairs",
@@ -51,14 +52,8 @@ class CorrectionPairs(nnx.Variable):
 
 def _unit_basis(basis) -> jax.Array:
     b = jnp.asarray(basis)
-    if b.ndim != 2:
-        raise ValueError(f"basis must be a 2-D (m, n) array, got shape {b.shape}.")
-    if is_concrete(b):
-        norms = np.linalg.norm(np.asarray(b, np.float64), axis=1)
-        bad = np.nonzero(~((norms > 0) & np.isfinite(norms)))[0]
-        if bad.size:
-            raise ValueError(f"basis rows {bad.tolist()} are zero or not finite (SPEC §1).")
-    return b / jnp.linalg.norm(b, axis=1, keepdims=True)
+    check_basis(b, min_vectors=1)
+    return normalise_rows(b)
 
 
 class GeneralisedTanh(nnx.Module):

@@ -29,10 +29,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from srm_jax._precision import exact_matmul
-from srm_jax.resonance import SRMResult, grouped_counts
+from srm_jax import _validation
+from srm_jax._precision import exact_matmul, working_dtype
+from srm_jax.resonance import SRMResult, grouped_counts, validate_inputs
 from srm_jax.rotation import normalise_rows
-from srm_jax.significance import _float_dtype, _prepare, _values, permutation_p_value
+from srm_jax.significance import permutation_p_value
 
 
 def _check_labels(activations, labels, num_classes) -> jax.Array:
@@ -76,7 +77,9 @@ def per_class_srm(
       ``negative_counts``) ``(C, P, T)``, ``num_samples`` ``(C,)``; ``values`` is ``(C, P, T)``
       (NaN for a class with no samples) and ``mean_curve`` ``(C, T)``.
     """
-    pairs, angles = _prepare(activations, basis, planes, angles, epsilon)
+    pairs, angles = validate_inputs(
+        activations, basis, epsilon=epsilon, angles=angles, planes=planes, method=method
+    )
     labels = _check_labels(activations, labels, num_classes)
     return _per_class_srm(
         activations, basis, labels, pairs, angles, epsilon, num_classes=int(num_classes),
@@ -87,19 +90,11 @@ def per_class_srm(
 @partial(jax.jit, static_argnames=("num_classes", "signed", "method", "chunk_size"))
 def _per_class_srm(activations, basis, labels, pairs, angles, epsilon, *, num_classes, signed,
                    method, chunk_size):
-    counts, negative, num_samples, angles = grouped_counts(
+    grouped = grouped_counts(
         activations, basis, pairs, angles, epsilon, groups=labels, num_groups=num_classes,
         signed=signed, method=method, chunk_size=chunk_size,
     )
-    return SRMResult(
-        counts=counts,
-        negative_counts=negative,
-        num_samples=num_samples,
-        angles=angles,
-        planes=pairs,
-        epsilon=jnp.asarray(epsilon, angles.dtype),
-        signed=signed,
-    )
+    return SRMResult.from_counts(grouped, pairs, epsilon, signed)
 
 
 def _valid_samples(activations, labels, num_classes):
@@ -146,7 +141,7 @@ def vector_firing(
     Returns:
       ``values (C, m)`` (NaN for an empty class) and ``num_samples (C,)``.
     """
-    _prepare(activations, basis, "comb", None, epsilon)
+    validate_inputs(activations, basis, epsilon=epsilon, angles=None, planes="comb")
     labels = _check_labels(activations, labels, num_classes)
     return _vector_firing(activations, basis, labels, epsilon, num_classes=int(num_classes),
                           signed=bool(signed))
@@ -154,7 +149,7 @@ def vector_firing(
 
 @partial(jax.jit, static_argnames=("num_classes", "signed"))
 def _vector_firing(activations, basis, labels, epsilon, *, num_classes, signed):
-    dtype = _float_dtype(activations, basis)
+    dtype = working_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
     valid = _valid_samples(activations, labels, num_classes)
     projections = _unit_projections(activations, jnp.asarray(basis, dtype), valid)
@@ -188,11 +183,16 @@ def class_selectivity(values: jax.Array, num_samples: jax.Array) -> jax.Array:
 
 
 def shuffle_labels(key: jax.Array, labels: jax.Array, valid: jax.Array) -> jax.Array:
-    """Labels permuted at random among the ``valid`` samples only (class sizes are kept)."""
+    """Labels permuted at random among the ``valid`` samples only (class sizes are kept).
+
+    An invalid sample (NaN/Inf row, or a label outside the classes) keeps its own label, so no
+    label moves between valid and invalid rows: the null has the same samples as the data.
+    """
     n = labels.shape[0]
     u = jax.random.uniform(key, (n,))
-    invalid = (~valid).astype(u.dtype)
-    order = jnp.argsort(invalid * 2 + u)  # valid positions first, in random order
+    # Valid positions first, in random order; then the invalid ones, in their own order (a tie
+    # at 2, kept by the stable sort).
+    order = jnp.argsort(jnp.where(valid, u, 2.0), stable=True)
     positions = jnp.argsort(~valid, stable=True)  # valid positions first, in their order
     return labels.at[positions].set(labels[order])
 
@@ -282,7 +282,9 @@ def rank_selectivity(
     Returns:
       :class:`Selectivity`.
     """
-    pairs, angles = _prepare(activations, basis, planes, angles, epsilon)
+    pairs, angles = validate_inputs(
+        activations, basis, epsilon=epsilon, angles=angles, planes=planes, method=method
+    )
     labels = _check_labels(activations, labels, num_classes)
     if int(num_shuffles) < 1:
         raise ValueError(f"num_shuffles must be >= 1, got {num_shuffles}.")
@@ -301,7 +303,7 @@ def rank_selectivity(
 )
 def _rank_selectivity(key, activations, basis, labels, pairs, angles, epsilon, *, num_classes,
                       signed, num_shuffles, method, chunk_size, batch_size):
-    dtype = _float_dtype(activations, basis)
+    dtype = working_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
     basis = jnp.asarray(basis, dtype)
     eps = jnp.asarray(epsilon, dtype)
@@ -309,17 +311,22 @@ def _rank_selectivity(key, activations, basis, labels, pairs, angles, epsilon, *
     projections = _unit_projections(activations, basis, valid)
 
     def statistics(lab):
-        counts, negative, sizes, _ = grouped_counts(
-            activations, basis, pairs, angles, eps, groups=lab, num_groups=num_classes,
-            signed=signed, method=method, chunk_size=chunk_size,
+        result = SRMResult.from_counts(
+            grouped_counts(
+                activations, basis, pairs, angles, eps, groups=lab, num_groups=num_classes,
+                signed=signed, method=method, chunk_size=chunk_size,
+            ),
+            pairs, eps, signed,
         )
-        plane = class_selectivity(_values(counts, negative, sizes, dtype), sizes)
+        sizes = result.num_samples
+        plane = class_selectivity(result.values, sizes)
         fire, _ = _firing_from_projections(projections, lab, valid, num_classes, eps, signed)
         vector_values = fire.astype(dtype) / sizes.astype(dtype)[:, None]
         vector = class_selectivity(vector_values, sizes)
-        return plane, vector, (counts, negative, sizes, vector_values)
+        return plane, vector, (result, vector_values)
 
-    plane, vector, (counts, negative, sizes, vector_values) = statistics(labels)
+    plane, vector, (per_class, vector_values) = statistics(labels)
+    sizes = per_class.num_samples
 
     def null_statistics(shuffle_key):
         p, v, _ = statistics(shuffle_labels(shuffle_key, labels, valid))
@@ -338,15 +345,6 @@ def _rank_selectivity(key, activations, basis, labels, pairs, angles, epsilon, *
 
     plane_z, plane_p, plane_adj, plane_max, plane_order = calibrate(plane, null_plane)
     vec_z, vec_p, vec_adj, vec_max, vec_order = calibrate(vector, null_vector)
-    per_class = SRMResult(
-        counts=counts,
-        negative_counts=negative,
-        num_samples=sizes,
-        angles=jnp.asarray(angles).astype(dtype),
-        planes=pairs,
-        epsilon=eps,
-        signed=signed,
-    )
     return Selectivity(
         per_class=per_class,
         plane_scores=plane,
@@ -374,7 +372,8 @@ def distinct_planes(basis, pairs, order=None, *, tolerance: float = 1e-4) -> np.
     ``{±q_k}``), ``(α, β)``, ``(α, β')``, ``(α', β)`` and ``(α', β')`` with ``b_α' = −b_α`` and
     ``b_β' = −b_β`` are one plane seen in four orientations, so a ranking repeats it. Two pairs
     span the same plane when their orthogonal projectors differ by at most ``tolerance``
-    (Frobenius norm). Host-side (NumPy) utility for reports and figures: the result is ragged.
+    (Frobenius norm). A pair that spans no plane (``|b̂_α·b̂_β| ≥ 1 − 1e-6``, SPEC §2) is left
+    out. Host-side (NumPy) utility for reports and figures: the result is ragged.
 
     Args:
       basis: ``(m, n)``; pairs: int ``(P, 2)``; order: indices into ``pairs`` (default
@@ -383,16 +382,18 @@ def distinct_planes(basis, pairs, order=None, *, tolerance: float = 1e-4) -> np.
     Returns:
       int array of indices into ``pairs``, a sub-sequence of ``order``.
     """
-    b = np.asarray(basis, np.float64)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    pairs = np.asarray(pairs)
+    b = _validation.host_unit_rows(basis)
+    pairs = np.asarray(pairs).reshape(-1, 2)
     order = np.arange(len(pairs)) if order is None else np.asarray(order)
+    spans = _validation.spans_plane(basis, pairs)
     a, bb = b[pairs[:, 0]], b[pairs[:, 1]]
     u = bb - np.sum(a * bb, axis=1, keepdims=True) * a
-    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    u /= np.where(spans, np.linalg.norm(u, axis=1), 1.0)[:, None]
     projectors = np.einsum("pi,pj->pij", a, a) + np.einsum("pi,pj->pij", u, u)
     kept: list[int] = []
     for p in order:
+        if not spans[p]:
+            continue
         if all(np.linalg.norm(projectors[p] - projectors[q]) > tolerance for q in kept):
             kept.append(int(p))
     return np.asarray(kept, dtype=np.int64)

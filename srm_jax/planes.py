@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from srm_jax import _validation
+
 PLANE_KINDS = ("comb", "perm")
 DEFAULT_NUM_ANGLES = 100
 
@@ -52,8 +54,17 @@ def planes(
     _check_kind(kind)
     if not isinstance(m, (int, np.integer)) or m < 2:
         raise ValueError(f"m must be an integer >= 2 (a plane needs two basis vectors), got {m!r}.")
+    pairs = _all_pairs(m, kind)
+    return _draw(pairs, max_planes, key)
+
+
+def _all_pairs(m: int, kind: str) -> np.ndarray:
     gen = itertools.combinations if kind == "comb" else itertools.permutations
-    pairs = np.array(list(gen(range(int(m)), 2)), dtype=np.int32)
+    return np.array(list(gen(range(int(m)), 2)), dtype=np.int32).reshape(-1, 2)
+
+
+def _draw(pairs: np.ndarray, max_planes: int | None, key: jax.Array | None) -> jax.Array:
+    """``max_planes`` of ``pairs`` drawn without replacement from ``key``, in their order."""
     if max_planes is None:
         return jnp.asarray(pairs)
     if key is None:
@@ -68,6 +79,50 @@ def planes(
         return jnp.asarray(pairs)
     chosen = jax.random.choice(key, total, (int(max_planes),), replace=False)
     return jnp.asarray(pairs)[jnp.sort(chosen)]
+
+
+def spanning_planes(
+    basis: jax.Array,
+    kind: str = "comb",
+    *,
+    max_planes: int | None = None,
+    key: jax.Array | None = None,
+) -> jax.Array:
+    """The planes of ``kind`` that ``basis`` spans: pairs with ``|b̂_α·b̂_β| < 1 − 1e-6`` (SPEC §2).
+
+    An (anti-)parallel pair spans no plane, so it is skipped: the ``±`` bases
+    (:func:`srm_jax.orthoplex_basis`, :func:`srm_jax.standard_basis`) keep every pair but the
+    ``n`` antipodal ones. This is what ``planes="comb"`` / ``"perm"`` measure in every SRM entry
+    point. The pairs keep the order of :func:`planes`; ``max_planes`` draws among the spanning
+    pairs only (without replacement, from ``key``).
+
+    ``basis`` must be concrete (the number of planes depends on its values); under ``jax.jit``
+    call this outside the traced function and pass the pairs as ``planes=``.
+
+    Args:
+      basis: concrete ``(m, n)`` privileged basis.
+      kind: ``"comb"`` or ``"perm"``.
+      max_planes, key: as :func:`planes`.
+
+    Returns:
+      int32 ``(P, 2)`` pairs.
+    """
+    _check_kind(kind)
+    if not _validation.is_concrete(basis):
+        raise ValueError(
+            "spanning_planes needs a concrete basis (the number of planes depends on its "
+            "values): call it outside jax.jit and pass the pairs as planes=."
+        )
+    _validation.check_basis(basis)
+    m = basis.shape[0]
+    pairs = _all_pairs(m, kind)
+    pairs = pairs[_validation.spans_plane(basis, pairs)]
+    if pairs.shape[0] == 0:
+        raise ValueError(
+            f"no pair of the {m} basis vectors spans a plane: they are all (anti-)parallel "
+            "(SPEC §2)."
+        )
+    return _draw(pairs, max_planes, key)
 
 
 def angle_grid(num: int = DEFAULT_NUM_ANGLES, dtype=None) -> jax.Array:

@@ -26,8 +26,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from srm_jax.rotation import plane_coordinates
-from srm_jax.significance import _float_dtype, _prepare
+from srm_jax._precision import working_dtype
+from srm_jax.resonance import validate_inputs
+from srm_jax.rotation import normalise_rows, plane_coordinates
 
 
 def _as_pairs(planes):
@@ -57,7 +58,7 @@ def plane_projection(
       jit-safe; select with ``x[mask]`` outside jit.
     """
     pairs, single = _as_pairs(planes)
-    _prepare(activations, basis, pairs, None, epsilon)
+    validate_inputs(activations, basis, epsilon=epsilon, angles=None, planes=pairs)
     x, y, mask = _plane_projection(activations, basis, pairs, epsilon)
     if single:
         return x[:, 0], y[:, 0], mask[:, 0]
@@ -66,7 +67,7 @@ def plane_projection(
 
 @jax.jit
 def _plane_projection(activations, basis, pairs, epsilon):
-    dtype = _float_dtype(activations, basis)
+    dtype = working_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
     finite = jnp.all(jnp.isfinite(activations), axis=1)
     nonzero = jnp.any(activations != 0, axis=1)
@@ -191,7 +192,7 @@ def projection_density(
       :class:`ProjectionDensity` (``P = 1`` for a single pair).
     """
     pairs, _ = _as_pairs(planes)
-    _prepare(activations, basis, pairs, None, epsilon)
+    validate_inputs(activations, basis, epsilon=epsilon, angles=None, planes=pairs)
     if int(bins) < 1 or int(num_reference) < 1:
         raise ValueError("bins and num_reference must be >= 1.")
     return _projection_density(
@@ -202,7 +203,7 @@ def projection_density(
 
 @partial(jax.jit, static_argnames=("bins", "num_reference"))
 def _projection_density(key, activations, basis, pairs, epsilon, extent, *, bins, num_reference):
-    dtype = _float_dtype(activations, basis)
+    dtype = working_dtype(activations, basis)
     x, y, mask = _plane_projection(activations, basis, pairs, epsilon)
     extent = jnp.asarray(extent, dtype)
     edges = jnp.linspace(-extent, extent, bins + 1, dtype=dtype)
@@ -215,7 +216,7 @@ def _projection_density(key, activations, basis, pairs, epsilon, extent, *, bins
     reference = _histogram(rx[:, None], ry[:, None], keep[:, None], edges, 1)[0]
     expected = reference.astype(dtype) * (num_samples.astype(dtype) / num_reference)
     basis = jnp.asarray(basis, dtype)
-    unit = basis / jnp.linalg.norm(basis, axis=1, keepdims=True)
+    unit = normalise_rows(basis)
     cosines = jnp.sum(unit[pairs[:, 0]] * unit[pairs[:, 1]], axis=-1)
     return ProjectionDensity(
         counts=counts,

@@ -27,7 +27,7 @@ from flax import struct
 
 from srm_jax import _validation
 from srm_jax._precision import exact_matmul, working_dtype
-from srm_jax.planes import DEFAULT_NUM_ANGLES, angle_grid
+from srm_jax.planes import DEFAULT_NUM_ANGLES, angle_grid, spanning_planes
 from srm_jax.planes import planes as make_planes
 from srm_jax.rotation import _cosine_and_sine, normalise_rows, spotlight
 
@@ -103,6 +103,46 @@ class SRMResult:
     def __add__(self, other: SRMResult) -> SRMResult:
         return combine_results(self, other)
 
+    @classmethod
+    def zeros(
+        cls, planes: jax.Array, angles: jax.Array, epsilon: float | jax.Array, signed: bool = False
+    ) -> SRMResult:
+        """The result of no samples: zero counts on ``planes × angles`` (a streaming start)."""
+        zeros = jnp.zeros((planes.shape[0], angles.shape[0]), jnp.int32)
+        return cls(
+            counts=zeros,
+            negative_counts=zeros if signed else None,
+            num_samples=jnp.zeros((), jnp.int32),
+            angles=angles,
+            planes=planes,
+            epsilon=jnp.asarray(epsilon, angles.dtype),
+            signed=signed,
+        )
+
+    @classmethod
+    def from_counts(
+        cls, grouped: tuple, planes: jax.Array, epsilon: float | jax.Array, signed: bool,
+        *, group: int | None = None,
+    ) -> SRMResult:
+        """The result of :func:`grouped_counts`' ``(counts, negative, num_samples, angles)``.
+
+        With ``group`` the result of that one group (no leading group axis), else of all groups
+        (``counts (G, P, T)``, ``num_samples (G,)``).
+        """
+        counts, negative, num_samples, angles = grouped
+        if group is not None:
+            counts, num_samples = counts[group], num_samples[group]
+            negative = None if negative is None else negative[group]
+        return cls(
+            counts=counts,
+            negative_counts=negative,
+            num_samples=num_samples,
+            angles=angles,
+            planes=planes,
+            epsilon=jnp.asarray(epsilon, angles.dtype),
+            signed=signed,
+        )
+
 
 def combine_results(first: SRMResult, second: SRMResult) -> SRMResult:
     """The result of the union of two disjoint sample sets (SPEC §4: counts are additive).
@@ -117,11 +157,7 @@ def combine_results(first: SRMResult, second: SRMResult) -> SRMResult:
             f"cannot combine results of shapes {first.counts.shape} and {second.counts.shape}: "
             "they must be measured on the same planes and angles."
         )
-    for name in ("angles", "planes", "epsilon"):
-        a, b = getattr(first, name), getattr(second, name)
-        if _validation.is_concrete(a) and _validation.is_concrete(b):
-            if not np.array_equal(np.asarray(a), np.asarray(b)):
-                raise ValueError(f"cannot combine results measured with different {name}.")
+    check_same_settings(first, second, ("angles", "planes", "epsilon"))
     negative = None
     if first.signed:
         negative = first.negative_counts + second.negative_counts
@@ -130,6 +166,24 @@ def combine_results(first: SRMResult, second: SRMResult) -> SRMResult:
         negative_counts=negative,
         num_samples=first.num_samples + second.num_samples,
     )
+
+
+def check_same_settings(first, second, names: tuple[str, ...]) -> None:
+    """Raises unless ``first`` and ``second`` hold equal ``names`` attributes (shape and value).
+
+    Values are compared whenever both are concrete (under ``jax.jit`` only shapes are checked).
+    Used before adding two measurements (SPEC §4: counts add only over the same settings).
+    """
+    for name in names:
+        a, b = getattr(first, name), getattr(second, name)
+        if jnp.shape(a) != jnp.shape(b):
+            raise ValueError(
+                f"cannot combine results measured with different {name} (shapes "
+                f"{jnp.shape(a)} and {jnp.shape(b)})."
+            )
+        if _validation.is_concrete(a) and _validation.is_concrete(b):
+            if not np.array_equal(np.asarray(a), np.asarray(b)):
+                raise ValueError(f"cannot combine results measured with different {name}.")
 
 
 def validate_inputs(
@@ -146,7 +200,10 @@ def validate_inputs(
     """Checks the inputs of an SRM measurement (SPEC §1-2) and resolves its planes and angles.
 
     ``activations`` or ``epsilon`` may be ``None`` where a caller has none yet (a streaming
-    accumulator, a metric). Raises ``ValueError`` with what is wrong and how to fix it.
+    accumulator, a metric). Raises ``ValueError`` with what is wrong and how to fix it. This is
+    the one place every SRM entry point checks its settings (``method`` included).
+    Named ``planes`` skip the pairs that span no plane when ``basis`` is concrete (see
+    :func:`_resolve_planes`).
 
     Returns:
       int32 ``(P, 2)`` pairs and the ``(T,)`` angles (:func:`angle_grid` when ``None``).
@@ -161,9 +218,8 @@ def validate_inputs(
         )
     if epsilon is not None:
         _validation.check_epsilon(epsilon)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-    pairs = _resolve_planes(planes, basis.shape[0], max_planes, key)
+    check_method(method)
+    pairs = _resolve_planes(planes, basis, max_planes, key)
     _validation.check_planes(basis, pairs)
     angles = angle_grid() if angles is None else jnp.asarray(angles)
     if angles.ndim != 1 or angles.shape[0] == 0:
@@ -171,16 +227,32 @@ def validate_inputs(
     return pairs, angles
 
 
-def _resolve_planes(planes, m: int, max_planes, key) -> jax.Array:
+def check_method(method: str) -> None:
+    """Raises unless ``method`` is one of :data:`METHODS` (part of :func:`validate_inputs`)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+
+
+def _resolve_planes(planes, basis, max_planes, key) -> jax.Array:
+    """The ``(P, 2)`` pairs to measure (SPEC §2).
+
+    A named kind (``"comb"``, ``"perm"``) skips the pairs that span no plane
+    (``|b̂_α·b̂_β| ≥ 1 − 1e-6``: :func:`srm_jax.spanning_planes`), so ``±`` bases work with the
+    defaults. That needs the basis' values: when ``basis`` is traced (an argument of a jitted
+    function) the number of planes cannot depend on it, so the named kind keeps every pair
+    (:func:`srm_jax.planes`); that is right for any basis without (anti-)parallel vectors
+    (random, Thompson, simplex). For a ``±`` basis under ``jax.jit``, compute
+    ``spanning_planes(basis)`` outside and pass it as ``planes=``, or close over the basis.
+    """
     if isinstance(planes, str):
-        return make_planes(m, planes, max_planes=max_planes, key=key)
+        if _validation.is_concrete(basis):
+            return spanning_planes(basis, planes, max_planes=max_planes, key=key)
+        return make_planes(basis.shape[0], planes, max_planes=max_planes, key=key)
     if max_planes is not None:
         raise ValueError("max_planes applies to planes='comb' or 'perm', not to explicit pairs.")
     return jnp.asarray(planes, dtype=jnp.int32)
 
 
-# Kept for the modules that import it; see :func:`srm_jax._precision.working_dtype`.
-_float_dtype = working_dtype
 
 
 def _pad_samples(unit, valid, groups, chunk: int):
@@ -746,7 +818,10 @@ def spotlight_resonance(
       epsilon: ``ε ∈ [−1, 1]``, the cosine of the spotlight's half-angle.
       angles: 1-D rotation angles; default :func:`angle_grid` (100 angles, 0 to 2π inclusive).
       planes: ``"comb"`` (Combination-SRM), ``"perm"`` (Permutation-SRM), or explicit int
-        ``(P, 2)`` pairs.
+        ``(P, 2)`` pairs. The named kinds skip pairs that span no plane (``|b̂_α·b̂_β| ≥
+        1 − 1e-6``, SPEC §2; ``result.planes`` lists those measured), except with a traced
+        basis, where they keep every pair (see :func:`_resolve_planes`); an explicit pair that
+        spans no plane is an error.
       signed: signed SRM (Eqn. 4); fills ``negative_counts``.
       method: ``"direct"`` (the definition), ``"arc"`` (exact arc histogram, SPEC §5) or
         ``"auto"`` (``"direct"`` for small problems, ``"arc"`` above the crossover measured

@@ -31,8 +31,8 @@ def rotation_matrix(b_alpha: jax.Array, b_beta: jax.Array, theta: jax.Array) -> 
     Returns:
       ``(n, n)`` (scalar ``theta``) or ``(T, n, n)`` rotation matrices.
     """
-    a = b_alpha / jnp.linalg.norm(b_alpha)
-    b = b_beta / jnp.linalg.norm(b_beta)
+    a = normalise_rows(b_alpha)
+    b = normalise_rows(b_beta)
     bivector = 0.5 * (jnp.outer(a, b) - jnp.outer(b, a))
     # ‖B‖_F = √2 λ for the rank-2 bivector; more accurate than ½√(1 − c²) when a ≈ ±b.
     generator = bivector * (jnp.sqrt(2.0) / jnp.linalg.norm(bivector))

@@ -25,7 +25,8 @@ from jax.scipy.special import betainc
 
 from srm_jax._precision import exact_matmul, working_dtype
 from srm_jax.alignment import alignment_score
-from srm_jax.resonance import grouped_counts, validate_inputs
+from srm_jax.bases import random_orthogonal
+from srm_jax.resonance import SRMResult, grouped_counts, validate_inputs
 
 ALTERNATIVES = ("greater", "less", "two-sided")
 STATISTICS = ("correlation", "projection")
@@ -62,21 +63,9 @@ def isotropic_expectation(n: int | jax.Array, epsilon: float | jax.Array) -> jax
 
 
 def haar_rotations(key: jax.Array, n: int, num: int, dtype=None) -> jax.Array:
-    """``num`` Haar-random ``(n, n)`` orthogonal matrices from a PRNG key, ``(num, n, n)``."""
-    return jax.random.orthogonal(key, n, shape=(num,), dtype=dtype)
-
-
-_float_dtype = working_dtype
-
-
-def _prepare(activations, basis, planes, angles, epsilon=None):
-    """Validate inputs like :func:`srm_jax.spotlight_resonance`; resolve planes and angles."""
-    return validate_inputs(activations, basis, epsilon=epsilon, angles=angles, planes=planes)
-
-
-def _values(counts, negative, num_samples, dtype):
-    count = counts if negative is None else counts - negative
-    return count.astype(dtype) / jnp.asarray(num_samples).astype(dtype)[..., None, None]
+    """``num`` Haar-random ``(n, n)`` orthogonal matrices, ``(num, n, n)``: the rotations of
+    :func:`alignment_test` (:func:`srm_jax.random_orthogonal` with ``shape=(num,)``)."""
+    return random_orthogonal(key, n, shape=(int(num),), dtype=dtype)
 
 
 @struct.dataclass
@@ -161,7 +150,9 @@ def null_band(
     Returns:
       :class:`NullBand`.
     """
-    pairs, angles = _prepare(None, basis, planes, angles, epsilon)
+    pairs, angles = validate_inputs(
+        None, basis, epsilon=epsilon, angles=angles, planes=planes, method=method
+    )
     if int(num_samples) < 1 or int(num_draws) < 1:
         raise ValueError("num_samples and num_draws must be >= 1.")
     return _null_band(
@@ -181,17 +172,17 @@ def _null_band(
     key, basis, pairs, angles, epsilon, *, num_samples, signed, num_draws, levels, method,
     chunk_size, batch_size,
 ):
-    dtype = _float_dtype(basis)
+    dtype = working_dtype(basis)
     basis = jnp.asarray(basis, dtype)
     n = basis.shape[1]
 
     def one_draw(draw_key):
         data = jax.random.normal(draw_key, (num_samples, n), dtype)
-        counts, negative, total, _ = grouped_counts(
+        grouped = grouped_counts(
             data, basis, pairs, angles, epsilon, groups=None, num_groups=1, signed=signed,
             method=method, chunk_size=chunk_size,
         )
-        return _values(counts, negative, total, dtype)[0]
+        return SRMResult.from_counts(grouped, pairs, epsilon, signed, group=0).values
 
     draws = jax.lax.map(one_draw, jax.random.split(key, num_draws), batch_size=batch_size)
     level_array = jnp.asarray(levels, dtype)
@@ -279,7 +270,7 @@ def permutation_p_value(observed, null, alternative: str = "greater") -> jax.Arr
     else:
         extreme = jnp.abs(null) >= jnp.abs(observed)
     count = jnp.sum(extreme, axis=0)
-    dtype = _float_dtype(observed, null)
+    dtype = working_dtype(observed, null)
     p = (1.0 + count.astype(dtype)) / (1.0 + null.shape[0])
     return jnp.where(jnp.isnan(observed), jnp.nan, p)
 
@@ -343,7 +334,9 @@ def alignment_test(
         raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}.")
     if int(num_rotations) < 1:
         raise ValueError(f"num_rotations must be >= 1, got {num_rotations}.")
-    pairs, angles = _prepare(activations, basis, planes, angles, epsilon)
+    pairs, angles = validate_inputs(
+        activations, basis, epsilon=epsilon, angles=angles, planes=planes, method=method
+    )
     curve, reference, null_curves = _alignment_curves(
         key, activations, basis, pairs, angles, epsilon, num_rotations=int(num_rotations),
         method=method, chunk_size=chunk_size, batch_size=batch_size,
@@ -360,12 +353,12 @@ def alignment_test(
     )
 
 
-def _srm_mean_curve(data, basis, pairs, angles, epsilon, method, chunk_size, dtype):
-    counts, negative, total, _ = grouped_counts(
+def _srm_mean_curve(data, basis, pairs, angles, epsilon, method, chunk_size):
+    grouped = grouped_counts(
         data, basis, pairs, angles, epsilon, groups=None, num_groups=1, signed=False,
         method=method, chunk_size=chunk_size,
     )
-    return jnp.mean(_values(counts, negative, total, dtype)[0], axis=0)
+    return SRMResult.from_counts(grouped, pairs, epsilon, False, group=0).mean_curve
 
 
 @partial(jax.jit, static_argnames=("num_rotations", "method", "chunk_size", "batch_size"))
@@ -374,12 +367,12 @@ def _alignment_curves(
     batch_size,
 ):
     """Mean SRM curve of the data, mean self-SRM curve and the ``(K, T)`` rotated-basis curves."""
-    dtype = _float_dtype(activations, basis)
+    dtype = working_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
     basis = jnp.asarray(basis, dtype)
 
     def mean_curve(data, b):
-        return _srm_mean_curve(data, b, pairs, angles, epsilon, method, chunk_size, dtype)
+        return _srm_mean_curve(data, b, pairs, angles, epsilon, method, chunk_size)
 
     rotations = haar_rotations(key, basis.shape[1], num_rotations, dtype)
     null_curves = jax.lax.map(

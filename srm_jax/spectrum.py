@@ -22,10 +22,11 @@ import numpy as np
 from flax import struct
 
 from srm_jax import _validation
-from srm_jax._precision import HIGHEST
+from srm_jax._precision import HIGHEST, working_dtype
 from srm_jax.alignment import alignment_score
+from srm_jax.resonance import check_same_settings, validate_inputs
 from srm_jax.rotation import normalise_rows, plane_coordinates
-from srm_jax.significance import _float_dtype, _prepare, _srm_mean_curve
+from srm_jax.significance import _srm_mean_curve
 
 # Largest per-chunk temporary of the spectrum kernel (elements): chunk × P × (order + 1).
 SPECTRUM_CHUNK_ELEMENTS = 1 << 21
@@ -87,7 +88,9 @@ def alignment_sweep(
     Returns:
       :class:`EpsilonSweep`.
     """
-    pairs, angles = _prepare(activations, basis, planes, angles)
+    pairs, angles = validate_inputs(
+        activations, basis, epsilon=None, angles=angles, planes=planes, method=method
+    )
     epsilons = jnp.asarray(epsilons)
     if epsilons.ndim != 1 or epsilons.shape[0] == 0:
         raise ValueError(f"epsilons must be a non-empty 1-D array, got shape {epsilons.shape}.")
@@ -104,14 +107,14 @@ def alignment_sweep(
 @partial(jax.jit, static_argnames=("method", "chunk_size", "batch_size"))
 def _alignment_sweep(activations, basis, pairs, angles, epsilons, *, method, chunk_size,
                      batch_size):
-    dtype = _float_dtype(activations, basis)
+    dtype = working_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
     basis = jnp.asarray(basis, dtype)
     epsilons = jnp.asarray(epsilons, dtype)
 
     def one(eps):
-        curve = _srm_mean_curve(activations, basis, pairs, angles, eps, method, chunk_size, dtype)
-        reference = _srm_mean_curve(basis, basis, pairs, angles, eps, method, chunk_size, dtype)
+        curve = _srm_mean_curve(activations, basis, pairs, angles, eps, method, chunk_size)
+        reference = _srm_mean_curve(basis, basis, pairs, angles, eps, method, chunk_size)
         return alignment_score(curve, reference), curve, reference
 
     if batch_size is None:
@@ -184,8 +187,13 @@ class SRMSpectrum:
         return c.real**2 + c.imag**2
 
     def __add__(self, other: SRMSpectrum) -> SRMSpectrum:
+        """The spectrum of the union of two disjoint sample sets (sums are additive, SPEC §4).
+
+        Both must share planes, order, ε and ``signed``, as :func:`srm_jax.combine_results`.
+        """
         if self.signed != other.signed or self.sums.shape != other.sums.shape:
             raise ValueError("cannot combine spectra of different planes, orders or signedness.")
+        check_same_settings(self, other, ("planes", "epsilon"))
         return self.replace(
             sums=self.sums + other.sums, num_samples=self.num_samples + other.num_samples
         )
@@ -224,7 +232,7 @@ def srm_spectrum(
     Returns:
       :class:`SRMSpectrum`.
     """
-    pairs, _ = _prepare(activations, basis, planes, None, epsilon)
+    pairs, _ = validate_inputs(activations, basis, epsilon=epsilon, angles=None, planes=planes)
     if int(order) < 0:
         raise ValueError(f"order must be >= 0, got {order}.")
     return _srm_spectrum(
@@ -235,7 +243,7 @@ def srm_spectrum(
 
 @partial(jax.jit, static_argnames=("order", "signed", "chunk_size"))
 def _srm_spectrum(activations, basis, pairs, epsilon, *, order, signed, chunk_size):
-    dtype = _float_dtype(activations, basis)
+    dtype = working_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
     basis = normalise_rows(jnp.asarray(basis, dtype))
     valid = jnp.all(jnp.isfinite(activations), axis=1)

@@ -43,7 +43,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from srm_jax import _validation
-from srm_jax.resonance import SRMResult, _float_dtype, grouped_counts, validate_inputs
+from srm_jax._precision import working_dtype
+from srm_jax.resonance import (
+    SRMResult,
+    check_method,
+    grouped_counts,
+    validate_inputs,
+)
 
 Batch = Any  # an array, or a pytree of arrays sharing a leading sample axis
 
@@ -97,7 +103,7 @@ def streaming_srm(
         None, basis, epsilon=epsilon, angles=angles, planes=planes, method=method,
         max_planes=max_planes, key=key,
     )
-    dtype = _float_dtype(basis)
+    dtype = working_dtype(basis)
     basis = jnp.asarray(basis, dtype)
     angles = angles.astype(dtype)
     eps = jnp.asarray(epsilon, dtype)
@@ -107,16 +113,7 @@ def streaming_srm(
         axis_name = _axis(mesh, axis_name)
 
     def init() -> SRMResult:
-        zeros = jnp.zeros((pairs.shape[0], angles.shape[0]), jnp.int32)
-        return SRMResult(
-            counts=zeros,
-            negative_counts=zeros if signed else None,
-            num_samples=jnp.zeros((), jnp.int32),
-            angles=angles,
-            planes=pairs,
-            epsilon=eps,
-            signed=signed,
-        )
+        return SRMResult.zeros(pairs, angles, eps, signed)
 
     update = functools.partial(
         add_batch, basis=basis, method=method, chunk_size=chunk_size, mesh=mesh,
@@ -144,6 +141,7 @@ def add_batch(
     ``axis_name`` static); :data:`add_batch_jit` is a jitted version whose compilation is shared
     by every accumulator of the same shapes.
     """
+    check_method(method)
     x = jnp.asarray(activations)
     _validation.check_matrix(x, "activations")
     if x.shape[1] != basis.shape[1]:
@@ -151,7 +149,7 @@ def add_batch(
             f"activations have n={x.shape[1]} features but the basis vectors have "
             f"n={basis.shape[1]}."
         )
-    dtype = _float_dtype(x, basis)
+    dtype = working_dtype(x, basis)
     x = x.astype(dtype)
     basis = jnp.asarray(basis, dtype)
     if mask is not None:
@@ -217,16 +215,18 @@ def fixed_size_batches(
 
     Args:
       batches: the iterable.
-      batch_size: rows per batch; default the size of the first batch, rounded up to a multiple
-        of ``multiple_of``.
+      batch_size: rows per batch; default the size of the first non-empty batch, rounded up to
+        a multiple of ``multiple_of``. Empty batches are skipped.
       multiple_of: round ``batch_size`` up to a multiple of this (the number of devices the
         samples are sharded over).
     """
     size = None if batch_size is None else _round_up(int(batch_size), multiple_of)
     for batch in batches:
         rows = _leading_size(batch)
+        if rows == 0:
+            continue  # an empty batch holds no rows, and must not set the batch size
         if size is None:
-            size = _round_up(max(rows, 1), multiple_of)
+            size = _round_up(rows, multiple_of)
         for start in range(0, max(rows, 1), size):
             stop = min(rows, start + size)
             if stop <= start:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import subprocess
@@ -9,9 +10,47 @@ import sys
 import textwrap
 import zlib
 
+import jax
 import numpy as np
 import pytest
 import scipy.linalg
+from jax import monitoring
+
+import srm_jax
+
+# One compiled in-memory SRM reference shared by the test modules (the eager engine dispatches
+# op by op). It uses the engine's "direct" method, the cheaper to compile; with every sample away
+# from the threshold (see `away_from_threshold`) all methods give identical counts.
+SRM = jax.jit(
+    functools.partial(srm_jax.spotlight_resonance, method="direct"),
+    static_argnames=("planes", "signed", "max_planes", "chunk_size"),
+)
+COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+class CompileCounter:
+    """Counts XLA backend compilations (jax.monitoring) while active."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, event, duration, **kwargs):
+        if event == COMPILE_EVENT:
+            self.count += 1
+
+    def __enter__(self):
+        monitoring.register_event_duration_secs_listener(self)
+        return self
+
+    def __exit__(self, *exc):
+        monitoring.unregister_event_duration_listener(self)
+
+
+def pearson(a, b) -> float:
+    """Pearson correlation of two curves in float64 (the alignment score's definition)."""
+    a = np.asarray(a, np.float64) - np.mean(a)
+    b = np.asarray(b, np.float64) - np.mean(b)
+    return float(a @ b / np.sqrt((a @ a) * (b @ b)))
 
 
 @pytest.fixture
@@ -66,6 +105,26 @@ def reference_count_bounds(dots: np.ndarray, epsilon: float, tol: float, sign: i
     low = np.sum(x >= epsilon + row_tol, axis=0)
     high = np.sum(x >= epsilon - row_tol, axis=0)
     return low, high, int(finite.sum())
+
+
+def away_from_threshold(rng, x, basis, angles, epsilons, transform=None, tol=1e-4):
+    """Redraw the rows of ``x`` whose ``d̂·s(θ)`` lies within ``tol`` of some ``±ε`` (float64).
+
+    Such a sample may fall on either side of the threshold with float32 rounding, which can
+    depend on the batch shape (XLA's matrix products); away from it every way of batching,
+    sharding or compiling must give identical counts. NaN rows are kept.
+    """
+    transform = transform or (lambda v: v)
+    pairs = reference_pairs(basis.shape[0], "comb")
+    for _ in range(100):
+        dots = np.abs(reference_dots(transform(x), basis, pairs, angles))
+        near = np.zeros(len(x), bool)
+        for eps in epsilons:
+            near |= np.any(np.abs(dots - eps) < tol, axis=(1, 2))
+        if not near.any():
+            return x
+        x[near] = rng.standard_normal((int(near.sum()), x.shape[1])).astype(x.dtype)
+    raise AssertionError("could not draw samples away from the threshold")
 
 
 def random_orthogonal(rng: np.random.Generator, n: int) -> np.ndarray:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import reference_dots, reference_pairs
+from conftest import SRM, away_from_threshold
 from flax import nnx
 
-import srm_jax
 from srm_jax.layers import (
     as_samples,
     collect_activations,
@@ -22,12 +18,6 @@ from srm_jax.layers import (
     resolve_module,
 )
 
-# The compiled reference uses the engine's "direct" method (cheaper to compile); with samples
-# away from the threshold every method gives identical counts.
-SRM = jax.jit(
-    functools.partial(srm_jax.spotlight_resonance, method="direct"),
-    static_argnames=("planes", "signed", "max_planes", "chunk_size"),
-)
 ANGLES = np.linspace(0, 2 * np.pi, 16)
 
 
@@ -82,26 +72,6 @@ def _reference(model, x):
     w = np.asarray(model.latent.kernel[...], np.float64)
     b = np.asarray(model.latent.bias[...], np.float64)
     return h @ w + b, outs[1]
-
-
-def away_from_threshold(rng, x, basis, angles, epsilons, transform=None, tol=1e-4):
-    """Redraw the rows of ``x`` whose ``d̂·s(θ)`` lies within ``tol`` of some ``±ε`` (float64).
-
-    Such a sample may fall on either side of the threshold with float32 rounding, which can
-    depend on the batch shape (XLA's matrix products); away from it every way of batching,
-    sharding or compiling must give identical counts. NaN rows are kept.
-    """
-    transform = transform or (lambda v: v)
-    pairs = reference_pairs(basis.shape[0], "comb")
-    for _ in range(100):
-        dots = np.abs(reference_dots(transform(x), basis, pairs, angles))
-        near = np.zeros(len(x), bool)
-        for eps in epsilons:
-            near |= np.any(np.abs(dots - eps) < tol, axis=(1, 2))
-        if not near.any():
-            return x
-        x[near] = rng.standard_normal((int(near.sum()), x.shape[1])).astype(x.dtype)
-    raise AssertionError("could not draw samples away from the threshold")
 
 
 @pytest.fixture

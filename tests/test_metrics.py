@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 from flax import nnx
-from jax import monitoring
 
 import srm_jax
 from srm_jax.layers import layer_activations
 from srm_jax.metrics import srm_alignment, srm_metric
+from tests.conftest import SRM, CompileCounter, pearson
 
 ANGLES = np.linspace(0, 2 * np.pi, 16)
-# Compiled engine references (the eager engine dispatches op by op); shapes are shared.
-SRM = jax.jit(
-    functools.partial(srm_jax.spotlight_resonance, method="direct"),
-    static_argnames=("planes", "signed", "max_planes", "chunk_size"),
-)
-COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-
-
-def _pearson(a, b):
-    a = np.asarray(a, np.float64) - np.mean(a)
-    b = np.asarray(b, np.float64) - np.mean(b)
-    return float(a @ b / np.sqrt((a @ a) * (b @ b)))
 
 
 def test_srm_alignment_matches_engine_and_direct_correlation(rng):
@@ -45,7 +31,7 @@ def test_srm_alignment_matches_engine_and_direct_correlation(rng):
     # Pearson correlation of the mean curves, from the counts, in float64.
     curve = np.asarray(full.counts, np.float64).mean(0) / 50
     self_curve = np.asarray(reference.counts, np.float64).mean(0) / 6
-    np.testing.assert_allclose(score, _pearson(curve, self_curve), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(score, pearson(curve, self_curve), rtol=1e-5, atol=1e-6)
 
 
 class AE(nnx.Module):
@@ -74,22 +60,6 @@ def _train_setup(rng, every):
         return loss, h, metric.update(metric_state, h, step)
 
     return model, optimizer, basis, metric, train_step
-
-
-class CompileCounter:
-    def __init__(self):
-        self.count = 0
-
-    def __call__(self, event, duration, **kwargs):
-        if event == COMPILE_EVENT:
-            self.count += 1
-
-    def __enter__(self):
-        monitoring.register_event_duration_secs_listener(self)
-        return self
-
-    def __exit__(self, *exc):
-        monitoring.unregister_event_duration_listener(self)
 
 
 def test_metric_in_train_step_every_k_without_recompilation(rng):

@@ -219,7 +219,10 @@ def test_nan_and_zero_rows_follow_the_spec():
         (dict(epsilon=1.5), r"\[-1, 1\]"),
         (dict(epsilon=-1.01), r"\[-1, 1\]"),
         (dict(basis=np.array([[1.0, 0, 0], [0, 0, 0], [0, 1, 0]])), "zero vectors"),
-        (dict(basis=np.array([[1.0, 0, 0], [-2.0, 0, 0], [0, 1, 0]])), r"\(0, 1\) spans no plane"),
+        (
+            dict(basis=np.array([[1.0, 0, 0], [-2.0, 0, 0], [0, 1, 0]]), planes=[[0, 2], [0, 1]]),
+            r"\(0, 1\) spans no plane",
+        ),
         (dict(max_planes=2), "needs a PRNG key"),
         (dict(activations=np.ones(3)), "2-D array"),
         (dict(method="fast"), "method must be"),

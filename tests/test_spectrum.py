@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import srm_jax
-from tests.conftest import reference_dots
+from tests.conftest import pearson, reference_dots
 
 
 def _data(rng, n=5, m=4, num=40):
@@ -15,11 +15,6 @@ def _data(rng, n=5, m=4, num=40):
     half = num // 2
     data[:half] = unit[rng.integers(0, m, half)] + 0.25 * rng.standard_normal((half, n))
     return basis, data
-
-
-def _pearson(a, b):
-    a, b = a - a.mean(), b - b.mean()
-    return float(a @ b / np.sqrt((a @ a) * (b @ b)))
 
 
 def test_alignment_sweep_matches_direct_numpy(rng):
@@ -38,7 +33,7 @@ def test_alignment_sweep_matches_direct_numpy(rng):
         np.testing.assert_allclose(np.asarray(sweep.mean_curves[i]), curve, atol=1.01 / 60 / 10)
         np.testing.assert_allclose(np.asarray(sweep.self_mean_curves[i]), self_curve,
                                    atol=1.01 / 5 / 10)
-        np.testing.assert_allclose(float(sweep.scores[i]), _pearson(curve, self_curve), atol=2e-3)
+        np.testing.assert_allclose(float(sweep.scores[i]), pearson(curve, self_curve), atol=2e-3)
     best = float(sweep.best_epsilon)
     assert best == pytest.approx(float(epsilons[np.nanargmax(np.asarray(sweep.scores))]))
 
@@ -110,7 +105,7 @@ def test_spectrum_series_reconstructs_curves_and_alignment(rng):
                  + np.asarray(spectrum.sine) @ np.sin(np.outer(k, angles)))
     np.testing.assert_allclose(real_form, series, atol=1e-4)
     score = float(srm_jax.spectral_alignment_score(spectrum, reference))
-    assert score == pytest.approx(_pearson(direct.mean(0), self_direct.mean(0)), abs=0.02)
+    assert score == pytest.approx(pearson(direct.mean(0), self_direct.mean(0)), abs=0.02)
 
 
 def test_spectrum_is_additive_over_batches(rng):

@@ -7,43 +7,24 @@ import functools
 import jax
 import numpy as np
 import pytest
-from conftest import reference_count_bounds, reference_dots, reference_pairs
-from jax import monitoring
+from conftest import (
+    SRM,
+    CompileCounter,
+    away_from_threshold,
+    reference_count_bounds,
+    reference_dots,
+    reference_pairs,
+)
 
 import srm_jax
 from srm_jax.streaming import accumulate_srm, add_batch_jit, fixed_size_batches, streaming_srm
 
-# One compiled in-memory reference (the eager engine dispatches op by op); the tests share
-# shapes (n=5, m=7, N=240, T=16, batches of 64) so compilations are reused. The reference and
-# most streams use the engine's "direct" method, the cheaper to compile; with every sample away
-# from the threshold (see `away_from_threshold`) all methods give identical counts, and the
+# The tests share shapes (n=5, m=7, N=240, T=16, batches of 64) so that the compilations of the
+# shared reference `SRM` (conftest) are reused; most streams use its "direct" method too, and the
 # first test streams with the default method.
-SRM = jax.jit(
-    functools.partial(srm_jax.spotlight_resonance, method="direct"),
-    static_argnames=("planes", "signed", "max_planes", "chunk_size"),
-)
 DIRECT = {"method": "direct"}
 ANGLES = np.linspace(0, 2 * np.pi, 16)
 EPSILONS = (0.45, 0.3, 0.2, 0.5, 0.4)  # every threshold the tests use
-COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-
-
-class CompileCounter:
-    """Counts XLA backend compilations (jax.monitoring) while active."""
-
-    def __init__(self):
-        self.count = 0
-
-    def __call__(self, event, duration, **kwargs):
-        if event == COMPILE_EVENT:
-            self.count += 1
-
-    def __enter__(self):
-        monitoring.register_event_duration_secs_listener(self)
-        return self
-
-    def __exit__(self, *exc):
-        monitoring.unregister_event_duration_listener(self)
 
 
 def _data(rng, n=5, m=7, num=240, nan_rows=5):
@@ -52,27 +33,6 @@ def _data(rng, n=5, m=7, num=240, nan_rows=5):
     x = away_from_threshold(rng, x, basis, ANGLES, EPSILONS)
     x[rng.choice(num, nan_rows, replace=False), rng.integers(0, n)] = np.nan
     return basis, x
-
-
-def away_from_threshold(rng, x, basis, angles, epsilons, transform=None, tol=1e-4):
-    """Redraw the rows of ``x`` whose ``d̂·s(θ)`` lies within ``tol`` of some ``±ε`` (float64).
-
-    Such a sample may fall on either side of the threshold with float32 rounding, which can
-    depend on the batch shape (XLA's matrix products); away from it every way of batching,
-    sharding or compiling must give identical counts. NaN rows are kept.
-    """
-    transform = transform or (lambda v: v)
-    pairs = reference_pairs(basis.shape[0], "comb")
-    for _ in range(100):
-        dots = np.abs(reference_dots(transform(x), basis, pairs, angles))
-        near = np.zeros(len(x), bool)
-        for eps in epsilons:
-            near |= np.any(np.abs(dots - eps) < tol, axis=(1, 2))
-        if not near.any():
-            return x
-        x[near] = rng.standard_normal((int(near.sum()), x.shape[1])).astype(x.dtype)
-    raise AssertionError("could not draw samples away from the threshold")
-
 
 
 def _split(x, sizes):

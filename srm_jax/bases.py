@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from srm_jax._precision import exact_matmul
 from srm_jax.rotation import normalise_rows
 
 __all__ = [
@@ -80,7 +81,7 @@ def thompson_energy(basis: jax.Array) -> jax.Array:
       The scalar energy.
     """
     b = normalise_rows(basis)
-    gram = b @ b.T
+    gram = exact_matmul(b, b.T)
     sq = jnp.diagonal(gram)
     d2 = sq[:, None] + sq[None, :] - 2.0 * gram
     m = b.shape[0]
@@ -91,7 +92,7 @@ def thompson_energy(basis: jax.Array) -> jax.Array:
 
 def _pairwise_cosine_stats(b: jax.Array) -> tuple[jax.Array, jax.Array]:
     m = b.shape[0]
-    gram = b @ b.T
+    gram = exact_matmul(b, b.T)
     off = jnp.where(jnp.eye(m, dtype=bool), -jnp.inf, gram)
     max_cos = jnp.clip(jnp.max(off), -1.0, 1.0)
     return max_cos, jnp.arccos(max_cos)
@@ -212,7 +213,7 @@ def simplex_basis(key: jax.Array, n: int) -> jax.Array:
     centred = jnp.eye(n + 1) - 1.0 / (n + 1)
     u, _ = jnp.linalg.qr(centred[:, :n])
     simplex = normalise_rows(u)
-    return simplex @ random_orthogonal(key, n)
+    return exact_matmul(simplex, random_orthogonal(key, n))
 
 
 @partial(jax.jit, static_argnames=("n",))

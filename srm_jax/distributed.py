@@ -26,7 +26,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from srm_jax.resonance import SRMResult, _float_dtype, grouped_counts, validate_inputs
+from srm_jax._precision import working_dtype
+from srm_jax.resonance import SRMResult, grouped_counts, validate_inputs
 
 DEFAULT_AXIS = "data"
 
@@ -181,7 +182,7 @@ def sharded_srm(
     )
     mesh = data_mesh() if mesh is None else mesh
     axis_name = _axis(mesh, axis_name)
-    dtype = _float_dtype(activations, basis)
+    dtype = working_dtype(activations, basis)
     angles = angles.astype(dtype)
     eps = jnp.asarray(epsilon, dtype)
     if not isinstance(activations, jax.Array) or np.issubdtype(activations.dtype, np.integer):

@@ -38,8 +38,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from srm_jax._precision import working_dtype
 from srm_jax.alignment import alignment_score
-from srm_jax.resonance import SRMResult, _float_dtype, grouped_counts, validate_inputs
+from srm_jax.resonance import SRMResult, grouped_counts, validate_inputs
 
 
 @struct.dataclass
@@ -87,7 +88,7 @@ def srm_alignment(
     Returns:
       ``(score, result)``: :func:`srm_jax.alignment_score` (scalar) and the :class:`SRMResult`.
     """
-    dtype = _float_dtype(activations, basis)
+    dtype = working_dtype(activations, basis)
     x = jnp.asarray(activations).astype(dtype)
     b = jnp.asarray(basis, dtype)
     x = x.reshape(x.shape[0], -1)
@@ -152,7 +153,7 @@ def srm_metric(
         None, basis, epsilon=epsilon, angles=angles, planes=planes, method=method,
         max_planes=max_planes, key=key,
     )
-    dtype = _float_dtype(basis)
+    dtype = working_dtype(basis)
     default_basis = jnp.asarray(basis, dtype)
     angles = angles.astype(dtype)
     eps = jnp.asarray(epsilon, dtype)

@@ -30,7 +30,8 @@ import numpy as np
 from flax import struct
 
 from srm_jax import _validation
-from srm_jax.resonance import SRMResult, _float_dtype, grouped_counts, validate_inputs
+from srm_jax._precision import exact_matmul, working_dtype
+from srm_jax.resonance import SRMResult, grouped_counts, validate_inputs
 from srm_jax.rotation import normalise_rows
 from srm_jax.significance import batched_map, permutation_p_value
 
@@ -114,8 +115,7 @@ def _firing_from_projections(projections, labels, valid, num_classes, epsilon, s
 
 def _unit_projections(activations, basis, valid):
     unit = normalise_rows(jnp.where(valid[:, None], activations, 0))
-    # The projections decide which samples fire: exact float32 on every backend (SPEC §1).
-    return jnp.matmul(unit, normalise_rows(basis).T, precision=jax.lax.Precision.HIGHEST)
+    return exact_matmul(unit, normalise_rows(basis).T)
 
 
 def vector_firing(
@@ -149,7 +149,7 @@ def vector_firing(
 
 @partial(jax.jit, static_argnames=("num_classes", "signed"))
 def _vector_firing(activations, basis, labels, epsilon, *, num_classes, signed):
-    dtype = _float_dtype(activations, basis)
+    dtype = working_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
     valid = _valid_samples(activations, labels, num_classes)
     projections = _unit_projections(activations, jnp.asarray(basis, dtype), valid)
@@ -310,7 +310,7 @@ def rank_selectivity(
 )
 def _rank_selectivity(key, activations, basis, labels, pairs, angles, epsilon, *, num_classes,
                       signed, num_shuffles, method, chunk_size, map_batch_size):
-    dtype = _float_dtype(activations, basis)
+    dtype = working_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
     basis = jnp.asarray(basis, dtype)
     eps = jnp.asarray(epsilon, dtype)

@@ -26,7 +26,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from srm_jax.resonance import _float_dtype, validate_inputs
+from srm_jax._precision import working_dtype
+from srm_jax.resonance import validate_inputs
 from srm_jax.rotation import normalise_rows, plane_coordinates
 
 
@@ -66,7 +67,7 @@ def plane_projection(
 
 @jax.jit
 def _plane_projection(activations, basis, pairs, epsilon):
-    dtype = _float_dtype(activations, basis)
+    dtype = working_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
     finite = jnp.all(jnp.isfinite(activations), axis=1)
     nonzero = jnp.any(activations != 0, axis=1)
@@ -202,7 +203,7 @@ def projection_density(
 
 @partial(jax.jit, static_argnames=("bins", "num_reference"))
 def _projection_density(key, activations, basis, pairs, epsilon, extent, *, bins, num_reference):
-    dtype = _float_dtype(activations, basis)
+    dtype = working_dtype(activations, basis)
     x, y, mask = _plane_projection(activations, basis, pairs, epsilon)
     extent = jnp.asarray(extent, dtype)
     edges = jnp.linspace(-extent, extent, bins + 1, dtype=dtype)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +26,7 @@ import numpy as np
 from flax import struct
 
 from srm_jax import _validation
+from srm_jax._precision import exact_matmul, working_dtype
 from srm_jax.planes import DEFAULT_NUM_ANGLES, angle_grid, spanning_planes
 from srm_jax.planes import planes as make_planes
 from srm_jax.rotation import _cosine_and_sine, normalise_rows, spotlight
@@ -50,6 +52,7 @@ AUTO_DIRECT_LIMIT = {"cpu": (250_000, 1_000_000)}
 def auto_direct_limit(num_angles: int = 100, backend: str | None = None) -> int:
     """Largest ``N·P·T`` for which ``method="auto"`` takes ``"direct"`` on ``backend``."""
     backend = backend or jax.default_backend()
+    backend = "gpu" if backend in ("cuda", "rocm") else backend
     limit, few_angles_limit = AUTO_DIRECT_LIMIT.get(backend, AUTO_DIRECT_LIMIT["cpu"])
     return few_angles_limit if num_angles <= 32 else limit
 
@@ -250,11 +253,6 @@ def _resolve_planes(planes, basis, max_planes, key) -> jax.Array:
     return jnp.asarray(planes, dtype=jnp.int32)
 
 
-def _float_dtype(*arrays):
-    dtype = jnp.result_type(*arrays)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        dtype = jnp.result_type(float)
-    return dtype
 
 
 def _pad_samples(unit, valid, groups, chunk: int):
@@ -272,14 +270,26 @@ def _pad_samples(unit, valid, groups, chunk: int):
     )
 
 
-def _atan2(y, x):
-    """``atan2(y, x)``; in float32 by range reduction and the Cephes ``atanf`` polynomial.
+def portable_kernel(backend: str) -> bool:
+    """Whether the arc kernel takes its portable ops on ``backend`` (SPEC §1, issue 10).
+
+    The kernel's CPU forms (prefix sums and compaction indices by triangular matmuls, the argmax
+    of the sort key by a matmul, a polynomial ``atan2``) exist because XLA:CPU's ``cumsum``,
+    ``argmax`` and ``atan2`` are several times slower. Those matmuls ask for ``HIGHEST`` and are
+    exact on every backend; elsewhere the portable ops (int32 ``cumsum``, ``argmax``,
+    ``arctan2``) are exact by construction and as fast, so every backend but ``"cpu"`` takes them.
+    """
+    return backend != "cpu"
+
+
+def _atan2(y, x, portable: bool = False):
+    """``atan2(y, x)``; on CPU in float32 by range reduction and the Cephes ``atanf`` polynomial.
 
     XLA:CPU lowers ``atan2`` to a scalar library call, ~50x slower than this vectorised form,
     whose error (< 4e-7 rad) is below float32 rounding of the cosines it is compared with.
-    Other dtypes (float64) use :func:`jnp.arctan2`.
+    Other dtypes (float64) and the portable kernel use :func:`jnp.arctan2`.
     """
-    if x.dtype != jnp.float32:
+    if portable or x.dtype != jnp.float32:
         return jnp.arctan2(y, x)
     ax, ay = jnp.abs(x), jnp.abs(y)
     big, small = jnp.maximum(ax, ay), jnp.minimum(ax, ay)
@@ -295,6 +305,9 @@ def _atan2(y, x):
     return jnp.where(y < 0, -p, p)
 
 
+_PREFIX_WIDTH = 128
+
+
 def _prefix_sum(x):
     """Inclusive prefix sum of a 1-D int vector by triangular matmuls (exact below 2**24).
 
@@ -304,17 +317,28 @@ def _prefix_sum(x):
     return inclusive.ravel()[: x.shape[0]].astype(jnp.int32)
 
 
-def _prefix_sums_2d(x):
-    """Inclusive and exclusive prefix sums of a 1-D int or bool vector, as float32 ``(rows, 128)``
-    blocks of the (zero-padded) vector in row-major order."""
-    width = 128
+def _prefix_sums_2d(x, portable: bool = False):
+    """Inclusive and exclusive prefix sums of a 1-D int or bool vector, as ``(rows, 128)`` blocks
+    of the (zero-padded) vector in row-major order.
+
+    Portable: an int32 ``cumsum``. CPU: float32 products with a triangular matrix, exact for sums
+    below 2**24 because they ask for ``HIGHEST`` (an integer below 2**24 is a float32; TF32 or
+    bfloat16 operands would round the block offsets, which exceed 2**11).
+    """
+    width = _PREFIX_WIDTH
     size = x.shape[0]
     rows = -(-size // width)
+    if portable:
+        values = jnp.pad(x.astype(jnp.int32), (0, rows * width - size)).reshape(rows, width)
+        inclusive = jnp.cumsum(values.ravel()).reshape(rows, width)
+        return inclusive, inclusive - values
     blocks = jnp.pad(x.astype(jnp.float32), (0, rows * width - size)).reshape(rows, width)
     upper = jnp.triu(jnp.ones((width, width), jnp.float32))
     # Both sums come out of the one matmul: computing the exclusive sum from ``x`` instead would
     # make XLA recompute ``x``'s producer (the bound of the arc kernel) in that consumer.
-    within = blocks @ jnp.concatenate([upper, upper - jnp.eye(width, dtype=jnp.float32)], axis=1)
+    within = exact_matmul(
+        blocks, jnp.concatenate([upper, upper - jnp.eye(width, dtype=jnp.float32)], axis=1)
+    )
     inclusive, exclusive = within[:, :width], within[:, width:]
     if rows > 1:
         offsets = (_prefix_sum(inclusive[:, -1]) - inclusive[:, -1]).astype(jnp.float32)
@@ -323,13 +347,13 @@ def _prefix_sums_2d(x):
     return inclusive, exclusive
 
 
-def _compact(flags, capacity: int):
+def _compact(flags, capacity: int, portable: bool = False):
     """Indices of the true entries of a 1-D bool ``flags``, in order, and their count.
 
     Returns an int32 ``(capacity,)`` array (``capacity > flags.shape[0]``); entries past the
     count are arbitrary.
     """
-    inclusive, exclusive = _prefix_sums_2d(flags)
+    inclusive, exclusive = _prefix_sums_2d(flags, portable)
     # A false entry goes to the last slot, past every true one (capacity exceeds their count).
     # Computed on the (rows, 128) blocks: a flat slice of them makes XLA:CPU's loop scalar.
     slot = jnp.where(inclusive > exclusive, exclusive, capacity - 1).astype(jnp.int32)
@@ -441,8 +465,236 @@ def _arc_bins(lo, half_width, shift, grid):
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class _ArcLayout:
+    """The arc kernel's static work units for one problem (sizes known before tracing).
+
+    A chunk of ``chunk`` samples is cut into ``num_blocks`` blocks of ``ARC_BLOCK``; a tile is a
+    (plane, block) pair, ``num_tiles = P · num_blocks`` per chunk. Tiles are screened
+    ``tiles_per_screen`` and histogrammed ``tiles_per_step`` at a time. The difference array
+    holds, per group and per copy (the second copy is signed SRM's negative arcs), one row of
+    ``width = 2T + 1`` extended bins per plane.
+    """
+
+    num_planes: int
+    num_angles: int
+    m: int
+    chunk: int
+    num_groups: int
+    copies: int
+    portable: bool
+
+    @property
+    def num_blocks(self) -> int:
+        return self.chunk // ARC_BLOCK
+
+    @property
+    def num_tiles(self) -> int:
+        return self.num_planes * self.num_blocks
+
+    @property
+    def tiles_per_step(self) -> int:
+        return max(1, min(self.num_tiles, ARC_STEP_PAIRS // ARC_BLOCK))
+
+    @property
+    def tiles_per_screen(self) -> int:
+        return max(1, min(self.num_tiles, ARC_SCREEN_PAIRS // ARC_BLOCK))
+
+    @property
+    def queue_size(self) -> int:
+        return self.num_tiles + max(self.tiles_per_screen, self.tiles_per_step)
+
+    @property
+    def width(self) -> int:
+        return 2 * self.num_angles + 1
+
+    @property
+    def group_stride(self) -> int:
+        return self.copies * self.num_planes * self.width
+
+
+class _PlaneGeometry(NamedTuple):
+    """Per-plane constants of the arc form (SPEC §5) and the threshold."""
+
+    alpha: jax.Array  # (P,) int32
+    beta: jax.Array  # (P,) int32
+    c: jax.Array  # (P,) b̂_α·b̂_β
+    inv_sine: jax.Array  # (P,) 1/√(1 − c²)
+    bound_scale: jax.Array  # (P,) inflated 1/(1 − c²) of the tile bound
+    eps: jax.Array  # scalar ε
+    eps2: jax.Array  # scalar ε²
+
+
+class _SortedChunk(NamedTuple):
+    """One chunk after :func:`_arc_sort_and_bound`: projections in sorted blocks, live tiles."""
+
+    proj: jax.Array  # (m · num_blocks, ARC_BLOCK) d̂·b̂_k, rows k · num_blocks + block
+    valid_blocks: jax.Array  # (num_blocks, ARC_BLOCK) bool
+    group_blocks: jax.Array  # (num_blocks, ARC_BLOCK) int32
+    live_tiles: jax.Array  # (num_tiles + tiles_per_screen,) tile ids the bound kept, in order
+    num_live: jax.Array  # scalar int32
+    order: jax.Array  # (chunk,) the chunk's samples in sorted order (block b: b·ARC_BLOCK...)
+
+
+def _plane_geometry(unit_basis, pairs, epsilon, dtype) -> _PlaneGeometry:
+    alpha, beta = pairs[:, 0], pairs[:, 1]
+    c, sine = _cosine_and_sine(unit_basis[alpha], unit_basis[beta])
+    inv_sine = 1 / sine
+    eps = jnp.asarray(epsilon, dtype)
+    # r² = (x_α² + x_β² − 2c x_α x_β)/(1 − c²) ≤ (A² + B² + 2|c|AB)/(1 − c²) for |x_α| ≤ A,
+    # |x_β| ≤ B; inflated so that rounding never rules out a pair the exact test would keep.
+    return _PlaneGeometry(alpha, beta, c, inv_sine, (1 + 1e-4) * inv_sine * inv_sine, eps,
+                          eps * eps)
+
+
+def _arc_sort_and_bound(layout: _ArcLayout, geometry: _PlaneGeometry, unit_basis, unit_chunk,
+                        valid_chunk, group_chunk) -> _SortedChunk:
+    """Stage 1: sort a chunk's samples by nearest basis vector; keep the tiles the bound allows.
+
+    Samples near the same basis vector side by side, so that lit pairs fill few tiles. A tile
+    (plane, block) is live when the bound on ``r`` over the block (from the block's largest
+    ``|d̂·b̂_α|`` and ``|d̂·b̂_β|``) reaches ε (every tile when ε ≤ 0) and the block holds a
+    valid sample.
+    """
+    m, chunk, num_blocks = layout.m, layout.chunk, layout.num_blocks
+    dtype = unit_chunk.dtype
+    proj = exact_matmul(unit_basis, unit_chunk.T)  # (m, chunk); left-out rows are zero
+    # The key is the index of the largest |d̂·b̂_k|; on CPU by a matmul (XLA:CPU's argmax is
+    # several times slower), where ties (zero rows) give a sum of indices, clipped. The key
+    # only orders the samples: any key gives the same counts.
+    magnitude = jnp.abs(proj)
+    if layout.portable:
+        key = jnp.argmax(magnitude, axis=0).astype(jnp.int32)
+    else:
+        is_top = (magnitude == jnp.max(magnitude, axis=0)).astype(dtype)
+        key = exact_matmul(jnp.arange(m, dtype=dtype), is_top)
+        key = jnp.minimum(key, m - 1).astype(jnp.int32)
+    if m * chunk < 2**31:  # one int32 sort of (key, index) packed: faster than argsort
+        order = jnp.sort(key * chunk + jnp.arange(chunk, dtype=jnp.int32)) % chunk
+    else:
+        order = jnp.argsort(key)
+    proj = exact_matmul(unit_basis, unit_chunk[order].T).reshape(m * num_blocks, ARC_BLOCK)
+    valid_blocks = valid_chunk[order].reshape(num_blocks, ARC_BLOCK)
+    group_blocks = group_chunk[order].reshape(num_blocks, ARC_BLOCK).astype(jnp.int32)
+    top = jnp.max(jnp.abs(proj), axis=1).reshape(m, num_blocks)
+    top_a, top_b = top[geometry.alpha], top[geometry.beta]
+    bound = top_a * top_a + top_b * top_b + 2 * jnp.abs(geometry.c)[:, None] * top_a * top_b
+    live = (bound * geometry.bound_scale[:, None] >= geometry.eps2) | (geometry.eps <= 0)
+    live = (live & jnp.any(valid_blocks, axis=1)[None, :]).ravel()
+    live_tiles, num_live = _compact(live, layout.num_tiles + layout.tiles_per_screen,
+                                    layout.portable)
+    return _SortedChunk(proj, valid_blocks, group_blocks, live_tiles, num_live, order)
+
+
+def _tile_coordinates(layout: _ArcLayout, geometry: _PlaneGeometry, sorted_chunk: _SortedChunk,
+                      tiles):
+    """Plane, block and every sample's in-plane ``(x, y)`` (SPEC §5) of ``tiles``."""
+    num_blocks = layout.num_blocks
+    plane, block = tiles // num_blocks, tiles % num_blocks
+    rows_a = geometry.alpha[plane] * num_blocks + block
+    rows_b = geometry.beta[plane] * num_blocks + block
+    x = sorted_chunk.proj.at[rows_a].get(mode="promise_in_bounds")
+    y = sorted_chunk.proj.at[rows_b].get(mode="promise_in_bounds")
+    y = (y - geometry.c[plane][:, None] * x) * geometry.inv_sine[plane][:, None]
+    return plane, block, x, y
+
+
+def _lights(geometry: _PlaneGeometry, x, y, live):
+    """Every angle lit when r ≤ −ε (ε ≤ 0); none when r < ε; otherwise one arc."""
+    eps, eps2 = geometry.eps, geometry.eps2
+    r2 = x * x + y * y
+    full = live & (eps <= 0) & (r2 <= eps2)
+    partial = live & ~full & ((eps <= 0) | (r2 >= eps2))
+    return r2, full, partial
+
+
+def _arc_screen(layout: _ArcLayout, geometry: _PlaneGeometry, sorted_chunk: _SortedChunk):
+    """Stage 2: the exact test on the live tiles; returns the queue of lit tiles and its length.
+
+    A tile is lit when one of its valid samples lights its plane on some angle.
+    """
+    per = layout.tiles_per_screen
+
+    def screen(state):
+        i, queue, queued = state
+        tiles = jax.lax.dynamic_slice(sorted_chunk.live_tiles, (i * per,), (per,))
+        in_range = i * per + jnp.arange(per) < sorted_chunk.num_live
+        _, block, x, y = _tile_coordinates(layout, geometry, sorted_chunk, tiles)
+        live = sorted_chunk.valid_blocks[block] & in_range[:, None]
+        _, full, partial = _lights(geometry, x, y, live)
+        lit, num_lit = _compact(jnp.any(full | partial, axis=1), per + 1, layout.portable)
+        queue = jax.lax.dynamic_update_slice(queue, tiles[lit[:per]], (queued,))
+        return i + 1, queue, queued + num_lit
+
+    screen_steps = -(-sorted_chunk.num_live // per)
+    _, queue, queued = jax.lax.while_loop(
+        lambda s: s[0] < screen_steps, screen,
+        (jnp.int32(0), jnp.zeros(layout.queue_size, jnp.int32), jnp.int32(0)),
+    )
+    return queue, queued
+
+
+def _arc_histogram(layout: _ArcLayout, geometry: _PlaneGeometry, sorted_chunk: _SortedChunk,
+                   queue, queued, grid, period, diff):
+    """Stage 3: the arcs of the queued tiles' samples, +1/−1 into the difference array ``diff``.
+
+    ``diff`` is int32 ``(G · copies · P · width,)`` over two turns of extended bins
+    (:func:`_arc_bins`); :func:`_fold_histogram` turns it into counts.
+    """
+    per, width = layout.tiles_per_step, layout.width
+    eps, eps2 = geometry.eps, geometry.eps2
+
+    def step(state):
+        i, diff = state
+        tiles = jax.lax.dynamic_slice(queue, (i * per,), (per,))
+        in_range = i * per + jnp.arange(per) < queued
+        plane, block, x, y = _tile_coordinates(layout, geometry, sorted_chunk, tiles)
+        live = sorted_chunk.valid_blocks[block] & in_range[:, None]
+        r2, full, partial = _lights(geometry, x, y, live)
+        phi = _atan2(y, x, layout.portable)
+        half_width = _atan2(
+            jnp.sqrt(jnp.maximum(r2 - eps2, 0)), jnp.broadcast_to(eps, x.shape), layout.portable
+        )
+        lo = -phi - half_width
+        base = plane[:, None] * width
+        if layout.num_groups > 1:
+            base = base + sorted_chunk.group_blocks[block] * layout.group_stride
+        starts, stops = [], []
+        # d̂·s ≤ −ε  ⟺  (−d̂)·s ≥ ε: the negative arcs are the same arcs shifted by π.
+        for copy, shift in enumerate((0.0, math.pi)[:layout.copies]):
+            start, stop = _arc_bins(lo, half_width, shift, grid)
+            start = jnp.where(partial, start, 0)
+            stop = jnp.where(partial, stop, jnp.where(full, period, 0))
+            offset = base + copy * layout.num_planes * width
+            starts.append((offset + start).ravel())
+            stops.append((offset + stop).ravel())
+        diff = diff.at[jnp.concatenate(starts)].add(1, mode="promise_in_bounds")
+        diff = diff.at[jnp.concatenate(stops)].add(-1, mode="promise_in_bounds")
+        return i + 1, diff
+
+    num_steps = -(-queued // per)
+    _, diff = jax.lax.while_loop(lambda s: s[0] < num_steps, step, (jnp.int32(0), diff))
+    return diff
+
+
+def _fold_histogram(layout: _ArcLayout, diff, period, out_index):
+    """Stage 4: prefix sums of the difference array, two turns folded, bins to grid angles.
+
+    Returns int32 ``(G, copies, P, T)`` counts.
+    """
+    extended = jnp.cumsum(
+        diff.reshape(layout.num_groups, layout.copies, layout.num_planes, layout.width), axis=-1
+    )
+    # Lattice position j collects extended bins j and j + period.
+    folded = extended[..., :layout.num_angles] + jax.lax.dynamic_slice_in_dim(
+        extended, period, layout.num_angles, axis=-1
+    )
+    return folded[..., out_index]
+
+
 def _arc_counts(
-    unit, valid, groups, num_groups, unit_basis, pairs, angles, epsilon, signed, chunk, grid=None
+    unit, valid, groups, num_groups, unit_basis, pairs, angles, epsilon, signed, chunk, grid=None,
+    backend="cpu",
 ):
     """Counts by the arc form (SPEC §5): a histogram of each sample's arc of lit angles.
 
@@ -452,22 +704,25 @@ def _arc_counts(
     grid angle and −1 past its last in a difference array, whose prefix sum is the count.
 
     The work is organised around sparsity: a sample lights a plane only if its projection onto
-    the plane reaches ε, so for ε > 0 most (sample, plane) pairs light nothing. Samples of a
-    chunk are sorted by their nearest basis vector and cut into blocks of ``ARC_BLOCK``; a
-    cheap bound on ``r`` over a block (from the block's largest ``|d̂·b̂_α|`` and ``|d̂·b̂_β|``)
-    rules out most (plane, block) tiles before any per-pair work, and only the remaining tiles
-    are evaluated exactly, ``ARC_STEP_PAIRS`` pairs at a time. For ε ≤ 0 every tile is evaluated.
+    the plane reaches ε, so for ε > 0 most (sample, plane) pairs light nothing. Per chunk of
+    samples, four named stages: :func:`_arc_sort_and_bound` (sort by nearest basis vector, cut
+    into blocks of ``ARC_BLOCK``, rule out (plane, block) tiles by a bound on ``r``),
+    :func:`_arc_screen` (the exact test on the remaining tiles), :func:`_arc_histogram` (the
+    lit tiles' arcs into the difference array, ``ARC_STEP_PAIRS`` pairs at a time) and, once at
+    the end, :func:`_fold_histogram`. For ε ≤ 0 every tile is evaluated.
 
     ``groups`` (int ``(N,)`` in ``[0, num_groups)``) splits the samples into disjoint groups whose
     counts are kept apart in the same pass; the returned counts are ``(num_groups, P, T)``.
     ``grid`` is the static :class:`_Grid` of the angles, or ``None`` to decide it when traced.
+    ``backend`` picks the kernel's ops (:func:`portable_kernel`); every choice is exact.
     """
-    num_planes = pairs.shape[0]
     num_angles = angles.shape[0]
-    m = unit_basis.shape[0]
-    dtype = unit.dtype
-    eps = jnp.asarray(epsilon, dtype)
-    eps2 = eps * eps
+    layout = _ArcLayout(
+        num_planes=pairs.shape[0], num_angles=num_angles, m=unit_basis.shape[0],
+        chunk=-(-chunk // ARC_BLOCK) * ARC_BLOCK, num_groups=num_groups,
+        copies=2 if signed else 1, portable=portable_kernel(backend),
+    )
+    geometry = _plane_geometry(unit_basis, pairs, epsilon, unit.dtype)
     if grid is None:
         grid = _traced_grid(angles)
         period, out_index = grid["period"], grid["out_index"]
@@ -475,115 +730,16 @@ def _arc_counts(
         period, out_index = grid.period, np.arange(num_angles) % grid.period
     else:
         period, out_index = grid.period, np.asarray(grid.inverse)
-    width = 2 * num_angles + 1
-    copies = 2 if signed else 1
-    group_stride = copies * num_planes * width
-    alpha, beta = pairs[:, 0], pairs[:, 1]
-    c, sine = _cosine_and_sine(unit_basis[alpha], unit_basis[beta])
-    inv_sine = 1 / sine
-    # r² = (x_α² + x_β² − 2c x_α x_β)/(1 − c²) ≤ (A² + B² + 2|c|AB)/(1 − c²) for |x_α| ≤ A,
-    # |x_β| ≤ B; inflated so that rounding never rules out a pair the exact test would keep.
-    bound_scale = (1 + 1e-4) * inv_sine * inv_sine
-    chunk = -(-chunk // ARC_BLOCK) * ARC_BLOCK
-    num_blocks = chunk // ARC_BLOCK
-    num_tiles = num_planes * num_blocks
-    tiles_per_step = max(1, min(num_tiles, ARC_STEP_PAIRS // ARC_BLOCK))
-    tiles_per_screen = max(1, min(num_tiles, ARC_SCREEN_PAIRS // ARC_BLOCK))
-    queue_size = num_tiles + max(tiles_per_screen, tiles_per_step)
 
     def body(diff, chunk_data):
-        unit_chunk, valid_chunk, group_chunk = chunk_data
-        proj = unit_basis @ unit_chunk.T  # (m, chunk); left-out rows are zero
-        # Samples near the same basis vector side by side, so that lit pairs fill few tiles. The
-        # key is the index of the largest |d̂·b̂_k|, by a matmul (XLA:CPU's argmax is several times
-        # slower); ties (zero rows) give a sum of indices, clipped: any key is exact.
-        magnitude = jnp.abs(proj)
-        is_top = (magnitude == jnp.max(magnitude, axis=0)).astype(dtype)
-        key = jnp.minimum(jnp.arange(m, dtype=dtype) @ is_top, m - 1).astype(jnp.int32)
-        if m * chunk < 2**31:  # one int32 sort of (key, index) packed: faster than argsort
-            order = jnp.sort(key * chunk + jnp.arange(chunk, dtype=jnp.int32)) % chunk
-        else:
-            order = jnp.argsort(key)
-        proj = (unit_basis @ unit_chunk[order].T).reshape(m * num_blocks, ARC_BLOCK)
-        valid_blocks = valid_chunk[order].reshape(num_blocks, ARC_BLOCK)
-        group_blocks = group_chunk[order].reshape(num_blocks, ARC_BLOCK).astype(jnp.int32)
-        top = jnp.max(jnp.abs(proj), axis=1).reshape(m, num_blocks)
-        top_a, top_b = top[alpha], top[beta]
-        bound = (top_a * top_a + top_b * top_b + 2 * jnp.abs(c)[:, None] * top_a * top_b)
-        live = (bound * bound_scale[:, None] >= eps2) | (eps <= 0)
-        live = (live & jnp.any(valid_blocks, axis=1)[None, :]).ravel()
-        live_tiles, num_live = _compact(live, num_tiles + tiles_per_screen)
+        sorted_chunk = _arc_sort_and_bound(layout, geometry, unit_basis, *chunk_data)
+        queue, queued = _arc_screen(layout, geometry, sorted_chunk)
+        return _arc_histogram(layout, geometry, sorted_chunk, queue, queued, grid, period,
+                              diff), None
 
-        def coordinates(tiles):
-            plane, block = tiles // num_blocks, tiles % num_blocks
-            rows_a = alpha[plane] * num_blocks + block
-            rows_b = beta[plane] * num_blocks + block
-            x = proj.at[rows_a].get(mode="promise_in_bounds")
-            y = proj.at[rows_b].get(mode="promise_in_bounds")
-            y = (y - c[plane][:, None] * x) * inv_sine[plane][:, None]
-            return plane, block, x, y
-
-        def lights(x, y, live):
-            """Every angle lit when r ≤ −ε (ε ≤ 0); none when r < ε; otherwise one arc."""
-            r2 = x * x + y * y
-            full = live & (eps <= 0) & (r2 <= eps2)
-            partial = live & ~full & ((eps <= 0) | (r2 >= eps2))
-            return r2, full, partial
-
-        def screen(state):
-            """Stage 1: the exact test on the tiles the bound kept; the lit ones are queued."""
-            i, queue, queued = state
-            tiles = jax.lax.dynamic_slice(live_tiles, (i * tiles_per_screen,), (tiles_per_screen,))
-            in_range = i * tiles_per_screen + jnp.arange(tiles_per_screen) < num_live
-            _, block, x, y = coordinates(tiles)
-            _, full, partial = lights(x, y, valid_blocks[block] & in_range[:, None])
-            lit, num_lit = _compact(jnp.any(full | partial, axis=1), tiles_per_screen + 1)
-            queue = jax.lax.dynamic_update_slice(queue, tiles[lit[:tiles_per_screen]], (queued,))
-            return i + 1, queue, queued + num_lit
-
-        def step(state):
-            """Stage 2: the arcs of the queued tiles into the difference array."""
-            i, diff = state
-            tiles = jax.lax.dynamic_slice(queue, (i * tiles_per_step,), (tiles_per_step,))
-            in_range = i * tiles_per_step + jnp.arange(tiles_per_step) < queued
-            plane, block, x, y = coordinates(tiles)
-            r2, full, partial = lights(x, y, valid_blocks[block] & in_range[:, None])
-            phi = _atan2(y, x)
-            half_width = _atan2(jnp.sqrt(jnp.maximum(r2 - eps2, 0)), jnp.broadcast_to(eps, x.shape))
-            lo = -phi - half_width
-            base = plane[:, None] * width
-            if num_groups > 1:
-                base = base + group_blocks[block] * group_stride
-            starts, stops = [], []
-            # d̂·s ≤ −ε  ⟺  (−d̂)·s ≥ ε: the negative arcs are the same arcs shifted by π.
-            for copy, shift in enumerate((0.0, math.pi)[:copies]):
-                start, stop = _arc_bins(lo, half_width, shift, grid)
-                start = jnp.where(partial, start, 0)
-                stop = jnp.where(partial, stop, jnp.where(full, period, 0))
-                offset = base + copy * num_planes * width
-                starts.append((offset + start).ravel())
-                stops.append((offset + stop).ravel())
-            diff = diff.at[jnp.concatenate(starts)].add(1, mode="promise_in_bounds")
-            diff = diff.at[jnp.concatenate(stops)].add(-1, mode="promise_in_bounds")
-            return i + 1, diff
-
-        screen_steps = -(-num_live // tiles_per_screen)
-        _, queue, queued = jax.lax.while_loop(
-            lambda s: s[0] < screen_steps, screen,
-            (jnp.int32(0), jnp.zeros(queue_size, jnp.int32), jnp.int32(0)),
-        )
-        num_steps = -(-queued // tiles_per_step)
-        _, diff = jax.lax.while_loop(lambda s: s[0] < num_steps, step, (jnp.int32(0), diff))
-        return diff, None
-
-    diff = jnp.zeros(num_groups * group_stride, jnp.int32)
-    diff, _ = jax.lax.scan(body, diff, _pad_samples(unit, valid, groups, chunk))
-    extended = jnp.cumsum(diff.reshape(num_groups, copies, num_planes, width), axis=-1)
-    # Fold the two turns: lattice position j collects extended bins j and j + period.
-    folded = extended[..., :num_angles] + jax.lax.dynamic_slice_in_dim(
-        extended, period, num_angles, axis=-1
-    )
-    counts = folded[..., out_index]
+    diff = jnp.zeros(num_groups * layout.group_stride, jnp.int32)
+    diff, _ = jax.lax.scan(body, diff, _pad_samples(unit, valid, groups, layout.chunk))
+    counts = _fold_histogram(layout, diff, period, out_index)
     return counts[:, 0], (counts[:, 1] if signed else None)
 
 
@@ -614,7 +770,7 @@ def _direct_counts(
 
         def body(carry, chunk_data):
             unit_chunk, valid_chunk, group_chunk = chunk_data
-            dots = unit_chunk @ spot.T
+            dots = exact_matmul(unit_chunk, spot.T)
             live = valid_chunk[:, None]
             pos = group_sum((dots >= eps) & live, group_chunk)
             neg = group_sum((dots <= -eps) & live, group_chunk)
@@ -688,12 +844,12 @@ def spotlight_resonance(
         period = DEFAULT_NUM_ANGLES - 1
         grid = _Grid(period=period, theta0=0.0, step=TWO_PI / period)
     else:
-        grid = _static_grid(angles, _float_dtype(activations, basis))
+        grid = _static_grid(angles, working_dtype(activations, basis))
 
     counts, negative, num_samples, angles = _grouped_counts_jit(
         activations, basis, pairs, angles, epsilon,
         groups=None, num_groups=1, signed=signed, method=method, chunk_size=chunk_size,
-        grid=grid,
+        grid=grid, backend=jax.default_backend(),
     )
     return SRMResult(
         counts=counts[0],
@@ -718,6 +874,7 @@ def grouped_counts(
     signed: bool,
     method: str = "auto",
     chunk_size: int | None = None,
+    backend: str | None = None,
 ):
     """SRM counts of disjoint sample groups in one pass (the kernel behind the public API).
 
@@ -728,20 +885,24 @@ def grouped_counts(
     Returns:
       ``counts (G, P, T)``, ``negative_counts (G, P, T)`` or ``None``, ``num_samples (G,)`` and
       the angles cast to the working float dtype.
+
+    ``backend`` (default: :func:`jax.default_backend` when traced) picks the kernel's ops and the
+    ``"auto"`` crossover; every choice gives the same counts.
     """
     return _grouped_counts(
         activations, basis, pairs, angles, epsilon, groups=groups, num_groups=num_groups,
         signed=signed, method=method, chunk_size=chunk_size,
-        grid=_static_grid(angles, _float_dtype(activations, basis)),
+        grid=_static_grid(angles, working_dtype(activations, basis)),
+        backend=backend or jax.default_backend(),
     )
 
 
 def _grouped_counts(
     activations, basis, pairs, angles, epsilon, *, groups, num_groups, signed, method,
-    chunk_size, grid,
+    chunk_size, grid, backend,
 ):
     """:func:`grouped_counts` with the angles' bin layout ``grid`` decided beforehand."""
-    dtype = _float_dtype(activations, basis)
+    dtype = working_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
     basis = jnp.asarray(basis, dtype)
     angles = jnp.asarray(angles).astype(dtype)
@@ -759,14 +920,14 @@ def _grouped_counts(
 
     if method == "auto":
         work = n_samples * num_planes * num_angles
-        method = "direct" if work <= auto_direct_limit(num_angles) else "arc"
+        method = "direct" if work <= auto_direct_limit(num_angles, backend) else "arc"
     if method == "arc":
         # Tiles per chunk stay below 2**23 (prefix sums are exact float32 matmuls).
         most = max(1, (2**23 // num_planes)) * ARC_BLOCK
         chunk = chunk_size or max(1, ARC_CHUNK_TILES // num_planes) * ARC_BLOCK
         counts, negative = _arc_counts(
             unit, valid, groups, num_groups, normalise_rows(basis), pairs, angles, epsilon,
-            signed, min(chunk, most, max(n_samples, 1)), grid,
+            signed, min(chunk, most, max(n_samples, 1)), grid, backend,
         )
     else:
         plane_block = max(1, min(num_planes, DIRECT_CHUNK_ELEMENTS // (num_angles * 256)))
@@ -780,7 +941,8 @@ def _grouped_counts(
 
 # Eager calls compile once per shape and setting (epsilon stays a traced argument).
 _grouped_counts_jit = jax.jit(
-    _grouped_counts, static_argnames=("num_groups", "signed", "method", "chunk_size", "grid")
+    _grouped_counts,
+    static_argnames=("num_groups", "signed", "method", "chunk_size", "grid", "backend"),
 )
 
 

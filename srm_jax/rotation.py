@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from jax.scipy.linalg import expm
 
 from srm_jax import _validation
+from srm_jax._precision import exact_matmul
 
 
 def normalise_rows(x: jax.Array) -> jax.Array:
@@ -90,10 +91,7 @@ def plane_coordinates(
       ``x, y``, each ``(N, P)``.
     """
     unit_basis = normalise_rows(basis)
-    # The coordinates decide bins and thresholds: exact float32 on every backend (SPEC §1).
-    projections = jnp.matmul(
-        normalise_rows(activations), unit_basis.T, precision=jax.lax.Precision.HIGHEST
-    )
+    projections = exact_matmul(normalise_rows(activations), unit_basis.T)
     return _coordinates_from_projections(projections, unit_basis, planes)
 
 

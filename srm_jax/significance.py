@@ -24,9 +24,10 @@ from flax import struct
 from jax.scipy.special import betainc
 
 from srm_jax import _validation
+from srm_jax._precision import exact_matmul, working_dtype
 from srm_jax.alignment import alignment_score
 from srm_jax.bases import random_orthogonal
-from srm_jax.resonance import SRMResult, _float_dtype, grouped_counts, validate_inputs
+from srm_jax.resonance import SRMResult, grouped_counts, validate_inputs
 
 ALTERNATIVES = ("greater", "less", "two-sided")
 STATISTICS = ("correlation", "projection")
@@ -196,7 +197,7 @@ def _null_band(
     key, basis, pairs, angles, epsilon, *, num_samples, signed, num_draws, levels, method,
     chunk_size, map_batch_size,
 ):
-    dtype = _float_dtype(basis)
+    dtype = working_dtype(basis)
     basis = jnp.asarray(basis, dtype)
     n = basis.shape[1]
 
@@ -294,7 +295,7 @@ def permutation_p_value(observed, null, alternative: str = "greater") -> jax.Arr
     else:
         extreme = jnp.abs(null) >= jnp.abs(observed)
     count = jnp.sum(extreme, axis=0)
-    dtype = _float_dtype(observed, null)
+    dtype = working_dtype(observed, null)
     p = (1.0 + count.astype(dtype)) / (1.0 + null.shape[0])
     return jnp.where(jnp.isnan(observed), jnp.nan, p)
 
@@ -398,7 +399,7 @@ def _alignment_curves(
     map_batch_size,
 ):
     """Mean SRM curve of the data, mean self-SRM curve and the ``(K, T)`` rotated-basis curves."""
-    dtype = _float_dtype(activations, basis)
+    dtype = working_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
     basis = jnp.asarray(basis, dtype)
 
@@ -406,9 +407,7 @@ def _alignment_curves(
         return _srm_mean_curve(data, b, pairs, angles, epsilon, method, chunk_size)
 
     rotations = haar_rotations(key, basis.shape[1], num_rotations, dtype)
-    highest = jax.lax.Precision.HIGHEST  # the rotated basis decides counts (SPEC §1)
     null_curves = batched_map(
-        lambda q: mean_curve(activations, jnp.matmul(basis, q.T, precision=highest)),
-        rotations, map_batch_size,
+        lambda q: mean_curve(activations, exact_matmul(basis, q.T)), rotations, map_batch_size,
     )
     return mean_curve(activations, basis), mean_curve(basis, basis), null_curves

@@ -22,8 +22,9 @@ import numpy as np
 from flax import struct
 
 from srm_jax import _validation
+from srm_jax._precision import HIGHEST, working_dtype
 from srm_jax.alignment import alignment_score
-from srm_jax.resonance import _float_dtype, check_same_settings, validate_inputs
+from srm_jax.resonance import check_same_settings, validate_inputs
 from srm_jax.rotation import normalise_rows, plane_coordinates
 from srm_jax.significance import _srm_mean_curve, batched_map
 
@@ -111,7 +112,7 @@ def alignment_sweep(
 @partial(jax.jit, static_argnames=("method", "chunk_size", "map_batch_size"))
 def _alignment_sweep(activations, basis, pairs, angles, epsilons, *, method, chunk_size,
                      map_batch_size):
-    dtype = _float_dtype(activations, basis)
+    dtype = working_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
     basis = jnp.asarray(basis, dtype)
     epsilons = jnp.asarray(epsilons, dtype)
@@ -244,7 +245,7 @@ def srm_spectrum(
 
 @partial(jax.jit, static_argnames=("order", "signed", "chunk_size"))
 def _srm_spectrum(activations, basis, pairs, epsilon, *, order, signed, chunk_size):
-    dtype = _float_dtype(activations, basis)
+    dtype = working_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
     basis = normalise_rows(jnp.asarray(basis, dtype))
     valid = jnp.all(jnp.isfinite(activations), axis=1)
@@ -310,9 +311,9 @@ def evaluate_spectrum(spectrum: SRMSpectrum | jax.Array, angles: jax.Array) -> j
     k = jnp.arange(c.shape[-1], dtype=angles.dtype)
     phase = k[:, None] * angles[None, :]  # (K+1, T)
     scale = jnp.where(k == 0, 1.0, 2.0)[:, None]
-    return jnp.einsum("...k,kt->...t", c.real, scale * jnp.cos(phase)) - jnp.einsum(
-        "...k,kt->...t", c.imag, scale * jnp.sin(phase)
-    )
+    return jnp.einsum(
+        "...k,kt->...t", c.real, scale * jnp.cos(phase), precision=HIGHEST
+    ) - jnp.einsum("...k,kt->...t", c.imag, scale * jnp.sin(phase), precision=HIGHEST)
 
 
 def spectral_alignment_score(

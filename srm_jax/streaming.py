@@ -43,9 +43,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from srm_jax import _validation
+from srm_jax._precision import working_dtype
 from srm_jax.resonance import (
     SRMResult,
-    _float_dtype,
     check_method,
     grouped_counts,
     validate_inputs,
@@ -103,7 +103,7 @@ def streaming_srm(
         None, basis, epsilon=epsilon, angles=angles, planes=planes, method=method,
         max_planes=max_planes, key=key,
     )
-    dtype = _float_dtype(basis)
+    dtype = working_dtype(basis)
     basis = jnp.asarray(basis, dtype)
     angles = angles.astype(dtype)
     eps = jnp.asarray(epsilon, dtype)
@@ -149,7 +149,7 @@ def add_batch(
             f"activations have n={x.shape[1]} features but the basis vectors have "
             f"n={basis.shape[1]}."
         )
-    dtype = _float_dtype(x, basis)
+    dtype = working_dtype(x, basis)
     x = x.astype(dtype)
     basis = jnp.asarray(basis, dtype)
     if mask is not None:

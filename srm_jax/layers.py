@@ -356,7 +356,7 @@ def collect_activations(
       select: picks the inputs from a batch (dict key or function), applied before ``call``.
       capture, occurrence: see :func:`capture_activations`.
       features: ``"flatten"`` or ``"last"`` (see :func:`as_samples`).
-      batch_size: fixed rows per forward pass; default the first batch's size.
+      batch_size: fixed rows per forward pass; default the first non-empty batch's size.
     """
     graphdef, state = nnx.split(model)
     static = dict(
@@ -413,7 +413,7 @@ def layer_srm(
       select: picks the inputs from a batch (dict key or function).
       capture, occurrence: see :func:`capture_activations`.
       features: ``"flatten"`` or ``"last"`` (see :func:`as_samples`).
-      batch_size: fixed rows per step; default the first batch's size.
+      batch_size: fixed rows per step; default the first non-empty batch's size.
       mesh, axis_name: shard each batch's samples over a device mesh (see
         :mod:`srm_jax.distributed`).
       max_in_flight: steps that may be dispatched but not finished (see

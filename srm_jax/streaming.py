@@ -294,7 +294,7 @@ def accumulate_srm(
       basis: ``(m, n)`` privileged basis.
       epsilon: ``ε``.
       select: the dict key (``str``) or a function taking a batch to its ``(B, n)`` activations.
-      batch_size: fixed rows per update; default the first batch's size.
+      batch_size: fixed rows per update; default the first non-empty batch's size.
       mesh, axis_name: shard every batch over the devices of ``mesh`` (see
         :func:`streaming_srm`); under multi-process JAX each process passes its own batches
         (every process must make the same number of updates).

@@ -10,10 +10,11 @@
 Columns: median wall time of repeated calls after compilation; CPU time of the process per call
 (all threads; insensitive to other load on the machine); the first call, compilation included;
 peak resident memory of the whole process (``ru_maxrss``, a fresh process per measurement);
-speed-up over the vectorised NumPy baseline (median wall time, and CPU time: the engine's CPU
-time counts all its threads, NumPy's is one thread) and over the paper's App. A algorithm as
-published (timed on a few planes and scaled by P); and the ratio to the floor (reading the
-activations and projecting them on the basis at the device's measured peak rates).
+speed-up over the vectorised NumPy baseline (median wall time, and CPU time: all threads of
+each, so the CPU-time ratio is the one that other load on the machine leaves alone) and over the
+paper's App. A algorithm as published (timed on a few planes and scaled by P); and the ratio to
+the floor (reading the activations and projecting them on the basis at the device's measured
+peak rates).
 """
 
 from __future__ import annotations

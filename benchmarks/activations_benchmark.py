@@ -66,7 +66,7 @@ def main(argv=None) -> None:
             sparse = jnp.asarray(positive_cosine_pairs(basis))
             dense = jnp.asarray(np.stack(np.triu_indices(m, k=1), axis=1).astype(np.int32))
             fwd, bwd = _forward_and_backward(
-                lambda x, basis, pairs: generalised_tanh(x, basis, pairs=pairs)
+                lambda x, basis, pairs: generalised_tanh(x, basis, correction_pairs=pairs)
             )
             for path, pairs in (("sparse", sparse), ("dense", dense)):
                 t_f = _median_seconds(fwd, (x, basis, pairs), args.repeats)

@@ -9,10 +9,41 @@ eagerly (or use :func:`check_basis`) to validate inputs that will later be trace
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import numpy as np
 
 DEGENERATE_PAIR_TOLERANCE = 1e-6
+
+
+class _Unset:
+    """The default of a deprecated keyword: tells "not passed" from any value (None included)."""
+
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+UNSET = _Unset()
+
+
+def renamed(function: str, old: str, old_value, new: str, new_value, new_default):
+    """The value of keyword ``new``, formerly ``old`` (docs/vocabulary.md).
+
+    ``old`` keeps working for one release with a ``DeprecationWarning``; passing both is an
+    error. Returns ``new_value`` when ``old`` was not passed (``old_value is UNSET``).
+    """
+    if old_value is UNSET:
+        return new_value
+    if new_value is not new_default and new_value != new_default:
+        raise TypeError(f"{function}() got both {new}= and its deprecated name {old}=.")
+    warnings.warn(
+        f"{function}(..., {old}=) is deprecated: use {new}= (the same setting). {old}= will be "
+        "removed in the next release.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return old_value
 
 
 def is_concrete(x) -> bool:

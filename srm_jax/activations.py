@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
-from srm_jax._validation import check_basis, host_unit_rows, is_concrete
+from srm_jax._validation import UNSET, check_basis, host_unit_rows, is_concrete, renamed
 from srm_jax.rotation import normalise_rows
 
 __all__ = [
@@ -115,7 +115,7 @@ def positive_cosine_pairs(
     if not is_concrete(basis):
         raise TypeError(
             "positive_cosine_pairs needs a concrete basis (it decides the static number of "
-            "pairs); call it outside jit and pass the result as `pairs=`."
+            "pairs); call it outside jit and pass the result as `correction_pairs=`."
         )
     b = host_unit_rows(basis)
     i, j = np.triu_indices(b.shape[0], k=1)
@@ -189,8 +189,9 @@ def generalised_tanh_correction(
     norm: jax.Array,
     basis: jax.Array,
     *,
-    pairs: jax.Array | np.ndarray | None = None,
+    correction_pairs: jax.Array | np.ndarray | None = None,
     tolerance: float = DEFAULT_PAIR_TOLERANCE,
+    pairs=UNSET,
 ) -> jax.Array:
     """The correction ``N(a)`` of Eqn. 13 (the ``j``-averaged form of Eqn. 12).
 
@@ -200,14 +201,19 @@ def generalised_tanh_correction(
     Args:
       norm: ``a = ‖x‖``, any shape.
       basis: ``(m, n)`` basis (rows normalised here).
-      pairs: ``(P, 2)`` output of :func:`positive_cosine_pairs`; built here if omitted.
+      correction_pairs: ``(P, 2)`` output of :func:`positive_cosine_pairs`; built here if
+        omitted.
       tolerance: cosines at or below it count as non-positive.
+      pairs: deprecated name of ``correction_pairs``.
 
     Returns:
       ``N(a)``, the shape of ``norm``; identically 0 when there are no positive pairs.
     """
+    correction_pairs = renamed(
+        "generalised_tanh_correction", "pairs", pairs, "correction_pairs", correction_pairs, None
+    )
     basis = jnp.asarray(basis)
-    pairs = jnp.asarray(_resolve_pairs(basis, pairs, tolerance), jnp.int32)
+    pairs = jnp.asarray(_resolve_pairs(basis, correction_pairs, tolerance), jnp.int32)
     return _correction(jnp.asarray(norm, basis.dtype), basis, pairs, tolerance)
 
 
@@ -223,8 +229,9 @@ def generalised_tanh(
     x: jax.Array,
     basis: jax.Array,
     *,
-    pairs: jax.Array | np.ndarray | None = None,
+    correction_pairs: jax.Array | np.ndarray | None = None,
     tolerance: float = DEFAULT_PAIR_TOLERANCE,
+    pairs=UNSET,
 ) -> jax.Array:
     """The generalised tanh of App. C, Eqn. 14, on a privileged basis of any size ``m``.
 
@@ -241,17 +248,21 @@ def generalised_tanh(
     Args:
       x: ``(..., n)`` inputs, feature axis last.
       basis: ``(m, n)`` privileged basis, one vector a row (normalised here).
-      pairs: ``(P, 2)`` result of :func:`positive_cosine_pairs` for this basis (pass it when
-        the basis is traced to keep the sparse path); built here if omitted.
+      correction_pairs: ``(P, 2)`` result of :func:`positive_cosine_pairs` for this basis
+        (pass it when the basis is traced to keep the sparse path); built here if omitted.
       tolerance: cosines at or below it count as non-positive (ignored pairs).
+      pairs: deprecated name of ``correction_pairs``.
 
     Returns:
       ``(..., n)`` activations.
     """
+    correction_pairs = renamed(
+        "generalised_tanh", "pairs", pairs, "correction_pairs", correction_pairs, None
+    )
     x = jnp.asarray(x)
     basis = jnp.asarray(basis)
     _check_inputs(x, basis)
-    pairs = jnp.asarray(_resolve_pairs(basis, pairs, tolerance), jnp.int32)
+    pairs = jnp.asarray(_resolve_pairs(basis, correction_pairs, tolerance), jnp.int32)
     return _generalised_tanh(x, basis, pairs, tolerance)
 
 

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from srm_jax._validation import check_basis, is_concrete
+from srm_jax._validation import UNSET, check_basis, is_concrete, renamed
 from srm_jax.activations import (
     DEFAULT_PAIR_TOLERANCE,
     DEFAULT_RADIUS,
@@ -63,10 +63,11 @@ class GeneralisedTanh(nnx.Module):
     Args:
       basis: ``(m, n)`` basis (rows normalised and stored as :class:`PrivilegedBasis`).
       tolerance: cosines at or below it count as non-positive in the correction.
-      pairs: the ``(P, 2)`` positive-cosine pairs of ``basis``; by default computed here with
+      correction_pairs: the ``(P, 2)`` positive-cosine pairs of ``basis`` (formerly ``pairs``,
+        still accepted with a DeprecationWarning); by default computed here with
         :func:`~srm_jax.activations.positive_cosine_pairs`, which needs a concrete basis. If the
         module is built from a traced basis (one computed inside ``nnx.jit`` or
-        ``nnx.eval_shape``; a concrete basis closed over by them is fine) and no ``pairs`` are
+        ``nnx.eval_shape``; a concrete basis closed over by them is fine) and no pairs are
         given, it stores all ``m(m−1)/2`` pairs: still exact, but ``O(m²)`` per sample and a
         different state shape from a module built eagerly.
     """
@@ -76,8 +77,12 @@ class GeneralisedTanh(nnx.Module):
         basis: jax.Array,
         *,
         tolerance: float = DEFAULT_PAIR_TOLERANCE,
-        pairs: jax.Array | np.ndarray | None = None,
+        correction_pairs: jax.Array | np.ndarray | None = None,
+        pairs=UNSET,
     ):
+        pairs = renamed(
+            "GeneralisedTanh", "pairs", pairs, "correction_pairs", correction_pairs, None
+        )
         unit = _unit_basis(basis)
         if pairs is None:
             if is_concrete(basis):
@@ -95,7 +100,7 @@ class GeneralisedTanh(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return generalised_tanh(
-            x, self.basis, pairs=self.correction_pairs[...], tolerance=self.tolerance
+            x, self.basis, correction_pairs=self.correction_pairs[...], tolerance=self.tolerance
         )
 
 

@@ -33,7 +33,7 @@ from srm_jax import _validation
 from srm_jax._precision import exact_matmul, working_dtype
 from srm_jax.resonance import SRMResult, grouped_counts, validate_inputs
 from srm_jax.rotation import normalise_rows
-from srm_jax.significance import permutation_p_value
+from srm_jax.significance import batched_map, permutation_p_value
 
 
 def _check_labels(activations, labels, num_classes) -> jax.Array:
@@ -256,7 +256,8 @@ def rank_selectivity(
     num_shuffles: int = 99,
     method: str = "auto",
     chunk_size: int | None = None,
-    batch_size: int | None = None,
+    map_batch_size: int | None = 1,
+    batch_size=_validation.UNSET,
 ) -> Selectivity:
     """Grandmother-neuron finder: rank planes and basis vectors by class selectivity (App. B.2).
 
@@ -267,7 +268,7 @@ def rank_selectivity(
     permutation null answers "how selective would this plane look if the class told nothing";
     both per-item and family-wise (max over items) p-values ``(1 + #{null ≥ S})/(1 + K)`` are
     returned. Pure and jit-compiled (``num_classes``, ``signed``, ``num_shuffles``, ``method``,
-    ``chunk_size``, ``batch_size`` static).
+    ``chunk_size``, ``map_batch_size`` static).
 
     Args:
       key: PRNG key for the label shuffles.
@@ -277,11 +278,17 @@ def rank_selectivity(
       angles, planes, method, chunk_size: as :func:`srm_jax.spotlight_resonance`.
       signed: signed SRM and signed firing (default, as the paper).
       num_shuffles: ``K`` label permutations (``p < 0.01`` needs ``K ≥ 100``).
-      batch_size: shuffles evaluated together (``jax.lax.map``); default one at a time.
+      map_batch_size: shuffles evaluated together (:func:`srm_jax.significance.batched_map`);
+        default 1, one at a time; ``None`` evaluates all at once.
+      batch_size: deprecated name of ``map_batch_size`` (``None`` there meant one at a time).
 
     Returns:
       :class:`Selectivity`.
     """
+    map_batch_size = _validation.renamed(
+        "rank_selectivity", "batch_size", 1 if batch_size is None else batch_size,
+        "map_batch_size", map_batch_size, 1,
+    )
     pairs, angles = validate_inputs(
         activations, basis, epsilon=epsilon, angles=angles, planes=planes, method=method
     )
@@ -291,18 +298,18 @@ def rank_selectivity(
     return _rank_selectivity(
         key, activations, basis, labels, pairs, angles, epsilon, num_classes=int(num_classes),
         signed=bool(signed), num_shuffles=int(num_shuffles), method=method,
-        chunk_size=chunk_size, batch_size=batch_size,
+        chunk_size=chunk_size, map_batch_size=map_batch_size,
     )
 
 
 @partial(
     jax.jit,
     static_argnames=(
-        "num_classes", "signed", "num_shuffles", "method", "chunk_size", "batch_size"
+        "num_classes", "signed", "num_shuffles", "method", "chunk_size", "map_batch_size"
     ),
 )
 def _rank_selectivity(key, activations, basis, labels, pairs, angles, epsilon, *, num_classes,
-                      signed, num_shuffles, method, chunk_size, batch_size):
+                      signed, num_shuffles, method, chunk_size, map_batch_size):
     dtype = working_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
     basis = jnp.asarray(basis, dtype)
@@ -332,8 +339,8 @@ def _rank_selectivity(key, activations, basis, labels, pairs, angles, epsilon, *
         p, v, _ = statistics(shuffle_labels(shuffle_key, labels, valid))
         return p, v
 
-    null_plane, null_vector = jax.lax.map(
-        null_statistics, jax.random.split(key, num_shuffles), batch_size=batch_size
+    null_plane, null_vector = batched_map(
+        null_statistics, jax.random.split(key, num_shuffles), map_batch_size
     )
 
     def calibrate(observed, null):
@@ -365,8 +372,10 @@ def _rank_selectivity(key, activations, basis, labels, pairs, angles, epsilon, *
     )
 
 
-def distinct_planes(basis, pairs, order=None, *, tolerance: float = 1e-4) -> np.ndarray:
-    """Indices of ``pairs`` (in ``order``) keeping only the first plane of each geometric span.
+def distinct_planes(
+    basis, planes=None, order=None, *, tolerance: float = 1e-4, pairs=_validation.UNSET
+) -> np.ndarray:
+    """Indices of ``planes`` (in ``order``) keeping only the first plane of each geometric span.
 
     Different pairs can span the same plane: with antipodal vectors (orthoplex bases
     ``{±q_k}``), ``(α, β)``, ``(α, β')``, ``(α', β)`` and ``(α', β')`` with ``b_α' = −b_α`` and
@@ -376,14 +385,18 @@ def distinct_planes(basis, pairs, order=None, *, tolerance: float = 1e-4) -> np.
     out. Host-side (NumPy) utility for reports and figures: the result is ragged.
 
     Args:
-      basis: ``(m, n)``; pairs: int ``(P, 2)``; order: indices into ``pairs`` (default
-        ``0..P-1``), e.g. ``Selectivity.plane_order``.
+      basis: ``(m, n)``; planes: int ``(P, 2)`` pairs (formerly ``pairs``, still accepted with
+        a DeprecationWarning); order: indices into ``planes`` (default ``0..P-1``), e.g.
+        ``Selectivity.plane_order``.
 
     Returns:
-      int array of indices into ``pairs``, a sub-sequence of ``order``.
+      int array of indices into ``planes``, a sub-sequence of ``order``.
     """
+    planes = _validation.renamed("distinct_planes", "pairs", pairs, "planes", planes, None)
+    if planes is None:
+        raise TypeError("distinct_planes() needs planes: the (P, 2) pairs to deduplicate.")
     b = _validation.host_unit_rows(basis)
-    pairs = np.asarray(pairs).reshape(-1, 2)
+    pairs = np.asarray(planes).reshape(-1, 2)
     order = np.arange(len(pairs)) if order is None else np.asarray(order)
     spans = _validation.spans_plane(basis, pairs)
     a, bb = b[pairs[:, 0]], b[pairs[:, 1]]

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from flax import struct
 from jax.scipy.special import betainc
 
+from srm_jax import _validation
 from srm_jax._precision import exact_matmul, working_dtype
 from srm_jax.alignment import alignment_score
 from srm_jax.bases import random_orthogonal
@@ -118,7 +119,8 @@ def null_band(
     levels: Sequence[float] = DEFAULT_LEVELS,
     method: str = "auto",
     chunk_size: int | None = None,
-    batch_size: int | None = None,
+    map_batch_size: int | None = 1,
+    batch_size=_validation.UNSET,
 ) -> NullBand:
     """What no alignment looks like: SRM of isotropic data on the same basis, planes and angles.
 
@@ -131,7 +133,7 @@ def null_band(
     vectors, and for the simultaneous band.
 
     Pure; ``num_samples``, ``planes`` (when a string), ``signed``, ``num_draws``, ``levels``,
-    ``method``, ``chunk_size`` and ``batch_size`` are static under ``jax.jit``.
+    ``method``, ``chunk_size`` and ``map_batch_size`` are static under ``jax.jit``.
 
     Args:
       key: PRNG key.
@@ -144,12 +146,16 @@ def null_band(
       num_draws: number of isotropic data sets.
       levels: quantile levels (default 2.5 %, 50 %, 97.5 %).
       method, chunk_size: passed to the SRM kernel (see :func:`srm_jax.spotlight_resonance`).
-      batch_size: draws evaluated together (``jax.lax.map``'s ``batch_size``); default one at a
-        time, which bounds memory to one data set.
+      map_batch_size: draws evaluated together (:func:`batched_map`); default 1, one at a time,
+        which bounds memory to one data set; ``None`` evaluates all at once.
+      batch_size: deprecated name of ``map_batch_size`` (``None`` there meant one at a time).
 
     Returns:
       :class:`NullBand`.
     """
+    map_batch_size = _validation.renamed(
+        "null_band", "batch_size", _one_at_a_time(batch_size), "map_batch_size", map_batch_size, 1
+    )
     pairs, angles = validate_inputs(
         None, basis, epsilon=epsilon, angles=angles, planes=planes, method=method
     )
@@ -158,19 +164,38 @@ def null_band(
     return _null_band(
         key, basis, pairs, angles, epsilon, num_samples=int(num_samples), signed=bool(signed),
         num_draws=int(num_draws), levels=tuple(float(q) for q in levels), method=method,
-        chunk_size=chunk_size, batch_size=batch_size,
+        chunk_size=chunk_size, map_batch_size=map_batch_size,
     )
+
+
+def batched_map(f, xs, map_batch_size: int | None):
+    """``f`` over the leading axis of ``xs``, ``map_batch_size`` at a time.
+
+    ``1``: one at a time (``jax.lax.map``; least memory); ``k``: ``k`` together
+    (``jax.lax.map(batch_size=k)``); ``None``: all at once (``jax.vmap``). The meaning of
+    ``map_batch_size`` in every function that takes it (docs/vocabulary.md).
+    """
+    if map_batch_size is None:
+        return jax.vmap(f)(xs)
+    if int(map_batch_size) < 1:
+        raise ValueError(f"map_batch_size must be >= 1 or None, got {map_batch_size}.")
+    return jax.lax.map(f, xs, batch_size=None if map_batch_size == 1 else int(map_batch_size))
+
+
+def _one_at_a_time(batch_size):
+    """The deprecated ``batch_size`` of the Monte Carlo functions: ``None`` meant one at a time."""
+    return 1 if batch_size is None else batch_size
 
 
 @partial(
     jax.jit,
     static_argnames=(
-        "num_samples", "signed", "num_draws", "levels", "method", "chunk_size", "batch_size"
+        "num_samples", "signed", "num_draws", "levels", "method", "chunk_size", "map_batch_size"
     ),
 )
 def _null_band(
     key, basis, pairs, angles, epsilon, *, num_samples, signed, num_draws, levels, method,
-    chunk_size, batch_size,
+    chunk_size, map_batch_size,
 ):
     dtype = working_dtype(basis)
     basis = jnp.asarray(basis, dtype)
@@ -184,7 +209,7 @@ def _null_band(
         )
         return SRMResult.from_counts(grouped, pairs, epsilon, signed, group=0).values
 
-    draws = jax.lax.map(one_draw, jax.random.split(key, num_draws), batch_size=batch_size)
+    draws = batched_map(one_draw, jax.random.split(key, num_draws), map_batch_size)
     level_array = jnp.asarray(levels, dtype)
     expectation = jnp.zeros((), dtype)
     if not signed:
@@ -288,7 +313,8 @@ def alignment_test(
     planes: str | jax.Array = "comb",
     method: str = "auto",
     chunk_size: int | None = None,
-    batch_size: int | None = None,
+    map_batch_size: int | None = 1,
+    batch_size=_validation.UNSET,
 ) -> AlignmentTest:
     """Is the alignment with the privileged basis real? A rotation test (App. B.1, quantitative).
 
@@ -311,7 +337,7 @@ def alignment_test(
     (no sample ever in the spotlight) scores NaN and counts as 0 (no alignment).
 
     Pure; ``num_rotations``, ``alternative``, ``statistic``, ``planes`` (string), ``method``,
-    ``chunk_size`` and ``batch_size`` are static under ``jax.jit`` (the SRM work is one compiled
+    ``chunk_size`` and ``map_batch_size`` are static under ``jax.jit`` (the SRM work is one compiled
     computation whatever the statistic and alternative).
 
     Args:
@@ -323,11 +349,17 @@ def alignment_test(
       alternative: ``"greater"``, ``"less"`` or ``"two-sided"``.
       statistic: ``"correlation"`` (default) or ``"projection"``.
       angles, planes, method, chunk_size: as :func:`srm_jax.spotlight_resonance`.
-      batch_size: rotations evaluated together (``jax.lax.map``); default one at a time.
+      map_batch_size: rotations evaluated together (:func:`batched_map`); default 1, one at a
+        time; ``None`` evaluates all at once.
+      batch_size: deprecated name of ``map_batch_size`` (``None`` there meant one at a time).
 
     Returns:
       :class:`AlignmentTest` with ``score``, ``null_scores`` and ``p_value``.
     """
+    map_batch_size = _validation.renamed(
+        "alignment_test", "batch_size", _one_at_a_time(batch_size), "map_batch_size",
+        map_batch_size, 1,
+    )
     if alternative not in ALTERNATIVES:
         raise ValueError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}.")
     if statistic not in STATISTICS:
@@ -339,7 +371,7 @@ def alignment_test(
     )
     curve, reference, null_curves = _alignment_curves(
         key, activations, basis, pairs, angles, epsilon, num_rotations=int(num_rotations),
-        method=method, chunk_size=chunk_size, batch_size=batch_size,
+        method=method, chunk_size=chunk_size, map_batch_size=map_batch_size,
     )
     score = alignment_statistic(curve, reference, statistic)
     null = jax.vmap(lambda c: alignment_statistic(c, reference, statistic))(null_curves)
@@ -361,10 +393,10 @@ def _srm_mean_curve(data, basis, pairs, angles, epsilon, method, chunk_size):
     return SRMResult.from_counts(grouped, pairs, epsilon, False, group=0).mean_curve
 
 
-@partial(jax.jit, static_argnames=("num_rotations", "method", "chunk_size", "batch_size"))
+@partial(jax.jit, static_argnames=("num_rotations", "method", "chunk_size", "map_batch_size"))
 def _alignment_curves(
     key, activations, basis, pairs, angles, epsilon, *, num_rotations, method, chunk_size,
-    batch_size,
+    map_batch_size,
 ):
     """Mean SRM curve of the data, mean self-SRM curve and the ``(K, T)`` rotated-basis curves."""
     dtype = working_dtype(activations, basis)
@@ -375,8 +407,7 @@ def _alignment_curves(
         return _srm_mean_curve(data, b, pairs, angles, epsilon, method, chunk_size)
 
     rotations = haar_rotations(key, basis.shape[1], num_rotations, dtype)
-    null_curves = jax.lax.map(
-        lambda q: mean_curve(activations, exact_matmul(basis, q.T)), rotations,
-        batch_size=batch_size,
+    null_curves = batched_map(
+        lambda q: mean_curve(activations, exact_matmul(basis, q.T)), rotations, map_batch_size,
     )
     return mean_curve(activations, basis), mean_curve(basis, basis), null_curves

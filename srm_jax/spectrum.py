@@ -26,7 +26,7 @@ from srm_jax._precision import HIGHEST, working_dtype
 from srm_jax.alignment import alignment_score
 from srm_jax.resonance import check_same_settings, validate_inputs
 from srm_jax.rotation import normalise_rows, plane_coordinates
-from srm_jax.significance import _srm_mean_curve
+from srm_jax.significance import _srm_mean_curve, batched_map
 
 # Largest per-chunk temporary of the spectrum kernel (elements): chunk × P × (order + 1).
 SPECTRUM_CHUNK_ELEMENTS = 1 << 21
@@ -68,7 +68,8 @@ def alignment_sweep(
     planes: str | jax.Array = "comb",
     method: str = "auto",
     chunk_size: int | None = None,
-    batch_size: int | None = None,
+    map_batch_size: int | None = None,
+    batch_size=_validation.UNSET,
 ) -> EpsilonSweep:
     """The alignment score (mean SRM vs mean self-SRM, Sec. 3) at every ε of a sweep, in one call.
 
@@ -82,12 +83,16 @@ def alignment_sweep(
       basis: ``(m, n)`` privileged basis.
       epsilons: 1-D array of ``ε ∈ [−1, 1]``.
       angles, planes, method, chunk_size: as :func:`srm_jax.spotlight_resonance`.
-      batch_size: ε values evaluated together; default all at once (``vmap``), a smaller value
-        bounds memory (``jax.lax.map`` with ``batch_size``).
+      map_batch_size: ε values evaluated together (:func:`srm_jax.significance.batched_map`);
+        default ``None``, all at once (``vmap``); a number bounds memory (1: one at a time).
+      batch_size: deprecated name of ``map_batch_size`` (same meaning).
 
     Returns:
       :class:`EpsilonSweep`.
     """
+    map_batch_size = _validation.renamed(
+        "alignment_sweep", "batch_size", batch_size, "map_batch_size", map_batch_size, None
+    )
     pairs, angles = validate_inputs(
         activations, basis, epsilon=None, angles=angles, planes=planes, method=method
     )
@@ -100,13 +105,13 @@ def alignment_sweep(
             raise ValueError(f"every epsilon must lie in [-1, 1], got {e.tolist()}.")
     return _alignment_sweep(
         activations, basis, pairs, angles, epsilons, method=method, chunk_size=chunk_size,
-        batch_size=batch_size,
+        map_batch_size=map_batch_size,
     )
 
 
-@partial(jax.jit, static_argnames=("method", "chunk_size", "batch_size"))
+@partial(jax.jit, static_argnames=("method", "chunk_size", "map_batch_size"))
 def _alignment_sweep(activations, basis, pairs, angles, epsilons, *, method, chunk_size,
-                     batch_size):
+                     map_batch_size):
     dtype = working_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
     basis = jnp.asarray(basis, dtype)
@@ -117,10 +122,7 @@ def _alignment_sweep(activations, basis, pairs, angles, epsilons, *, method, chu
         reference = _srm_mean_curve(basis, basis, pairs, angles, eps, method, chunk_size)
         return alignment_score(curve, reference), curve, reference
 
-    if batch_size is None:
-        scores, curves, references = jax.vmap(one)(epsilons)
-    else:
-        scores, curves, references = jax.lax.map(one, epsilons, batch_size=batch_size)
+    scores, curves, references = batched_map(one, epsilons, map_batch_size)
     return EpsilonSweep(
         epsilons=epsilons,
         scores=scores,

@@ -108,7 +108,7 @@ def test_correction_matches_eqn13(rng):
     for a in [0.0, 1e-3, 0.3, 1.0, 5.0]:
         expected = reference_n(a, basis)
         for p in (None, pairs):
-            got = float(generalised_tanh_correction(a, f32(basis), pairs=p))
+            got = float(generalised_tanh_correction(a, f32(basis), correction_pairs=p))
             np.testing.assert_allclose(got, expected, atol=1e-6)
     # the exact bases with m ≤ 2n have no positive pair: N ≡ 0
     for b in (orthoplex_basis(jax.random.key(0), 5), simplex_basis(jax.random.key(0), 5)):
@@ -252,10 +252,11 @@ def test_batch_shapes_jit_vmap_and_traced_basis(rng):
     np.testing.assert_allclose(jax.jit(generalised_tanh)(xs, basis), flat, atol=1e-6)
     pairs = positive_cosine_pairs(basis)
     np.testing.assert_allclose(
-        jax.jit(lambda x, b: generalised_tanh(x, b, pairs=pairs))(xs, basis), flat, atol=1e-6
+        jax.jit(lambda x, b: generalised_tanh(x, b, correction_pairs=pairs))(xs, basis), flat,
+        atol=1e-6,
     )
     # gradient with respect to the basis agrees between the sparse and the dense path
-    loss = lambda b, p: jnp.sum(generalised_tanh(xs, b, pairs=p) ** 2)  # noqa: E731
+    loss = lambda b, p: jnp.sum(generalised_tanh(xs, b, correction_pairs=p) ** 2)  # noqa: E731
     dense_pairs = np.stack(np.triu_indices(m, k=1), axis=1)
     np.testing.assert_allclose(jax.grad(loss)(basis, pairs), jax.grad(loss)(basis, dense_pairs),
                                atol=1e-5)
@@ -351,7 +352,7 @@ def test_gradient_with_respect_to_the_basis(rng):
     pairs = positive_cosine_pairs(basis)
 
     def loss(b):
-        return jnp.sum(generalised_tanh(f32(xs), b, pairs=pairs) ** 2)
+        return jnp.sum(generalised_tanh(f32(xs), b, correction_pairs=pairs) ** 2)
 
     def ref_loss(b):
         return np.sum(reference_batch(xs, b) ** 2)

@@ -266,3 +266,75 @@ def test_distinct_planes_skips_antipodal_pairs(rng):
     order = rng.permutation(len(pairs))
     kept = srm_jax.distinct_planes(basis, pairs, order)
     assert len(kept) == n * (n - 1) // 2
+
+
+def test_map_batch_size_means_the_same_everywhere_and_batch_size_still_works(rng):
+    """``map_batch_size``: 1 one at a time, k together, None all at once; same numbers."""
+    basis = rng.standard_normal((4, N_DIM)).astype(np.float32)
+    x = rng.standard_normal((30, N_DIM)).astype(np.float32)
+    key = jax.random.key(int(rng.integers(1000)))
+    kw = dict(epsilon=0.5, angles=ANGLES, method="direct", num_draws=4)
+    bands = [srm_jax.null_band(key, 20, basis, map_batch_size=k, **kw) for k in (1, 3, None)]
+    for band in bands[1:]:
+        np.testing.assert_allclose(band.mean, bands[0].mean, rtol=1e-6)
+    with pytest.warns(DeprecationWarning, match="map_batch_size"):
+        old = srm_jax.null_band(key, 20, basis, batch_size=None, **kw)  # None: one at a time
+    np.testing.assert_allclose(old.mean, bands[0].mean, rtol=1e-6)
+    with pytest.raises(TypeError, match="both"):
+        srm_jax.null_band(key, 20, basis, batch_size=2, map_batch_size=3, **kw)
+
+    eps = np.array([0.3, 0.6, 0.8])
+    sweep = srm_jax.alignment_sweep(x, basis, eps, angles=ANGLES, method="direct")
+    one = srm_jax.alignment_sweep(x, basis, eps, angles=ANGLES, method="direct",
+                                  map_batch_size=1)
+    np.testing.assert_allclose(one.mean_curves, sweep.mean_curves, rtol=1e-6)
+    with pytest.warns(DeprecationWarning):
+        old = srm_jax.alignment_sweep(x, basis, eps, angles=ANGLES, method="direct",
+                                      batch_size=2)
+    np.testing.assert_allclose(old.mean_curves, sweep.mean_curves, rtol=1e-6)
+
+    test_kw = dict(epsilon=0.5, angles=ANGLES, method="direct", num_rotations=5)
+    new = srm_jax.alignment_test(key, x, basis, map_batch_size=None, **test_kw)
+    with pytest.warns(DeprecationWarning):
+        old = srm_jax.alignment_test(key, x, basis, batch_size=None, **test_kw)
+    np.testing.assert_allclose(old.null_scores, new.null_scores, rtol=1e-5, atol=1e-6)
+    labels = rng.integers(0, 2, 30)
+    sel_kw = dict(num_classes=2, epsilon=0.5, angles=ANGLES, method="direct", num_shuffles=4)
+    new = srm_jax.rank_selectivity(key, x, basis, labels, map_batch_size=2, **sel_kw)
+    with pytest.warns(DeprecationWarning):
+        old = srm_jax.rank_selectivity(key, x, basis, labels, batch_size=None, **sel_kw)
+    np.testing.assert_allclose(old.plane_null_max, new.plane_null_max, rtol=1e-6)
+
+
+def test_pairs_renamed_where_it_meant_something_else(rng):
+    """``planes`` are SRM planes; ``correction_pairs`` the generalised tanh's pair list."""
+    basis = np.asarray(srm_jax.random_basis(jax.random.key(0), 8, N_DIM))
+    x = rng.standard_normal((5, N_DIM)).astype(np.float32)
+    pairs = srm_jax.positive_cosine_pairs(basis)
+    new = srm_jax.generalised_tanh(x, basis, correction_pairs=pairs)
+    with pytest.warns(DeprecationWarning, match="correction_pairs"):
+        old = srm_jax.generalised_tanh(x, basis, pairs=pairs)
+    np.testing.assert_array_equal(old, new)
+    with pytest.warns(DeprecationWarning):
+        module = srm_jax.GeneralisedTanh(basis, pairs=pairs)
+    np.testing.assert_array_equal(module.correction_pairs[...], pairs)
+    with pytest.warns(DeprecationWarning):
+        old = srm_jax.generalised_tanh_correction(np.ones(3), basis, pairs=pairs)
+    np.testing.assert_array_equal(
+        old, srm_jax.generalised_tanh_correction(np.ones(3), basis, correction_pairs=pairs)
+    )
+    orthoplex = np.asarray(srm_jax.orthoplex_basis(jax.random.key(1), N_DIM))
+    comb = reference_pairs(2 * N_DIM, "comb")
+    new = srm_jax.distinct_planes(orthoplex, planes=comb)
+    with pytest.warns(DeprecationWarning):
+        old = srm_jax.distinct_planes(orthoplex, pairs=comb)
+    np.testing.assert_array_equal(old, new)
+    np.testing.assert_array_equal(srm_jax.distinct_planes(orthoplex, comb), new)
+
+
+def test_internals_are_not_exported():
+    for name in ("sharded_counts", "add_batch", "CorrectionPairs"):
+        assert not hasattr(srm_jax, name), name
+    from srm_jax.distributed import sharded_counts  # noqa: F401  (still in their modules)
+    from srm_jax.nn import CorrectionPairs  # noqa: F401
+    from srm_jax.streaming import add_batch as _  # noqa: F401

@@ -151,5 +151,5 @@ def test_structure_under_eval_shape_and_traced_bases(overcomplete_basis):
     abstract = nnx.eval_shape(lambda: GeneralisedTanh(b * 2.0))
     assert abstract.correction_pairs.get_value().shape == (m * (m - 1) // 2, 2)
     # explicit pairs are taken as given
-    module = GeneralisedTanh(b, pairs=sparse)
+    module = GeneralisedTanh(b, correction_pairs=sparse)
     np.testing.assert_array_equal(module.correction_pairs[...], sparse)

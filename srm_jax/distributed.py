@@ -2,7 +2,7 @@
 
 SRM counts are additive over disjoint sample sets (SPEC §4), so a data-parallel SRM is exact:
 every device counts its own shard of the samples with the engine
-(:func:`srm_jax.resonance.grouped_counts`) inside :func:`jax.shard_map`, and the compiled program
+(:func:`srm_jax.resonance.plan_counts`) inside :func:`jax.shard_map`, and the compiled program
 sums the integer counts with ``lax.psum`` over the mesh axis. The basis, planes and angles are
 replicated. No host round-trip: the result is a replicated array on every device.
 
@@ -27,7 +27,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from srm_jax._precision import working_dtype
-from srm_jax.resonance import SRMResult, grouped_counts, validate_inputs
+from srm_jax.resonance import CountPlan, SRMResult, plan_counts, plan_measurement
 
 DEFAULT_AXIS = "data"
 
@@ -94,9 +94,7 @@ def shard_samples(
     return jax.make_array_from_process_local_data(sharding, np.asarray(x))
 
 
-@functools.partial(
-    jax.jit, static_argnames=("mesh", "axis_name", "signed", "method", "chunk_size")
-)
+@functools.partial(jax.jit, static_argnames=("mesh", "axis_name", "plan"))
 def sharded_counts(
     activations: jax.Array,
     basis: jax.Array,
@@ -106,16 +104,14 @@ def sharded_counts(
     *,
     mesh: Mesh,
     axis_name: str,
-    signed: bool,
-    method: str = "auto",
-    chunk_size: int | None = None,
+    plan: CountPlan,
 ):
     """Counts of sample-sharded activations: per-device engine counts summed with ``psum``.
 
-    Each device runs :func:`srm_jax.resonance.grouped_counts` on its shard of ``activations``
+    Each device runs :func:`srm_jax.resonance.plan_counts` on its shard of ``activations``
     (sharded on axis 0 over ``axis_name``); basis, planes, angles and ε are replicated. SPEC §4
     (counts additive over disjoint sample sets) makes the sum exact. Inputs are assumed
-    validated.
+    validated (``plan`` from :func:`srm_jax.resonance.plan_measurement`); jitted and cached.
 
     Returns:
       ``counts (P, T)``, ``negative_counts (P, T)`` or ``None``, ``num_samples`` (scalar), all
@@ -123,13 +119,11 @@ def sharded_counts(
     """
 
     def local(x, basis, pairs, angles, epsilon):
-        counts, negative, num, _ = grouped_counts(
-            x, basis, pairs, angles, epsilon, groups=None, num_groups=1, signed=signed,
-            method=method, chunk_size=chunk_size,
-        )
+        counts, negative, num, _ = plan_counts(plan, x, basis, pairs, angles, epsilon)
         out = (counts[0], num[0]) if negative is None else (counts[0], num[0], negative[0])
         return jax.lax.psum(out, axis_name)
 
+    signed = plan.signed
     out_specs = (P(), P()) if not signed else (P(), P(), P())
     out = jax.shard_map(
         local,
@@ -176,9 +170,9 @@ def sharded_srm(
     Returns:
       :class:`SRMResult` with replicated counts.
     """
-    pairs, angles = validate_inputs(
-        activations, basis, epsilon=epsilon, angles=angles, planes=planes, method=method,
-        max_planes=max_planes, key=key,
+    plan, pairs, angles = plan_measurement(
+        activations, basis, epsilon=epsilon, angles=angles, planes=planes, signed=signed,
+        method=method, max_planes=max_planes, key=key, chunk_size=chunk_size,
     )
     mesh = data_mesh() if mesh is None else mesh
     axis_name = _axis(mesh, axis_name)
@@ -190,7 +184,7 @@ def sharded_srm(
     x = shard_samples(activations, mesh, axis_name=axis_name)
     counts, negative, num = sharded_counts(
         x, jnp.asarray(basis, dtype), pairs, angles, eps, mesh=mesh, axis_name=axis_name,
-        signed=signed, method=method, chunk_size=chunk_size,
+        plan=plan,
     )
     return SRMResult(
         counts=counts,

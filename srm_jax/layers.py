@@ -38,13 +38,7 @@ import numpy as np
 from flax import nnx
 
 from srm_jax.resonance import SRMResult
-from srm_jax.streaming import (
-    InFlight,
-    _selector,
-    add_batch,
-    fixed_size_batches,
-    streaming_srm,
-)
+from srm_jax.streaming import _selector, accumulate_srm, fixed_size_batches
 
 CAPTURES = ("output", "input")
 FEATURES = ("flatten", "last")
@@ -317,16 +311,6 @@ def _forward(model_state, inputs, mask, *, graphdef, layer, call, capture, occur
 _forward_jit = jax.jit(_forward, static_argnames=_STATIC)
 
 
-@functools.partial(
-    jax.jit, static_argnames=_STATIC + ("method", "chunk_size", "mesh", "axis_name")
-)
-def _layer_step(result, model_state, inputs, mask, basis, *, method, chunk_size, mesh,
-                axis_name, **static):
-    acts = _forward(model_state, inputs, mask, **static)
-    return add_batch(result, acts, basis=basis, method=method, chunk_size=chunk_size, mesh=mesh,
-                     axis_name=axis_name)
-
-
 def _default_call(model, inputs):
     return model(inputs)
 
@@ -395,9 +379,10 @@ def layer_srm(
 ) -> SRMResult:
     """SRM (Eqn. 2 / Eqn. 4) of any layer of an NNX model over a data iterator (Sec. 2.1.2).
 
-    Each batch is forwarded to ``layer`` and its activations counted in one jitted step compiled
-    once; counts are summed over batches (SPEC §4), so the result equals
-    :func:`srm_jax.spotlight_resonance` on all the layer's activations while memory stays flat.
+    Each batch is forwarded to ``layer`` by a jitted forward pass compiled once, and its
+    activations go to :func:`srm_jax.accumulate_srm`; counts are summed over batches (SPEC §4),
+    so the result equals :func:`srm_jax.spotlight_resonance` on all the layer's activations
+    while memory stays flat.
 
     The basis is, in order: ``basis``; the basis of the module at ``basis_path``; the basis of
     the module ``layer`` names, if it carries one (e.g. an activation captured with
@@ -427,28 +412,30 @@ def layer_srm(
             if module is not None and _has_basis(module):
                 basis_path = layer
         basis = find_basis(model, basis_path)
-    method = kwargs.pop("method", "auto")
-    chunk_size = kwargs.pop("chunk_size", None)
-    basis = jnp.asarray(basis)
-    acc = streaming_srm(basis, epsilon=epsilon, method=method, chunk_size=chunk_size, **kwargs)
-    graphdef, state = nnx.split(model)
-    step = functools.partial(
-        _layer_step, graphdef=graphdef, layer=parse_path(layer), call=call or _default_call,
-        capture=capture, occurrence=occurrence, features=features, method=method,
-        chunk_size=chunk_size, mesh=mesh, axis_name=axis_name,
+    graphdef, model_state = nnx.split(model)
+    forward = functools.partial(
+        _forward_jit, graphdef=graphdef, layer=parse_path(layer), call=call or _default_call,
+        capture=capture, occurrence=occurrence, features=features,
     )
     multiple = 1
     if mesh is not None:
         from srm_jax.distributed import local_shard_count, shard_samples
 
         multiple = local_shard_count(mesh, axis_name)
-    result = acc.init()
-    in_flight = InFlight(max_in_flight)
-    pick = _selector(select)
-    for inputs, mask in fixed_size_batches(map(pick, batches), batch_size, multiple_of=multiple):
-        if mesh is not None:
-            inputs = jax.tree.map(lambda x: shard_samples(x, mesh, axis_name=axis_name), inputs)
-            mask = shard_samples(mask, mesh, axis_name=axis_name)
-        result = step(result, state, inputs, mask, basis)
-        in_flight.add(result.num_samples)
-    return result
+
+    def layer_activations():
+        """The layer's activations of each fixed-size batch (padding rows are NaN)."""
+        pick = _selector(select)
+        for inputs, mask in fixed_size_batches(map(pick, batches), batch_size,
+                                               multiple_of=multiple):
+            if mesh is not None:
+                inputs = jax.tree.map(lambda x: shard_samples(x, mesh, axis_name=axis_name),
+                                      inputs)
+                mask = shard_samples(mask, mesh, axis_name=axis_name)
+            yield forward(model_state, inputs, mask)
+
+    # One batch driver: the streaming accumulator over the jitted forward pass.
+    return accumulate_srm(
+        layer_activations(), jnp.asarray(basis), epsilon=epsilon, mesh=mesh,
+        axis_name=axis_name, max_in_flight=max_in_flight, **kwargs,
+    )

@@ -40,7 +40,13 @@ from flax import struct
 
 from srm_jax._precision import working_dtype
 from srm_jax.alignment import alignment_score
-from srm_jax.resonance import SRMResult, grouped_counts, validate_inputs
+from srm_jax.resonance import (
+    CountPlan,
+    SRMResult,
+    angle_layout,
+    plan_counts,
+    validate_inputs,
+)
 
 
 @struct.dataclass
@@ -97,12 +103,11 @@ def srm_alignment(
     )
     angles = angles.astype(dtype)
     eps = jnp.asarray(epsilon, dtype)
+    plan = CountPlan(signed=signed, method=method, chunk_size=chunk_size,
+                     grid=angle_layout(angles, dtype))
 
     def measure(samples):
-        grouped = grouped_counts(
-            samples, b, planes, angles, eps, groups=None, num_groups=1, signed=signed,
-            method=method, chunk_size=chunk_size,
-        )
+        grouped = plan_counts(plan, samples, b, planes, angles, eps)
         return SRMResult.from_counts(grouped, planes, eps, signed, group=0)
 
     result = measure(x)

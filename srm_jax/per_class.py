@@ -31,7 +31,7 @@ from flax import struct
 
 from srm_jax import _validation
 from srm_jax._precision import exact_matmul, working_dtype
-from srm_jax.resonance import SRMResult, grouped_counts, validate_inputs
+from srm_jax.resonance import SRMResult, plan_counts, plan_measurement, validate_inputs
 from srm_jax.rotation import normalise_rows
 from srm_jax.significance import batched_map, permutation_p_value
 
@@ -77,24 +77,22 @@ def per_class_srm(
       ``negative_counts``) ``(C, P, T)``, ``num_samples`` ``(C,)``; ``values`` is ``(C, P, T)``
       (NaN for a class with no samples) and ``mean_curve`` ``(C, T)``.
     """
-    pairs, angles = validate_inputs(
-        activations, basis, epsilon=epsilon, angles=angles, planes=planes, method=method
+    plan, pairs, angles = plan_measurement(
+        activations, basis, epsilon=epsilon, angles=angles, planes=planes, signed=signed,
+        method=method, chunk_size=chunk_size,
     )
     labels = _check_labels(activations, labels, num_classes)
     return _per_class_srm(
         activations, basis, labels, pairs, angles, epsilon, num_classes=int(num_classes),
-        signed=bool(signed), method=method, chunk_size=chunk_size,
+        plan=plan,
     )
 
 
-@partial(jax.jit, static_argnames=("num_classes", "signed", "method", "chunk_size"))
-def _per_class_srm(activations, basis, labels, pairs, angles, epsilon, *, num_classes, signed,
-                   method, chunk_size):
-    grouped = grouped_counts(
-        activations, basis, pairs, angles, epsilon, groups=labels, num_groups=num_classes,
-        signed=signed, method=method, chunk_size=chunk_size,
-    )
-    return SRMResult.from_counts(grouped, pairs, epsilon, signed)
+@partial(jax.jit, static_argnames=("num_classes", "plan"))
+def _per_class_srm(activations, basis, labels, pairs, angles, epsilon, *, num_classes, plan):
+    grouped = plan_counts(plan, activations, basis, pairs, angles, epsilon, groups=labels,
+                          num_groups=num_classes)
+    return SRMResult.from_counts(grouped, pairs, epsilon, plan.signed)
 
 
 def _valid_samples(activations, labels, num_classes):
@@ -289,27 +287,23 @@ def rank_selectivity(
         "rank_selectivity", "batch_size", 1 if batch_size is None else batch_size,
         "map_batch_size", map_batch_size, 1,
     )
-    pairs, angles = validate_inputs(
-        activations, basis, epsilon=epsilon, angles=angles, planes=planes, method=method
+    plan, pairs, angles = plan_measurement(
+        activations, basis, epsilon=epsilon, angles=angles, planes=planes, signed=signed,
+        method=method, chunk_size=chunk_size,
     )
     labels = _check_labels(activations, labels, num_classes)
     if int(num_shuffles) < 1:
         raise ValueError(f"num_shuffles must be >= 1, got {num_shuffles}.")
     return _rank_selectivity(
         key, activations, basis, labels, pairs, angles, epsilon, num_classes=int(num_classes),
-        signed=bool(signed), num_shuffles=int(num_shuffles), method=method,
-        chunk_size=chunk_size, map_batch_size=map_batch_size,
+        num_shuffles=int(num_shuffles), plan=plan, map_batch_size=map_batch_size,
     )
 
 
-@partial(
-    jax.jit,
-    static_argnames=(
-        "num_classes", "signed", "num_shuffles", "method", "chunk_size", "map_batch_size"
-    ),
-)
+@partial(jax.jit, static_argnames=("num_classes", "num_shuffles", "plan", "map_batch_size"))
 def _rank_selectivity(key, activations, basis, labels, pairs, angles, epsilon, *, num_classes,
-                      signed, num_shuffles, method, chunk_size, map_batch_size):
+                      num_shuffles, plan, map_batch_size):
+    signed = plan.signed
     dtype = working_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
     basis = jnp.asarray(basis, dtype)
@@ -319,10 +313,8 @@ def _rank_selectivity(key, activations, basis, labels, pairs, angles, epsilon, *
 
     def statistics(lab):
         result = SRMResult.from_counts(
-            grouped_counts(
-                activations, basis, pairs, angles, eps, groups=lab, num_groups=num_classes,
-                signed=signed, method=method, chunk_size=chunk_size,
-            ),
+            plan_counts(plan, activations, basis, pairs, angles, eps, groups=lab,
+                        num_groups=num_classes),
             pairs, eps, signed,
         )
         sizes = result.num_samples

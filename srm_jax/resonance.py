@@ -233,6 +233,104 @@ def check_method(method: str) -> None:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
 
 
+@dataclasses.dataclass(frozen=True)
+class CountPlan:
+    """The static half of a validated measurement: how its counts are computed (issue 12).
+
+    Built once, eagerly, by :func:`plan_measurement`, and passed to :func:`plan_counts` (a
+    hashable static argument, so every jitted entry point keeps the angles' bin layout even
+    when it traces the angles, and eager calls of the same shapes compile once).
+
+    Attributes:
+      signed: signed SRM (Eqn. 4): negative counts too.
+      method: ``"auto"``, ``"arc"`` or ``"direct"`` (validated).
+      chunk_size: samples per working chunk (``None``: the method's default).
+      grid: the bin layout of the angles, known before tracing; ``None`` decides it inside the
+        kernel (angles that were traced when the plan was made).
+      backend: the backend whose kernel ops and ``"auto"`` crossover are used (``None``:
+        :func:`jax.default_backend` at trace time).
+    """
+
+    signed: bool = False
+    method: str = "auto"
+    chunk_size: int | None = None
+    grid: _Grid | None = None
+    backend: str | None = None
+
+
+def plan_measurement(
+    activations: jax.Array | None,
+    basis: jax.Array,
+    *,
+    epsilon: float | jax.Array | None,
+    angles: jax.Array | None = None,
+    planes: str | jax.Array = "comb",
+    signed: bool = False,
+    method: str = "auto",
+    max_planes: int | None = None,
+    key: jax.Array | None = None,
+    chunk_size: int | None = None,
+) -> tuple[CountPlan, jax.Array, jax.Array]:
+    """Validates a measurement's settings once (SPEC §1-2) and fixes what its counts need.
+
+    Every entry point of the package calls this eagerly, before its own ``jit``, then
+    :func:`plan_counts` inside. ``activations`` or ``epsilon`` may be ``None`` where a caller has
+    none yet (a streaming accumulator, a metric).
+
+    Returns:
+      ``(plan, pairs, angles)``: the :class:`CountPlan`, the int32 ``(P, 2)`` planes measured
+      and the ``(T,)`` angles (:func:`angle_grid` when ``None``).
+    """
+    default_angles = angles is None
+    pairs, angles = validate_inputs(
+        activations, basis, epsilon=epsilon, angles=angles, planes=planes, method=method,
+        max_planes=max_planes, key=key,
+    )
+    if chunk_size is not None and int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be a positive number of samples, got {chunk_size}.")
+    dtype = working_dtype(basis) if activations is None else working_dtype(activations, basis)
+    if default_angles:
+        # The default grid's layout is known without its values.
+        period = DEFAULT_NUM_ANGLES - 1
+        grid = _Grid(period=period, theta0=0.0, step=TWO_PI / period)
+    else:
+        grid = _static_grid(angles, dtype)
+    plan = CountPlan(signed=bool(signed), method=method,
+                     chunk_size=None if chunk_size is None else int(chunk_size), grid=grid,
+                     backend=jax.default_backend())
+    return plan, pairs, angles
+
+
+def plan_counts(
+    plan: CountPlan,
+    activations: jax.Array,
+    basis: jax.Array,
+    pairs: jax.Array,
+    angles: jax.Array,
+    epsilon: float | jax.Array,
+    *,
+    groups: jax.Array | None = None,
+    num_groups: int = 1,
+):
+    """SRM counts (Eqns. 2 and 4) of disjoint sample groups, as ``plan`` says to compute them.
+
+    The one counting function behind every entry point: jitted and cached (eager calls of the
+    same shapes and plan compile once; inside another ``jit`` it is inlined). Inputs are
+    assumed validated by :func:`plan_measurement`. ``groups`` is an int ``(N,)`` array in
+    ``[0, num_groups)`` (``None`` puts every sample in group 0); samples outside that range are
+    left out.
+
+    Returns:
+      ``counts (G, P, T)``, ``negative_counts (G, P, T)`` or ``None``, ``num_samples (G,)`` and
+      the angles cast to the working float dtype.
+    """
+    return _grouped_counts_jit(
+        activations, basis, pairs, angles, epsilon, groups=groups, num_groups=num_groups,
+        signed=plan.signed, method=plan.method, chunk_size=plan.chunk_size, grid=plan.grid,
+        backend=plan.backend or jax.default_backend(),
+    )
+
+
 def _resolve_planes(planes, basis, max_planes, key) -> jax.Array:
     """The ``(P, 2)`` pairs to measure (SPEC §2).
 
@@ -402,6 +500,11 @@ def _static_grid(angles, dtype) -> _Grid | None:
         sorted_angles=tuple(float(v) for v in reduced[order]),
         inverse=tuple(int(i) for i in inverse),
     )
+
+
+def angle_layout(angles: jax.Array, dtype=None) -> _Grid | None:
+    """The static bin layout of concrete ``angles`` in ``dtype`` (``None`` when traced)."""
+    return _static_grid(angles, working_dtype(angles) if dtype is None else dtype)
 
 
 def _traced_grid(angles):
@@ -834,22 +937,12 @@ def spotlight_resonance(
     Returns:
       :class:`SRMResult` with integer counts, ``num_samples``, ``angles``, ``planes``, ``epsilon``.
     """
-    default_angles = angles is None
-    pairs, angles = validate_inputs(
-        activations, basis, epsilon=epsilon, angles=angles, planes=planes, method=method,
-        max_planes=max_planes, key=key,
+    plan, pairs, angles = plan_measurement(
+        activations, basis, epsilon=epsilon, angles=angles, planes=planes, signed=signed,
+        method=method, max_planes=max_planes, key=key, chunk_size=chunk_size,
     )
-    if default_angles:
-        # The default grid's layout is known without its values (traced under jit).
-        period = DEFAULT_NUM_ANGLES - 1
-        grid = _Grid(period=period, theta0=0.0, step=TWO_PI / period)
-    else:
-        grid = _static_grid(angles, working_dtype(activations, basis))
-
-    counts, negative, num_samples, angles = _grouped_counts_jit(
-        activations, basis, pairs, angles, epsilon,
-        groups=None, num_groups=1, signed=signed, method=method, chunk_size=chunk_size,
-        grid=grid, backend=jax.default_backend(),
+    counts, negative, num_samples, angles = plan_counts(
+        plan, activations, basis, pairs, angles, epsilon
     )
     return SRMResult(
         counts=counts[0],
@@ -876,7 +969,8 @@ def grouped_counts(
     chunk_size: int | None = None,
     backend: str | None = None,
 ):
-    """SRM counts of disjoint sample groups in one pass (the kernel behind the public API).
+    """SRM counts of disjoint sample groups in one pass; :func:`plan_counts` with its plan made
+    from these settings (the angles' layout decided here when they are concrete).
 
     Inputs are assumed validated (see :func:`spotlight_resonance`). ``groups`` is an int ``(N,)``
     array in ``[0, num_groups)`` (``None`` puts every sample in group 0); samples outside that
@@ -889,12 +983,12 @@ def grouped_counts(
     ``backend`` (default: :func:`jax.default_backend` when traced) picks the kernel's ops and the
     ``"auto"`` crossover; every choice gives the same counts.
     """
-    return _grouped_counts(
-        activations, basis, pairs, angles, epsilon, groups=groups, num_groups=num_groups,
+    plan = CountPlan(
         signed=signed, method=method, chunk_size=chunk_size,
-        grid=_static_grid(angles, working_dtype(activations, basis)),
-        backend=backend or jax.default_backend(),
+        grid=_static_grid(angles, working_dtype(activations, basis)), backend=backend,
     )
+    return plan_counts(plan, activations, basis, pairs, angles, epsilon, groups=groups,
+                       num_groups=num_groups)
 
 
 def _grouped_counts(

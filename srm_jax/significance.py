@@ -27,7 +27,7 @@ from srm_jax import _validation
 from srm_jax._precision import exact_matmul, working_dtype
 from srm_jax.alignment import alignment_score
 from srm_jax.bases import random_orthogonal
-from srm_jax.resonance import SRMResult, grouped_counts, validate_inputs
+from srm_jax.resonance import SRMResult, plan_counts, plan_measurement
 
 ALTERNATIVES = ("greater", "less", "two-sided")
 STATISTICS = ("correlation", "projection")
@@ -156,15 +156,16 @@ def null_band(
     map_batch_size = _validation.renamed(
         "null_band", "batch_size", _one_at_a_time(batch_size), "map_batch_size", map_batch_size, 1
     )
-    pairs, angles = validate_inputs(
-        None, basis, epsilon=epsilon, angles=angles, planes=planes, method=method
+    plan, pairs, angles = plan_measurement(
+        None, basis, epsilon=epsilon, angles=angles, planes=planes, signed=signed,
+        method=method, chunk_size=chunk_size,
     )
     if int(num_samples) < 1 or int(num_draws) < 1:
         raise ValueError("num_samples and num_draws must be >= 1.")
     return _null_band(
-        key, basis, pairs, angles, epsilon, num_samples=int(num_samples), signed=bool(signed),
-        num_draws=int(num_draws), levels=tuple(float(q) for q in levels), method=method,
-        chunk_size=chunk_size, map_batch_size=map_batch_size,
+        key, basis, pairs, angles, epsilon, num_samples=int(num_samples), plan=plan,
+        num_draws=int(num_draws), levels=tuple(float(q) for q in levels),
+        map_batch_size=map_batch_size,
     )
 
 
@@ -188,25 +189,19 @@ def _one_at_a_time(batch_size):
 
 
 @partial(
-    jax.jit,
-    static_argnames=(
-        "num_samples", "signed", "num_draws", "levels", "method", "chunk_size", "map_batch_size"
-    ),
+    jax.jit, static_argnames=("num_samples", "plan", "num_draws", "levels", "map_batch_size")
 )
 def _null_band(
-    key, basis, pairs, angles, epsilon, *, num_samples, signed, num_draws, levels, method,
-    chunk_size, map_batch_size,
+    key, basis, pairs, angles, epsilon, *, num_samples, plan, num_draws, levels, map_batch_size,
 ):
+    signed = plan.signed
     dtype = working_dtype(basis)
     basis = jnp.asarray(basis, dtype)
     n = basis.shape[1]
 
     def one_draw(draw_key):
         data = jax.random.normal(draw_key, (num_samples, n), dtype)
-        grouped = grouped_counts(
-            data, basis, pairs, angles, epsilon, groups=None, num_groups=1, signed=signed,
-            method=method, chunk_size=chunk_size,
-        )
+        grouped = plan_counts(plan, data, basis, pairs, angles, epsilon)
         return SRMResult.from_counts(grouped, pairs, epsilon, signed, group=0).values
 
     draws = batched_map(one_draw, jax.random.split(key, num_draws), map_batch_size)
@@ -366,12 +361,13 @@ def alignment_test(
         raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}.")
     if int(num_rotations) < 1:
         raise ValueError(f"num_rotations must be >= 1, got {num_rotations}.")
-    pairs, angles = validate_inputs(
-        activations, basis, epsilon=epsilon, angles=angles, planes=planes, method=method
+    plan, pairs, angles = plan_measurement(
+        activations, basis, epsilon=epsilon, angles=angles, planes=planes, method=method,
+        chunk_size=chunk_size,
     )
     curve, reference, null_curves = _alignment_curves(
         key, activations, basis, pairs, angles, epsilon, num_rotations=int(num_rotations),
-        method=method, chunk_size=chunk_size, map_batch_size=map_batch_size,
+        plan=plan, map_batch_size=map_batch_size,
     )
     score = alignment_statistic(curve, reference, statistic)
     null = jax.vmap(lambda c: alignment_statistic(c, reference, statistic))(null_curves)
@@ -385,18 +381,15 @@ def alignment_test(
     )
 
 
-def _srm_mean_curve(data, basis, pairs, angles, epsilon, method, chunk_size):
-    grouped = grouped_counts(
-        data, basis, pairs, angles, epsilon, groups=None, num_groups=1, signed=False,
-        method=method, chunk_size=chunk_size,
-    )
+def _srm_mean_curve(plan, data, basis, pairs, angles, epsilon):
+    """The mean (unsigned) SRM curve of ``data``, counted as ``plan`` says."""
+    grouped = plan_counts(plan, data, basis, pairs, angles, epsilon)
     return SRMResult.from_counts(grouped, pairs, epsilon, False, group=0).mean_curve
 
 
-@partial(jax.jit, static_argnames=("num_rotations", "method", "chunk_size", "map_batch_size"))
+@partial(jax.jit, static_argnames=("num_rotations", "plan", "map_batch_size"))
 def _alignment_curves(
-    key, activations, basis, pairs, angles, epsilon, *, num_rotations, method, chunk_size,
-    map_batch_size,
+    key, activations, basis, pairs, angles, epsilon, *, num_rotations, plan, map_batch_size,
 ):
     """Mean SRM curve of the data, mean self-SRM curve and the ``(K, T)`` rotated-basis curves."""
     dtype = working_dtype(activations, basis)
@@ -404,7 +397,7 @@ def _alignment_curves(
     basis = jnp.asarray(basis, dtype)
 
     def mean_curve(data, b):
-        return _srm_mean_curve(data, b, pairs, angles, epsilon, method, chunk_size)
+        return _srm_mean_curve(plan, data, b, pairs, angles, epsilon)
 
     rotations = haar_rotations(key, basis.shape[1], num_rotations, dtype)
     null_curves = batched_map(

@@ -24,7 +24,7 @@ from flax import struct
 from srm_jax import _validation
 from srm_jax._precision import HIGHEST, working_dtype
 from srm_jax.alignment import alignment_score
-from srm_jax.resonance import check_same_settings, validate_inputs
+from srm_jax.resonance import check_same_settings, plan_measurement, validate_inputs
 from srm_jax.rotation import normalise_rows, plane_coordinates
 from srm_jax.significance import _srm_mean_curve, batched_map
 
@@ -93,8 +93,9 @@ def alignment_sweep(
     map_batch_size = _validation.renamed(
         "alignment_sweep", "batch_size", batch_size, "map_batch_size", map_batch_size, None
     )
-    pairs, angles = validate_inputs(
-        activations, basis, epsilon=None, angles=angles, planes=planes, method=method
+    plan, pairs, angles = plan_measurement(
+        activations, basis, epsilon=None, angles=angles, planes=planes, method=method,
+        chunk_size=chunk_size,
     )
     epsilons = jnp.asarray(epsilons)
     if epsilons.ndim != 1 or epsilons.shape[0] == 0:
@@ -104,22 +105,20 @@ def alignment_sweep(
         if not (np.all(np.isfinite(e)) and np.all(np.abs(e) <= 1.0)):
             raise ValueError(f"every epsilon must lie in [-1, 1], got {e.tolist()}.")
     return _alignment_sweep(
-        activations, basis, pairs, angles, epsilons, method=method, chunk_size=chunk_size,
-        map_batch_size=map_batch_size,
+        activations, basis, pairs, angles, epsilons, plan=plan, map_batch_size=map_batch_size,
     )
 
 
-@partial(jax.jit, static_argnames=("method", "chunk_size", "map_batch_size"))
-def _alignment_sweep(activations, basis, pairs, angles, epsilons, *, method, chunk_size,
-                     map_batch_size):
+@partial(jax.jit, static_argnames=("plan", "map_batch_size"))
+def _alignment_sweep(activations, basis, pairs, angles, epsilons, *, plan, map_batch_size):
     dtype = working_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
     basis = jnp.asarray(basis, dtype)
     epsilons = jnp.asarray(epsilons, dtype)
 
     def one(eps):
-        curve = _srm_mean_curve(activations, basis, pairs, angles, eps, method, chunk_size)
-        reference = _srm_mean_curve(basis, basis, pairs, angles, eps, method, chunk_size)
+        curve = _srm_mean_curve(plan, activations, basis, pairs, angles, eps)
+        reference = _srm_mean_curve(plan, basis, basis, pairs, angles, eps)
         return alignment_score(curve, reference), curve, reference
 
     scores, curves, references = batched_map(one, epsilons, map_batch_size)

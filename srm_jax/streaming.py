@@ -45,10 +45,12 @@ import numpy as np
 from srm_jax import _validation
 from srm_jax._precision import working_dtype
 from srm_jax.resonance import (
+    CountPlan,
     SRMResult,
+    angle_layout,
     check_method,
-    grouped_counts,
-    validate_inputs,
+    plan_counts,
+    plan_measurement,
 )
 
 Batch = Any  # an array, or a pytree of arrays sharing a leading sample axis
@@ -99,9 +101,9 @@ def streaming_srm(
     Returns:
       :class:`StreamingSRM` ``(init, update)``.
     """
-    pairs, angles = validate_inputs(
-        None, basis, epsilon=epsilon, angles=angles, planes=planes, method=method,
-        max_planes=max_planes, key=key,
+    plan, pairs, angles = plan_measurement(
+        None, basis, epsilon=epsilon, angles=angles, planes=planes, signed=signed,
+        method=method, max_planes=max_planes, key=key, chunk_size=chunk_size,
     )
     dtype = working_dtype(basis)
     basis = jnp.asarray(basis, dtype)
@@ -117,7 +119,7 @@ def streaming_srm(
 
     update = functools.partial(
         add_batch, basis=basis, method=method, chunk_size=chunk_size, mesh=mesh,
-        axis_name=axis_name,
+        axis_name=axis_name, plan=plan,
     )
     functools.update_wrapper(update, add_batch)
     return StreamingSRM(init=init, update=update)
@@ -133,13 +135,17 @@ def add_batch(
     chunk_size: int | None = None,
     mesh: jax.sharding.Mesh | None = None,
     axis_name: str | None = None,
+    plan: CountPlan | None = None,
 ) -> SRMResult:
     """``state`` plus the SRM counts of one ``(B, n)`` batch (SPEC §4: counts are additive).
 
     The planes, angles, ε and ``signed`` are those of ``state``; rows with ``mask == False`` or
     with NaN/Inf are left out. Pure and jit-safe (``method``, ``chunk_size``, ``mesh`` and
     ``axis_name`` static); :data:`add_batch_jit` is a jitted version whose compilation is shared
-    by every accumulator of the same shapes.
+    by every accumulator of the same shapes. ``plan`` (static) is the accumulator's
+    :class:`srm_jax.resonance.CountPlan`, made once by :func:`streaming_srm`; without it one is
+    made from ``method``, ``chunk_size`` and the state (the angles' layout decided here when
+    they are concrete, else inside the kernel).
     """
     check_method(method)
     x = jnp.asarray(activations)
@@ -155,19 +161,18 @@ def add_batch(
     if mask is not None:
         x = jnp.where(jnp.asarray(mask, bool)[:, None], x, jnp.nan)
     args = (x, basis, state.planes, state.angles.astype(dtype), state.epsilon.astype(dtype))
+    if plan is None:
+        plan = CountPlan(signed=state.signed, method=method, chunk_size=chunk_size,
+                         grid=angle_layout(state.angles, dtype))
     if mesh is None:
-        counts, negative, num, _ = grouped_counts(
-            *args, groups=None, num_groups=1, signed=state.signed, method=method,
-            chunk_size=chunk_size,
-        )
+        counts, negative, num, _ = plan_counts(plan, *args)
         counts, num = counts[0], num[0]
         negative = None if negative is None else negative[0]
     else:
         from srm_jax.distributed import sharded_counts
 
         counts, negative, num = sharded_counts(
-            *args, mesh=mesh, axis_name=axis_name or mesh.axis_names[0], signed=state.signed,
-            method=method, chunk_size=chunk_size,
+            *args, mesh=mesh, axis_name=axis_name or mesh.axis_names[0], plan=plan,
         )
     return state.replace(
         counts=state.counts + counts,
@@ -177,7 +182,7 @@ def add_batch(
 
 
 add_batch_jit = jax.jit(
-    add_batch, static_argnames=("method", "chunk_size", "mesh", "axis_name")
+    add_batch, static_argnames=("method", "chunk_size", "mesh", "axis_name", "plan")
 )
 
 
@@ -312,10 +317,8 @@ def accumulate_srm(
         basis, epsilon=epsilon, mesh=mesh, axis_name=axis_name, method=method,
         chunk_size=chunk_size, **kwargs,
     )
-    update = functools.partial(
-        add_batch_jit, basis=jnp.asarray(basis), method=method, chunk_size=chunk_size,
-        mesh=mesh, axis_name=axis_name,
-    )
+    # The accumulator's own settings (its validated plan included), on the jitted update.
+    update = functools.partial(add_batch_jit, **acc.update.keywords)
     pick = _selector(select)
     multiple = 1
     if mesh is not None:

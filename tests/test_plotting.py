@@ -137,7 +137,19 @@ def test_plot_alignment_sweep_and_test(rng):
     ax = srm_jax.plot_alignment_sweep(sweep)
     assert len(ax.get_legend().get_texts()) == 2
     assert "0.7" in ax.get_legend().get_texts()[1].get_text()
-    test = srm_jax.AlignmentTest(score=np.asarray(0.8), null_scores=rng.uniform(-1, 1, 50),
+    # The drawn curve is the scores over ε (a NaN score is a gap, not a zero).
+    curve = ax.lines[0]
+    np.testing.assert_allclose(curve.get_xdata(), sweep.epsilons)
+    np.testing.assert_allclose(np.asarray(curve.get_ydata(), float), sweep.scores)
+    null = rng.uniform(-1, 1, 50)
+    test = srm_jax.AlignmentTest(score=np.asarray(0.8), null_scores=null,
                                  p_value=np.asarray(0.02))
     ax = srm_jax.plot_alignment_test(test)
-    assert len(ax.patches) == 30 and len(ax.get_legend().get_texts()) == 2
+    assert len(ax.get_legend().get_texts()) == 2
+    # The histogram holds every null score, each in the bin that contains it.
+    heights = np.array([p.get_height() for p in ax.patches])
+    edges = np.array([p.get_x() for p in ax.patches] + [ax.patches[-1].get_x()
+                                                         + ax.patches[-1].get_width()])
+    assert heights.sum() == pytest.approx(null.size)
+    np.testing.assert_array_equal(heights, np.histogram(null, bins=edges)[0])
+    assert "0.02" in " ".join(t.get_text() for t in ax.get_legend().get_texts())

@@ -29,6 +29,7 @@ from srm_jax.report import (
     BASIS_SPECS,
     DEFAULT_EPSILON,
     DEFAULT_RESAMPLES,
+    DEFAULT_STATISTIC,
     FIGURES,
     ReportError,
 )
@@ -162,7 +163,7 @@ class ArraySource:
             for start in range(0, total, block):
                 # A fresh handle per block: the file's mapping (and the pages read) is released.
                 with safe_open(self.path, framework="np") as f:
-                    yield np.asarray(f.get_slice(self.key)[start:start + block])
+                    yield np.asarray(f.get_slice(self.key)[start:min(total, start + block)])
         elif self._fortran:  # column-major .npz member: rows are not contiguous, load it
             with np.load(self.path, allow_pickle=False) as npz:
                 array = npz[self.key]
@@ -339,9 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, metavar="K",
                         help="random rotations of the basis (and label shuffles) for the "
                         f"p-values (default {DEFAULT_RESAMPLES}: p down to 0.01)")
-    report.add_argument("--statistic", choices=("correlation", "projection"),
-                        default="correlation",
-                        help="rotation-test statistic (default: correlation, the alignment score)")
+    report.add_argument("--statistic", choices=("projection", "correlation"),
+                        default=DEFAULT_STATISTIC,
+                        help="rotation-test statistic: projection (default; the amplitude of the "
+                        "mean SRM curve in phase with self-SRM) or correlation (the alignment "
+                        "score)")
     report.add_argument("--max-samples", type=int, default=DEFAULT_MAX_SAMPLES, metavar="S",
                         help="the rotation test, ε sweep, class selectivity and projection use "
                         f"a random subset of this many samples (default {DEFAULT_MAX_SAMPLES:,}); "

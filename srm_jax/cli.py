@@ -307,15 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report",
         help="is a layer aligned with a basis? SRM, a rotation test and figures",
-        description="Measures SRM of saved activations about the planes of a privileged basis "
-        "and writes report.json, report.md and figures: the alignment score, a rotation-test "
-        "p-value and a one-sentence verdict; with labels, the most class-selective planes and "
-        "basis vectors. Rows with NaN/Inf are excluded and counted. Bad input: one line on "
+        description="Measures SRM of saved activations about the planes of a privileged basis\n"
+        "and writes report.json, report.md and figures: the alignment score, a rotation-test\n"
+        "p-value and a one-sentence verdict; with labels, the most class-selective planes and\n"
+        "basis vectors. Rows with NaN/Inf are excluded and counted. Bad input: one line on\n"
         "stderr, exit status 2, nothing written.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="basis: standard (±e_i, the basis of elementwise activations such as ReLU, GELU, "
-        "tanh: the default),\n  orthoplex:SEED, simplex:SEED, thompson:M:SEED, random:M:SEED, "
-        "or the path of an (m, n) .npy file.\n"
+        epilog="basis: standard (±e_i, the basis of elementwise activations such as ReLU,\n"
+        "  GELU, tanh: the default), orthoplex:SEED, simplex:SEED, thompson:M:SEED,\n"
+        "  random:M:SEED, or the path of an (m, n) .npy file.\n"
         "example: srm-jax report acts.safetensors --key layer3 --labels labels.npy --out "
         "report/",
     )

@@ -322,3 +322,26 @@ def test_module_entry_point_and_console_script(tmp_path):
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0 and "thompson:M:SEED" in proc.stdout
     assert proc.stdout.startswith("usage: srm-jax report")
+
+
+def test_plane_subsets_are_pairs_in_canonical_order(rng):
+    """A random subset of planes, decoded from indices, against itertools' full list."""
+    import itertools
+
+    import jax
+
+    from srm_jax.report import _plane_pairs
+
+    for m in (2, 3, 7, 40, int(rng.integers(50, 300))):
+        for kind, gen in (("comb", itertools.combinations), ("perm", itertools.permutations)):
+            everything = [tuple(p) for p in gen(range(m), 2)]
+            position = {p: i for i, p in enumerate(everything)}
+            for size in (1, 5, len(everything) - 1, len(everything) + 3):
+                size = max(size, 1)
+                key = jax.random.key(int(rng.integers(1 << 30)))
+                pairs = [tuple(p) for p in _plane_pairs(m, kind, size, key).tolist()]
+                assert len(pairs) == min(size, len(everything)) == len(set(pairs))
+                index = [position[p] for p in pairs]  # KeyError: not a valid pair
+                assert index == sorted(index)
+    pairs = _plane_pairs(6144, "comb", 1000, jax.random.key(0))  # 19 million pairs, not listed
+    assert pairs.shape == (1000, 2) and np.all(pairs[:, 0] < pairs[:, 1]) and pairs.max() < 6144

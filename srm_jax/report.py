@@ -412,6 +412,12 @@ def srm_report(
     p_less = _float(permutation_p_value(test.score, test.null_scores, "less"))
     kind, p_value, sentence = verdict(p_greater, p_less)
     sweep = alignment_sweep(x, b, jnp.asarray(epsilons, jnp.float32), planes=pairs)
+    if not math.isfinite(score):  # a flat curve: no alignment can be read at this ε
+        why = (f"the SRM curve is flat at ε = {epsilon:g}" if int(np.max(result.counts)) else
+               f"no sample falls inside a spotlight at ε = {epsilon:g}")
+        best = _float(sweep.best_epsilon)
+        hint = f" (the ε sweep's best is {best:g})" if math.isfinite(best) else ""
+        kind, sentence = "no evidence", f"no evidence of alignment: {why}{hint}"
 
     selectivity = distinct = None
     summary_classes = None

@@ -155,6 +155,19 @@ def test_isotropic_file_gives_no_evidence_and_replaces_a_report(
     assert "No evidence of alignment" in (out / "report.md").read_text()
 
 
+def test_flat_curve_says_why(files, tmp_path, capsys):
+    root, _, _ = files
+    status, stdout, err = run([root / "planted.npy", "--epsilon", "1", "--out", tmp_path, *ARGS],
+                              capsys)
+    assert status == 0, err
+    report = load(tmp_path)
+    assert report["verdict"] == "no evidence" and report["alignment_score"] is None
+    assert report["max_srm"] == 0
+    assert report["verdict_sentence"].startswith(
+        "no evidence of alignment: no sample falls inside a spotlight at ε = 1 (the ε sweep's "
+        "best is ")
+
+
 def test_anti_alignment_with_a_simplex_basis(tmp_path, capsys, rng):
     import jax
 
@@ -204,6 +217,17 @@ def test_npz_safetensors_keys_features_and_labels(files, planted_report, tmp_pat
         assert_same(report, expected)
         assert report["class_selectivity"] == expected["class_selectivity"]
         assert report["input"]["key"] == "layer"
+    # bfloat16, as PyTorch and Hugging Face models often save activations.
+    import ml_dtypes
+
+    save_file({"layer": x.astype(ml_dtypes.bfloat16)}, str(tmp_path / "bf16.safetensors"))
+    status, _, err = run([tmp_path / "bf16.safetensors", "--out", tmp_path / "bf16", *ARGS],
+                         capsys)
+    assert status == 0, err
+    report = load(tmp_path / "bf16")
+    assert report["input"]["dtype"] == "bfloat16" and report["num_excluded"] == 5
+    assert report["verdict"] == "aligned"
+    assert report["mean_srm"] == pytest.approx(expected["mean_srm"], rel=0.05)
     # (N, 2, 3) flattened is the planted file itself.
     np.save(tmp_path / "grid.npy", x.reshape(N, 2, 3))
     status, _, err = run([tmp_path / "grid.npy", "--features", "flatten", "--out",

@@ -510,7 +510,10 @@ def write_figures(report: Report, directory: str) -> dict[str, str]:
     plotting.plot_alignment_sweep(report.sweep, ax=ax)
     save("epsilon_sweep", fig)
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    plotting.plot_alignment_test(report.test, ax=ax)
+    p_value = report.summary["p_value"]
+    plotting.plot_alignment_test(
+        report.test, ax=ax, title="rotation test (legend: one-sided p for alignment)\n"
+        f"two-sided p = {p_value:.2g}" if math.isfinite(p_value) else None)
     save("rotation_test", fig)
     if report.selectivity is not None:
         fig = plotting.plot_grandmother(report.selectivity, top=1,
@@ -573,7 +576,8 @@ def report_markdown(summary: dict, figures: dict[str, str], *, source: str = "")
         "projection": "density of the samples in the top plane relative to isotropic data",
     }
     for name, file in figures.items():
-        lines += [f"![{captions[name]}]({file})", "", f"*{captions[name]}.*", ""]
+        caption = captions[name][0].upper() + captions[name][1:]
+        lines += [f"![{captions[name]}]({file})", "", f"*{caption}.*", ""]
     classes = s.get("class_selectivity")
     if classes:
         lines += [

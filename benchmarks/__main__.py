@@ -1,4 +1,4 @@
-"""Runs srm-jax's benchmark suite (issue 5) and prints one table.
+"""Runs srm-jax's benchmark suite and prints one table.
 
     python -m benchmarks                  # everything: fig1, fig1-dense, large, sweeps, auto
                                           # crossover, training throughput (~15 min on 2 cores)
@@ -250,10 +250,22 @@ def run_others() -> list[str]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="srm-jax benchmark suite (issue 5)")
-    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
-    parser.add_argument("--only", default=None, help=f"comma-separated parts of {PARTS}")
-    parser.add_argument("--write", action="store_true", help="update RESULTS.md and sweeps.png")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Times srm-jax's SRM engine against NumPy baselines (the paper's published "
+        "algorithm and a vectorised NumPy form), and the Fig. 1 training loop, each measurement "
+        "in a fresh process; prints one table.",
+        epilog="parts: fig1 (Fig. 1 sizes), fig1-dense (the same, most samples lit), large "
+        "(N=60,000, m=96, 9,120 planes), sweeps (time against N, m, T), crossover (where "
+        "method='auto' switches), training (training steps/s, PyTorch if installed), others "
+        "(the activation and streaming benchmarks). Default: all but 'others'.",
+    )
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: small sizes and few repeats (~1.5 min)")
+    parser.add_argument("--only", default=None, metavar="PARTS",
+                        help="comma-separated parts to run, e.g. --only fig1,sweeps")
+    parser.add_argument("--write", action="store_true",
+                        help="also update benchmarks/RESULTS.md and benchmarks/sweeps.png")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     parts = args.only.split(",") if args.only else [p for p in PARTS if p != "others"]

@@ -297,11 +297,14 @@ def plot_alignment_sweep(sweep, *, ax=None, title: str | None = None):
 def plot_alignment_test(test, *, ax=None, bins: int = 30, title: str | None = None):
     """Histogram of the rotated-basis scores with the real basis' score (:func:`alignment_test`)."""
     ax = _axes(ax, figsize=(4.5, 3.2))
-    ax.hist(np.asarray(test.null_scores), bins=bins, range=(-1, 1), color="0.6",
+    # The correlation lies in [-1, 1]; the projection statistic is in SRM units.
+    span = (-1, 1) if test.statistic == "correlation" else None
+    ax.hist(np.asarray(test.null_scores), bins=bins, range=span, color="0.6",
             label=f"random rotations (K = {np.asarray(test.null_scores).shape[0]})")
     ax.axvline(float(test.score), color="C3", linewidth=2,
                label=f"privileged basis (p = {float(test.p_value):.3g})")
-    ax.set_xlabel("alignment score")
+    ax.set_xlabel("alignment score" if test.statistic == "correlation"
+                  else f"{test.statistic} statistic")
     ax.set_ylabel("count")
     ax.set_title(title or f"rotation test ({test.alternative})")
     ax.legend(fontsize="small")

@@ -318,7 +318,7 @@ def alignment_test(
     :func:`srm_jax.alignment_score` (Pearson correlation), or ``"projection"`` (the in-phase
     amplitude, which keeps the oscillation's strength and is far more powerful when the data
     are clustered: the Pearson correlation of a rotated basis' weak wiggle with the self-SRM
-    shape is often large, see the README). The null distribution is the same statistic with
+    shape is often large, see docs/analysis.md). The null distribution is the same statistic with
     the basis replaced by ``Q B`` (every vector rotated by one Haar-random orthogonal ``Q`` drawn
     from ``key``), the data unchanged. Rotating the whole basis keeps its geometry, so the self-SRM
     reference is unchanged; only the basis' placement relative to the data changes (App. B.1's

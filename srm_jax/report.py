@@ -1,0 +1,612 @@
+"""An SRM report of any activations: the numbers and figures behind ``srm-jax report``.
+
+Given a layer's activations (``(N, n)``, from any framework) and a privileged basis, the report
+answers "is this layer aligned with the basis?" with the library's own analyses, composed:
+
+* SRM (Eqn. 2) of every sample about every plane of the basis, and the alignment score: the
+  Pearson correlation over θ of the mean SRM curve with the mean self-SRM curve (Sec. 3,
+  :func:`srm_jax.alignment_score`). A file larger than memory is streamed through
+  :func:`srm_jax.accumulate_srm` (exact integer counts, SPEC §4) by the command line.
+* the rotation test (App. B.1 made a p-value, :func:`srm_jax.alignment_test`): the score of the
+  real basis against the scores of Haar-randomly rotated copies of it, the data unchanged;
+* the isotropic expectation (App. F, Eqn. 18, SPEC §6: :func:`srm_jax.isotropic_expectation`)
+  and the isotropic null band (:func:`srm_jax.null_band`);
+* an ε sweep (:func:`srm_jax.alignment_sweep`) and its best ε;
+* with labels, the most class-selective planes and basis vectors with family-wise p-values
+  against shuffled labels (App. B.2, :func:`srm_jax.rank_selectivity`);
+* the projection density of the top plane (:func:`srm_jax.projection_density`).
+
+The verdict is two-sided: with ``p_greater`` the rotation test's p-value for alignment and
+``p_less`` the one for anti-alignment (the same null scores), ``p = min(1, 2 min(p_greater,
+p_less))``; below the significance level (0.05) the data are "aligned" (``p_greater`` the
+smaller) or "anti-aligned", otherwise there is "no evidence of alignment". With ``K`` rotations
+the smallest attainable ``p`` is ``2/(K + 1)`` (0.01 for the default ``K = 199``).
+
+Everything here is a function of arrays and settings (PRNG keys only); :func:`srm_report` returns
+a :class:`Report` whose ``summary`` is the JSON-able dict of ``report.json``. :func:`write_figures`
+and :func:`report_markdown` turn a report into the figures and ``report.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from srm_jax import bases as _bases
+from srm_jax.alignment import alignment_score
+from srm_jax.per_class import Selectivity, distinct_planes, rank_selectivity
+from srm_jax.planes import PLANE_KINDS
+from srm_jax.planes import planes as make_planes
+from srm_jax.projection import ProjectionDensity, projection_density
+from srm_jax.resonance import SRMResult, self_srm, spotlight_resonance
+from srm_jax.significance import (
+    STATISTICS,
+    AlignmentTest,
+    NullBand,
+    alignment_test,
+    isotropic_expectation,
+    null_band,
+    permutation_p_value,
+)
+from srm_jax.spectrum import EpsilonSweep, alignment_sweep
+
+#: Default spotlight ``ε`` (the paper's Fig. 1).
+DEFAULT_EPSILON = 0.9
+#: Default number of random rotations (and label shuffles): two-sided ``p`` down to 0.01.
+DEFAULT_RESAMPLES = 199
+#: Rotation-test statistic: the in-phase amplitude, far more powerful than the correlation
+#: when the data are clustered (see srm_jax.alignment_statistic).
+DEFAULT_STATISTIC = "projection"
+#: The ε values of the sweep.
+DEFAULT_SWEEP = tuple(round(0.1 + 0.05 * i, 2) for i in range(18))  # 0.1, 0.15, ..., 0.95
+#: Significance level of the verdict.
+SIGNIFICANCE_LEVEL = 0.05
+#: The null band is simulated with N' = min(rows analysed, this) samples, scaled by √(N'/N).
+NULL_BAND_SAMPLES = 20_000
+#: Isotropic data sets drawn for the null band.
+NULL_BAND_DRAWS = 40
+#: Bins per axis of the projection density of the top plane (every sample, the whole disc).
+PROJECTION_BINS = 32
+#: Planes and basis vectors listed in the class-selectivity table.
+TOP_ITEMS = 5
+#: Basis specifications of :func:`basis_from_spec` (besides a file path, read by the caller).
+BASIS_SPECS = ("standard", "orthoplex:SEED", "simplex:SEED", "thompson:M:SEED", "random:M:SEED")
+#: Figure file names.
+FIGURES = {
+    "srm": "srm.png",
+    "epsilon_sweep": "epsilon_sweep.png",
+    "rotation_test": "rotation_test.png",
+    "per_class": "per_class_top_plane.png",
+    "projection": "projection_top_plane.png",
+}
+
+
+class ReportError(ValueError):
+    """A problem with the report's inputs, stated in one line for the user."""
+
+
+class Report(NamedTuple):
+    """A report: ``summary`` (the JSON-able dict of ``report.json``) and what the figures need.
+
+    Attributes:
+      summary: dict of plain Python numbers, strings and lists (NaN where undefined).
+      result: SRM over all samples (:class:`srm_jax.SRMResult`, ``(P, T)`` counts).
+      reference: self-SRM of the basis on the same planes and angles.
+      band: isotropic null band of ``result`` (:class:`srm_jax.NullBand`).
+      test: the rotation test (:class:`srm_jax.AlignmentTest`, ``alternative="greater"``).
+      sweep: the ε sweep (:class:`srm_jax.EpsilonSweep`).
+      selectivity: class selectivity (:class:`srm_jax.Selectivity`), or ``None`` without labels.
+      distinct: indices of the ranked planes with distinct spans (with labels), or ``None``.
+      density: projection density of the top plane (:class:`srm_jax.ProjectionDensity`).
+    """
+
+    summary: dict
+    result: SRMResult
+    reference: SRMResult
+    band: NullBand
+    test: AlignmentTest
+    sweep: EpsilonSweep
+    selectivity: Selectivity | None
+    distinct: np.ndarray | None
+    density: ProjectionDensity
+
+
+# --------------------------------------------------------------------------------- inputs
+
+
+def basis_from_spec(spec: str, n: int) -> jax.Array:
+    """The privileged basis named by ``spec`` in ``R^n`` (App. B.1, App. D; SPEC §8).
+
+    ``"standard"``: ``±e_i`` (m = 2n), the privileged basis of elementwise activations;
+    ``"orthoplex:SEED"``: ``±`` a Haar-random orthonormal basis; ``"simplex:SEED"``: a randomly
+    rotated regular simplex (m = n + 1); ``"thompson:M:SEED"``: ``M`` vectors spread by the
+    Thompson energy (Eqns. 16–17); ``"random:M:SEED"``: ``M`` random unit vectors. ``SEED`` seeds
+    ``jax.random.key``. Raises :class:`ReportError` naming the problem for any other string.
+    """
+    parts = spec.split(":")
+    kind, args = parts[0], parts[1:]
+    expected = {"standard": 0, "orthoplex": 1, "simplex": 1, "thompson": 2, "random": 2}
+    if kind not in expected:
+        raise ReportError(
+            f"unknown basis {spec!r}: use one of {', '.join(BASIS_SPECS)} or the path of an "
+            "(m, n) .npy file"
+        )
+    if len(args) != expected[kind]:
+        form = next(s for s in BASIS_SPECS if s.split(":")[0] == kind)
+        raise ReportError(f"basis {spec!r} is malformed: write it as {form}")
+    try:
+        numbers = [int(a) for a in args]
+    except ValueError:
+        raise ReportError(f"basis {spec!r}: M and SEED must be integers") from None
+    if n < 2:
+        raise ReportError(f"the activations have n={n} feature(s): SRM needs n >= 2")
+    if kind == "standard":
+        return _bases.standard_basis(n)
+    key = jax.random.key(numbers[-1])
+    if kind == "orthoplex":
+        return _bases.orthoplex_basis(key, n)
+    if kind == "simplex":
+        return _bases.simplex_basis(key, n)
+    m = numbers[0]
+    if m < 2:
+        raise ReportError(f"basis {spec!r}: M must be >= 2 (a plane needs two vectors)")
+    if kind == "thompson":
+        return _bases.thompson_basis(key, m, n)
+    return _bases.random_basis(key, m, n)
+
+
+def _plane_pairs(m: int, kind: str, max_planes: int | None, key) -> np.ndarray:
+    """The ``kind`` pairs of ``m`` vectors in ``itertools`` order, or a random subset of
+    ``max_planes`` of them (from ``key``), decoded from pair indices without listing every pair
+    (a wide layer's ``±e_i`` basis has ``m = 6144`` and 19 million pairs)."""
+    total = m * (m - 1) // (2 if kind == "comb" else 1)
+    if max_planes is None or max_planes >= total:
+        return np.asarray(make_planes(m, kind))
+    seed = int(jax.random.randint(key, (), 0, np.iinfo(np.int32).max))
+    k = np.sort(np.random.default_rng(seed).choice(total, max_planes, replace=False))
+    if kind == "perm":
+        alpha, beta = k // (m - 1), k % (m - 1)
+        return np.stack([alpha, beta + (beta >= alpha)], axis=1).astype(np.int32)
+    # comb: row α starts at index α(2m − α − 1)/2 and holds the pairs (α, α+1 .. m−1).
+    def start(a):
+        return a * (2 * m - a - 1) // 2
+
+    alpha = np.floor(((2 * m - 1) - np.sqrt((2.0 * m - 1) ** 2 - 8.0 * k)) / 2).astype(np.int64)
+    alpha = np.clip(alpha, 0, m - 2)
+    alpha -= start(alpha) > k  # float rounding: step back or forward one row
+    alpha += start(alpha + 1) <= k
+    beta = k - start(alpha) + alpha + 1
+    return np.stack([alpha, beta], axis=1).astype(np.int32)
+
+
+# TODO(issue 12): remove once planes skip degenerate pairs (then pass the plane kind, and
+# max_planes with key, to the library functions directly).
+def _spanning_planes(basis, pairs: np.ndarray) -> np.ndarray:
+    """``pairs`` without those that span no plane (antipodal ``±b``, SPEC §2)."""
+    b = np.asarray(basis, np.float64)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    cosine = np.abs(np.sum(b[pairs[:, 0]] * b[pairs[:, 1]], axis=1))
+    return pairs[cosine < 1.0 - 1e-4]
+
+
+def report_planes(
+    basis: jax.Array, kind: str = "comb", *, max_planes: int | None = None,
+    key: jax.Array | None = None,
+) -> jax.Array:
+    """The planes a report measures: ``kind`` pairs of ``basis`` (a random subset of
+    ``max_planes`` of them, drawn from ``key``, when there are more) that span a plane (SPEC §2).
+    """
+    if kind not in PLANE_KINDS:
+        raise ReportError(f"--planes must be one of {PLANE_KINDS}, got {kind!r}")
+    if max_planes is not None and max_planes < 1:
+        raise ReportError(f"--max-planes must be >= 1, got {max_planes}")
+    key = jax.random.key(0) if key is None else key
+    pairs = _plane_pairs(int(np.shape(basis)[0]), kind, max_planes, key)
+    pairs = jnp.asarray(_spanning_planes(basis, pairs), jnp.int32)
+    if pairs.shape[0] == 0:
+        raise ReportError("no pair of basis vectors spans a plane: the basis has no planes")
+    return pairs
+
+
+def check_basis(basis, n: int) -> np.ndarray:
+    """A basis given as an array, checked: ``(m, n)``, ``m ≥ 2``, finite, no zero row."""
+    b = np.asarray(basis)
+    if b.ndim != 2:
+        raise ReportError(f"the basis must be an (m, n) array, got shape {b.shape}")
+    if not np.issubdtype(b.dtype, np.number) or np.issubdtype(b.dtype, np.complexfloating):
+        raise ReportError(f"the basis must be real numbers, got dtype {b.dtype}")
+    if b.shape[1] != n:
+        raise ReportError(
+            f"the basis has width n={b.shape[1]} but the activations have n={n} features"
+        )
+    if b.shape[0] < 2:
+        raise ReportError(f"the basis has {b.shape[0]} vector(s): a plane needs at least 2")
+    if not np.all(np.isfinite(b)):
+        raise ReportError("the basis contains NaN or Inf")
+    zero = np.nonzero(~np.any(b != 0, axis=1))[0]
+    if zero.size:
+        raise ReportError(f"basis rows {zero.tolist()[:5]} are zero vectors")
+    return b.astype(np.float32)
+
+
+def check_epsilon(epsilon: float) -> float:
+    """``ε`` as a float, checked to lie in ``[−1, 1]`` (the cosine of the spotlight's angle)."""
+    if not (math.isfinite(epsilon) and -1.0 <= epsilon <= 1.0):
+        raise ReportError(
+            f"--epsilon must lie in [-1, 1] (the cosine of the spotlight's half-angle), got "
+            f"{epsilon:g}"
+        )
+    return float(epsilon)
+
+
+# ------------------------------------------------------------------------------ analysis
+
+
+def _float(x) -> float:
+    """A Python float; float32 values by their shortest repr (0.02, not 0.0199999995)."""
+    value = np.asarray(x)
+    if value.dtype == np.float32:
+        return float(str(np.float32(value)))
+    return float(value)
+
+
+def _floats(x) -> list[float]:
+    return [_float(v) for v in np.asarray(x).reshape(-1)]
+
+
+def verdict(p_greater: float, p_less: float,
+            level: float = SIGNIFICANCE_LEVEL) -> tuple[str, float, str]:
+    """The report's verdict from the one-sided rotation-test p-values.
+
+    Returns ``(kind, p, sentence)``: ``kind`` is ``"aligned"``, ``"anti-aligned"``,
+    ``"no evidence"`` or ``"undefined"`` (NaN p-values: a flat curve), ``p = min(1, 2 min(
+    p_greater, p_less))`` the two-sided p-value, and ``sentence`` the plain statement.
+    """
+    if not (math.isfinite(p_greater) and math.isfinite(p_less)):
+        return "undefined", math.nan, "no evidence of alignment: the SRM curves are flat"
+    p = min(1.0, 2.0 * min(p_greater, p_less))
+    if p <= level:
+        kind = "aligned" if p_greater <= p_less else "anti-aligned"
+        return kind, p, f"{kind} with the basis, p = {p:.2g}"
+    return "no evidence", p, f"no evidence of alignment (p = {p:.2g})"
+
+
+def _scaled_band(band: NullBand, num_samples: int) -> NullBand:
+    """A null band simulated with ``N'`` samples, rescaled to ``N`` by ``√(N'/N)`` (the normal
+    approximation: the spread of a fraction of ``N`` samples shrinks as ``1/√N``)."""
+    if band.num_samples == num_samples:
+        return band
+    s = math.sqrt(band.num_samples / num_samples)
+    e = band.expectation
+
+    def shrink(q):
+        return e + (q - e) * s
+
+    return band.replace(
+        std=band.std * s, quantiles=shrink(band.quantiles), curve_std=band.curve_std * s,
+        curve_quantiles=shrink(band.curve_quantiles),
+        curve_sup_quantiles=band.curve_sup_quantiles * s, num_samples=int(num_samples),
+    )
+
+
+def _top_plane_without_labels(result: SRMResult, expectation: float) -> int:
+    """The plane whose curve rises highest above the isotropic expectation."""
+    values = np.nan_to_num(np.asarray(result.values), nan=0.0)
+    return int(np.argmax(np.max(values, axis=1) - expectation))
+
+
+def _selectivity_table(sel: Selectivity, distinct: np.ndarray, num_classes: int) -> dict:
+    pairs = np.asarray(sel.per_class.planes)
+    planes = [
+        {
+            "plane": [int(a) for a in pairs[p]],
+            "selectivity": _float(sel.plane_scores[p]),
+            "z": _float(sel.plane_z[p]),
+            "p_value": _float(sel.plane_p_values[p]),
+            "p_family_wise": _float(sel.plane_p_adjusted[p]),
+        }
+        for p in distinct[:TOP_ITEMS]
+    ]
+    firing = np.asarray(sel.vector_values)
+    vectors = [
+        {
+            "vector": int(i),
+            "selectivity": _float(sel.vector_scores[i]),
+            "z": _float(sel.vector_z[i]),
+            "p_value": _float(sel.vector_p_values[i]),
+            "p_family_wise": _float(sel.vector_p_adjusted[i]),
+            "firing_per_class": _floats(firing[:, i]),
+        }
+        for i in np.asarray(sel.vector_order)[:TOP_ITEMS]
+    ]
+    return {
+        "num_classes": int(num_classes),
+        "class_counts": [int(c) for c in np.asarray(sel.class_counts)],
+        "num_shuffles": int(sel.num_shuffles),
+        "signed": bool(sel.per_class.signed),
+        "planes": planes,
+        "vectors": vectors,
+    }
+
+
+def srm_report(
+    activations: jax.Array,
+    basis: jax.Array,
+    *,
+    key: jax.Array,
+    epsilon: float = DEFAULT_EPSILON,
+    labels: jax.Array | None = None,
+    planes: str | jax.Array = "comb",
+    max_planes: int | None = None,
+    num_resamples: int = DEFAULT_RESAMPLES,
+    statistic: str = DEFAULT_STATISTIC,
+    epsilons=DEFAULT_SWEEP,
+    result: SRMResult | None = None,
+    num_rows: int | None = None,
+) -> Report:
+    """The SRM report of ``activations`` on ``basis``: numbers (``Report.summary``) and figures.
+
+    Composes SRM (Eqn. 2) and self-SRM with the alignment score (Sec. 3), the rotation test
+    (App. B.1), the isotropic expectation and null band (App. F, Eqn. 18; SPEC §6), an ε sweep,
+    and with labels the class-selectivity ranking (App. B.2, Eqn. 4); see the module docstring.
+
+    Args:
+      activations: ``(S, n)`` samples the statistics are computed on (all of them, or a random
+        subset of a file too large for memory); rows with NaN/Inf are left out.
+      basis: ``(m, n)`` privileged basis.
+      key: PRNG key (rotations, null band, label shuffles, plane subset, projection reference).
+      epsilon: spotlight ``ε ∈ [−1, 1]``.
+      labels: optional int ``(S,)`` classes of the samples (negative: unlabelled).
+      planes: ``"comb"``, ``"perm"`` or explicit int ``(P, 2)`` pairs.
+      max_planes: measure a random subset of this many planes when there are more.
+      num_resamples: ``K`` random rotations of the rotation test and label shuffles.
+      statistic: ``"projection"`` (default: the in-phase amplitude, see
+        :func:`srm_jax.alignment_statistic`) or ``"correlation"`` (the alignment score).
+      epsilons: the ε sweep.
+      result: SRM of *all* samples on the same planes (streamed by the caller); default the SRM
+        of ``activations``.
+      num_rows: the number of rows read, counted or not (default ``S``); ``num_excluded`` is
+        ``num_rows − result.num_samples``.
+
+    Returns:
+      :class:`Report`.
+    """
+    epsilon = check_epsilon(float(epsilon))
+    if statistic not in STATISTICS:
+        raise ReportError(f"--statistic must be one of {STATISTICS}, got {statistic!r}")
+    if int(num_resamples) < 1:
+        raise ReportError(f"--resamples must be >= 1, got {num_resamples}")
+    x = jnp.asarray(activations)
+    if x.ndim != 2:
+        raise ReportError(f"activations must be (N, n), got shape {x.shape}")
+    b = jnp.asarray(check_basis(basis, x.shape[1]))
+    k_planes, k_test, k_band, k_sel, k_proj = jax.random.split(key, 5)
+    pairs = (report_planes(b, planes, max_planes=max_planes, key=k_planes)
+             if isinstance(planes, str) else jnp.asarray(planes, jnp.int32))
+    # Rows with NaN/Inf stay (every analysis leaves them out), so the shapes, and with them the
+    # compiled computations, depend only on the number of rows.
+    num_finite = int(np.sum(np.asarray(jnp.all(jnp.isfinite(x), axis=1))))
+    if result is None:
+        result = spotlight_resonance(x, b, epsilon=epsilon, planes=pairs)
+    num_samples = int(result.num_samples)
+    num_rows = int(x.shape[0] if num_rows is None else num_rows)
+    if num_samples == 0 or num_finite == 0:
+        raise ReportError("every row of the activations contains NaN or Inf: nothing to measure")
+    n, m = int(b.shape[1]), int(b.shape[0])
+
+    reference = self_srm(b, epsilon=epsilon, planes=pairs)
+    score = _float(alignment_score(result, reference))
+    expectation = _float(isotropic_expectation(n, epsilon))
+    band_samples = min(int(x.shape[0]), NULL_BAND_SAMPLES)
+    band = null_band(k_band, band_samples, b, epsilon=epsilon, planes=pairs,
+                     num_draws=NULL_BAND_DRAWS)
+    band = _scaled_band(band, num_samples)
+    test = alignment_test(k_test, x, b, epsilon=epsilon, num_rotations=int(num_resamples),
+                          statistic=statistic, planes=pairs)
+    p_greater = _float(test.p_value)
+    p_less = _float(permutation_p_value(test.score, test.null_scores, "less"))
+    kind, p_value, sentence = verdict(p_greater, p_less)
+    sweep = alignment_sweep(x, b, jnp.asarray(epsilons, jnp.float32), planes=pairs)
+    if not math.isfinite(score):  # a flat curve: no alignment can be read at this ε
+        why = (f"the SRM curve is flat at ε = {epsilon:g}" if int(np.max(result.counts)) else
+               f"no sample falls inside a spotlight at ε = {epsilon:g}")
+        best = _float(sweep.best_epsilon)
+        hint = f" (the ε sweep's best is {best:g})" if math.isfinite(best) else ""
+        kind, sentence = "no evidence", f"no evidence of alignment: {why}{hint}"
+
+    selectivity = distinct = None
+    summary_classes = None
+    if labels is not None:
+        labels = np.asarray(labels).astype(np.int64)
+        if labels.shape != (x.shape[0],):
+            raise ReportError(f"labels have shape {labels.shape}; one per row, ({x.shape[0]},), "
+                              "is needed")
+        num_classes = int(labels.max()) + 1 if np.any(labels >= 0) else 0
+        if num_classes == 0:
+            raise ReportError("the labels have no non-negative class")
+        selectivity = rank_selectivity(
+            k_sel, x, b, jnp.asarray(labels, jnp.int32), num_classes=num_classes,
+            epsilon=epsilon, planes=pairs, num_shuffles=int(num_resamples),
+        )
+        distinct = distinct_planes(b, pairs, selectivity.plane_order)
+        top = int(distinct[0])
+        summary_classes = _selectivity_table(selectivity, distinct, num_classes)
+    else:
+        top = _top_plane_without_labels(result, expectation)
+    top_pair = pairs[top]
+    density = projection_density(k_proj, x, b, top_pair, bins=PROJECTION_BINS)
+
+    values = np.asarray(result.values)
+    summary: dict[str, Any] = {
+        "verdict": kind,
+        "verdict_sentence": sentence,
+        "num_rows": num_rows,
+        "num_samples": num_samples,
+        "num_excluded": num_rows - num_samples,
+        "num_test_samples": num_finite,
+        "n": n,
+        "m": m,
+        "num_planes": int(pairs.shape[0]),
+        "num_angles": int(result.angles.shape[0]),
+        "epsilon": epsilon,
+        "alignment_score": score,
+        "p_value": p_value,
+        "p_value_aligned": p_greater,
+        "p_value_anti_aligned": p_less,
+        "significance_level": SIGNIFICANCE_LEVEL,
+        "statistic": statistic,
+        "test_score": _float(test.score),
+        "num_rotations": int(num_resamples),
+        "min_p_value": min(1.0, 2.0 / (int(num_resamples) + 1)),
+        "isotropic_expectation": expectation,
+        "mean_srm": _float(np.mean(values)),
+        "max_srm": _float(np.max(values)),
+        "best_epsilon": _float(sweep.best_epsilon),
+        "epsilon_sweep": {
+            "epsilons": _floats(sweep.epsilons),
+            "alignment_scores": _floats(sweep.scores),
+        },
+        "top_plane": [int(a) for a in np.asarray(top_pair)],
+        "null_band_samples": band_samples,
+        "class_selectivity": summary_classes,
+    }
+    return Report(summary, result, reference, band, test, sweep, selectivity, distinct, density)
+
+
+# ------------------------------------------------------------------------------- outputs
+
+
+def write_figures(report: Report, directory: str) -> dict[str, str]:
+    """Draws the report's figures into ``directory``; returns ``{name: file name}``.
+
+    SRM curves with the isotropic null band (:func:`srm_jax.plot_srm`), the ε sweep, the
+    rotation test, the per-class SRM of the top plane (with labels) and the projection density
+    of the top plane.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from srm_jax import plotting
+
+    written = {}
+
+    def save(name, fig):
+        fig.tight_layout()
+        fig.savefig(os.path.join(directory, FIGURES[name]), dpi=110)
+        plt.close(fig)
+        written[name] = FIGURES[name]
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    plotting.plot_srm(report.result, null=report.band, ax=ax)
+    save("srm", fig)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    plotting.plot_alignment_sweep(report.sweep, ax=ax)
+    save("epsilon_sweep", fig)
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    p_value = report.summary["p_value"]
+    plotting.plot_alignment_test(
+        report.test, ax=ax, title="rotation test (legend: one-sided p for alignment)\n"
+        f"two-sided p = {p_value:.2g}" if math.isfinite(p_value) else None)
+    save("rotation_test", fig)
+    if report.selectivity is not None:
+        fig = plotting.plot_grandmother(report.selectivity, top=1,
+                                        plane_indices=report.distinct)
+        save("per_class", fig)
+    fig, ax = plt.subplots(figsize=(5, 4.3))
+    plotting.plot_projection_density(report.density, ax=ax, min_expected=0.2)
+    save("projection", fig)
+    return written
+
+
+def _number(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "undefined"
+    return f"{value:.{digits}g}"
+
+
+def report_markdown(summary: dict, figures: dict[str, str], *, source: str = "") -> str:
+    """``report.md``: the verdict in one sentence, the key numbers and the figures."""
+    s = summary
+    lines = ["# SRM report" + (f": `{source}`" if source else ""), ""]
+    sentence = s["verdict_sentence"]
+    lines.append(f"**Verdict: {sentence[0].upper() + sentence[1:]}.**")
+    lines.append("")
+    subset = ""
+    if s["num_test_samples"] < s["num_samples"]:
+        subset = f" (on a random subset of {s['num_test_samples']:,} samples)"
+    lines += [
+        f"SRM of {s['num_samples']:,} samples ({s['num_excluded']:,} rows with NaN/Inf "
+        f"excluded) in n = {s['n']} dimensions about {s['num_planes']:,} planes of a basis of "
+        f"m = {s['m']} vectors, at ε = {s['epsilon']:g}. The rotation test{subset} compares the "
+        f"basis with {s['num_rotations']} random rotations of it "
+        f"(statistic: {s['statistic']}, two-sided).",
+        "",
+    ]
+    if s["min_p_value"] > s["significance_level"]:
+        lines += [
+            f"With {s['num_rotations']} rotations the smallest attainable p-value is "
+            f"{s['min_p_value']:.2g}, above the level {s['significance_level']:g}: no verdict "
+            "of alignment is possible; raise --resamples.",
+            "",
+        ]
+    lines += [
+        "| quantity | value |",
+        "| --- | --- |",
+        f"| alignment score (corr. of mean SRM with mean self-SRM) | "
+        f"{_number(s['alignment_score'])} |",
+        f"| p-value (two-sided; aligned / anti-aligned one-sided) | {_number(s['p_value'])} "
+        f"({_number(s['p_value_aligned'])} / {_number(s['p_value_anti_aligned'])}) |",
+        f"| mean SRM (isotropic expectation) | {_number(s['mean_srm'])} "
+        f"({_number(s['isotropic_expectation'])}) |",
+        f"| best ε of the sweep | {_number(s['best_epsilon'])} |",
+        "",
+    ]
+    captions = {
+        "srm": "SRM of every plane (faint), their mean (dashed) and the isotropic null band",
+        "epsilon_sweep": "alignment score over the ε sweep",
+        "rotation_test": "the basis' score among randomly rotated bases",
+        "per_class": "per-class signed SRM of the most class-selective plane",
+        "projection": "density of the samples in the top plane relative to isotropic data",
+    }
+    for name, file in figures.items():
+        caption = captions[name][0].upper() + captions[name][1:]
+        lines += [f"![{captions[name]}]({file})", "", f"*{caption}.*", ""]
+    classes = s.get("class_selectivity")
+    if classes:
+        lines += [
+            f"## Class selectivity ({classes['num_classes']} classes, "
+            f"{classes['num_shuffles']} label shuffles)",
+            "",
+            "| plane | selectivity S | z | p | p (family-wise) |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        lines += [f"| ({p['plane'][0]}, {p['plane'][1]}) | {_number(p['selectivity'])} | "
+                  f"{_number(p['z'])} | {_number(p['p_value'])} | "
+                  f"{_number(p['p_family_wise'])} |" for p in classes["planes"]]
+        lines += ["", "| basis vector | selectivity S | z | p | p (family-wise) |",
+                  "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {v['vector']} | {_number(v['selectivity'])} | {_number(v['z'])} | "
+                  f"{_number(v['p_value'])} | {_number(v['p_family_wise'])} |"
+                  for v in classes["vectors"]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def json_safe(value):
+    """``value`` with NaN/Inf floats as ``None`` and NumPy scalars as Python numbers (JSON)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

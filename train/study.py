@@ -118,6 +118,11 @@ def arm_statistics(summary: dict) -> dict:
             "srm_mean_after": [mean_interval([s["srm_mean_after"][i] for s in sweep])
                                for i in range(len(eps))],
         }
+        if all("rotation_p_value" in s for s in sweep):
+            out["epsilon_sweep"]["fraction_significant"] = [
+                float(np.mean([s["rotation_p_value"][i] is not None
+                               and s["rotation_p_value"][i] <= 0.05 for s in sweep]))
+                for i in range(len(eps))]
     out["isotropic_expectation"] = summary["isotropic_expectation"]
     out["frozen_seeds"] = summary.get("frozen_seeds", [])
     out["per_seed"] = [{
@@ -207,6 +212,17 @@ def write_markdown(path: Path, study: dict) -> None:
                 sw = v[arm]["epsilon_sweep"]["alignment_after"]
                 lines.append(f"| {v['name']} | {arm} | "
                              + " | ".join(fmt_ci(s, 2) for s in sw) + " |")
+        if all("fraction_significant" in v["model"]["epsilon_sweep"] for v in sweep_rows):
+            k = len(study["seeds"])
+            lines += ["", "Seeds whose rotation test is significant (0.05, claimed direction) "
+                      "over the ε sweep:", "",
+                      "| variant | arm | " + " | ".join(f"ε={e:g}" for e in eps) + " |",
+                      "|---|---|" + "---|" * len(eps)]
+            for v in sweep_rows:
+                for arm in ARMS:
+                    fr = v[arm]["epsilon_sweep"]["fraction_significant"]
+                    lines.append(f"| {v['name']} | {arm} | "
+                                 + " | ".join(f"{round(f * k)}/{k}" for f in fr) + " |")
     lines += [
         "",
         "Columns: *alignment* is the Pearson correlation over θ of the mean SRM curve with the "

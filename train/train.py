@@ -717,7 +717,8 @@ def train_and_evaluate(
             postfix = {"train": f"{np.mean(live):.4f}",
                        "test": f"{np.nanmean(record['test_loss']):.4f}"}
             if "alignment" in record:
-                postfix["align"] = plots.fmt_alignment(np.nanmean(record["alignment"]))
+                defined = [a for a in record["alignment"] if a is not None and np.isfinite(a)]
+                postfix["align"] = plots.fmt_alignment(np.mean(defined) if defined else None)
             bar.set_postfix(postfix)
             bar.update(1)
     finally:
@@ -947,6 +948,14 @@ def finalise(config, data, workdir: Path, history, measurements, final_epoch, st
             extra[f"{prefix}srm_mean_before"] = float(stack[k, 0].mean())
             extra[f"{prefix}srm_mean_after"] = float(stack[k, -1].mean())
             extra[f"{prefix}self_srm_mean"] = float(measurer.self_values[k].mean())
+    sweep_tests = []
+    if config.num_rotations and len(measurements.sweep_epsilon):
+        sweep_tests = [
+            m.rotation_test(measurements.test_keys, final_latents,
+                            num_rotations=config.num_rotations,
+                            alternative=CLAIM_ALTERNATIVE[config.claim])
+            for m in measurements.sweep
+        ]
     if len(measurements.sweep_epsilon):
         first, last = loaded[epochs[0]], loaded[epochs[-1]]
         arrays["sweep_epsilon"] = measurements.sweep_epsilon
@@ -961,6 +970,11 @@ def finalise(config, data, workdir: Path, history, measurements, final_epoch, st
                 "srm_mean_before": first["sweep_srm_mean"][k].tolist(),
                 "srm_mean_after": last["sweep_srm_mean"][k].tolist(),
             }
+            if sweep_tests:
+                per_seed_extra[k]["epsilon_sweep"]["rotation_p_value"] = [
+                    json_float(t["p_value"][k]) for t in sweep_tests]
+                per_seed_extra[k]["epsilon_sweep"]["rotation_score"] = [
+                    json_float(t["score"][k]) for t in sweep_tests]
     cosines = priv.max_cosine(measurements.cosine_key, final_latents)
     tests = None
     if config.num_rotations:

@@ -272,3 +272,101 @@ def test_cli_reports_bad_settings(capsys):
     with pytest.raises(SystemExit):
         cli_main(["fig1", "--set", "num_basis=7"])  # orthoplex needs m = 2n
     assert "num_basis = 2 * latent_dim" in capsys.readouterr().err
+
+
+def test_grandmother_names_figures_after_the_data_set(tmp_path, capsys):
+    """Issue 12: train.grandmother wrote *_mnist5k.png whatever the data set."""
+    from srm_jax import bases
+    from train import grandmother
+
+    rng = np.random.default_rng(0)
+    basis = np.asarray(bases.orthoplex_basis(jax.random.key(1), 4))
+    labels = np.repeat(np.arange(10), 8).astype(np.int32)
+    latents = rng.normal(size=(80, 4)).astype(np.float32)
+    latents[labels == 3] += 3 * basis[0]  # a planted class-selective direction
+    config = get_config("fig6").replace(dataset="digits", latent_dim=4, num_basis=8)
+    np.savez(tmp_path / "latents.npz", latents=latents, basis=basis, labels=labels, epoch=2,
+             config=json.dumps(config.to_dict()))
+    out = tmp_path / "out"
+    assert grandmother.main(["--latents", str(tmp_path / "latents.npz"), "--out", str(out),
+                             "--shuffles", "9", "--rotations", "9", "--top", "2"]) == 0
+    names = sorted(p.name for p in out.glob("*.png"))
+    assert names == ["grandmother_digits.png", "projection_digits.png", "srm_null_digits.png"]
+    assert "grandmother_digits.png" in capsys.readouterr().out
+
+
+def test_help_lists_every_preset_with_what_it_reproduces(capsys):
+    from train.__main__ import PRESET_HELP
+    from train.configs import PRESETS
+
+    with pytest.raises(SystemExit):
+        cli_main(["--help"])
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    for preset in PRESETS:
+        line = next(x for x in lines if x.strip().startswith(preset + " "))
+        assert PRESET_HELP[preset].split(",")[0] in line
+    assert "--seeds" in text and "issue" not in text.lower()
+
+
+def test_first_message_comes_before_jax_is_imported():
+    """Issue 13: `python -m train fig1` printed nothing for ~26 s. The first line now comes
+    before JAX is imported (the slow part of start-up), and names what is happening."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    start = time.time()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from train.__main__ import main; "
+         "main(['fig1', '--print-config']) ; "
+         "assert 'jax' not in sys.modules, 'jax imported before the first message'"],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert time.time() - start < 20
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, train.__main__, train.configs, "
+         "train.input_pipeline; print('jax' in sys.modules)"],
+        cwd=root, capture_output=True, text=True, timeout=60)
+    assert probe.stdout.strip() == "False"  # the CLI can speak before the heavy imports
+
+
+def test_cli_says_what_it_does_and_a_rerun_returns_at_once(tmp_path, capsys):
+    import time
+
+    out = tmp_path / "run"
+    args = ["fig1", "--dataset", "digits", "--epochs", "1", "--out", str(out), "--seeds",
+            "0,2", "--no-progress", "--set", "latent_dim=3", "--set", "num_basis=6",
+            "--set", "hidden_widths=", "--set", "num_train=96", "--set", "num_test=40",
+            "--set", "num_angles=16", "--set", "srm_method=direct", "--set",
+            "num_rotations=9", "--set", "epsilon_sweep=0.5"]
+    assert cli_main(args) == 0
+    captured = capsys.readouterr()
+    stages = ["starting", "loading data set digits", "building 2 models", "training 2 models",
+              "measuring the trained models"]
+    positions = [captured.err.find(s) for s in stages]
+    assert all(p >= 0 for p in positions) and positions == sorted(positions), captured.err
+    assert "claim tested" in captured.out and "2 seeds" in captured.out
+    summary = strict_json((out / "summary.json").read_text())
+    assert [s["seed"] for s in summary["per_seed"]] == [0, 2]
+    start = time.time()
+    assert cli_main(args) == 0
+    assert time.time() - start < 5
+    again = capsys.readouterr().out
+    assert "already complete" in again and str(out) in again
+
+
+def test_failed_data_load_creates_nothing_in_out(tmp_path, monkeypatch, capsys):
+    """Issue 13: a failed data load left an empty measurements/ in --out."""
+    pytest.importorskip("tensorflow_datasets")
+    monkeypatch.setattr(input_pipeline, "network_available", lambda *a, **k: False)
+    out = tmp_path / "run"
+    status = cli_main(["fig1", "--dataset", "mnist", "--data-dir", str(tmp_path / "tfds"),
+                       "--out", str(out), "--no-progress"])
+    assert status == 1
+    assert "no network connection" in capsys.readouterr().err
+    assert not out.exists()
+    assert not (tmp_path / "tfds").exists()

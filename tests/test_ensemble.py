@@ -119,10 +119,9 @@ def test_ensemble_resume_gives_identical_parameters(ensemble, config, data, tmp_
             np.testing.assert_array_equal(x, y)
 
 
-def test_a_seed_that_diverges_is_frozen_and_the_others_go_on(config, data, tmp_path):
-    """Seed 1's training data order is the same as in a single run; a huge learning rate
-    makes every seed diverge, so here one seed is made to diverge via its own NaN test: we
-    poison a parameter of one seed only and check it is frozen, reported, the other trains."""
+def test_ensemble_epoch_freezes_a_seed_whose_parameters_turn_non_finite(config, data):
+    """A seed whose parameters are NaN gives non-finite losses: the compiled epoch keeps its
+    state (frozen) and reports it, while the other seed trains."""
     state, _ = train_lib.create_ensemble_state(config, data.num_features, [0, 1])
     tx = train_lib.create_optimizer(config)
     params = jax.tree.map(lambda a: a.at[1].set(np.nan) if a.ndim > 1 else a, state.params)
@@ -137,10 +136,51 @@ def test_a_seed_that_diverges_is_frozen_and_the_others_go_on(config, data, tmp_p
         assert not np.array_equal(np.asarray(new[0]), np.asarray(old[0]))  # trained
 
 
-def test_frozen_seed_is_reported_in_the_summary(config, data, tmp_path):
-    # Seed-specific divergence: only seed 0's data would differ, so diverge by a learning rate
-    # large enough for one seed and not the other is fragile; instead poison the data for
-    # every seed and check that with all seeds failing the ensemble stops like a single run.
+def test_a_frozen_seed_keeps_its_last_good_state_and_is_reported(config, data, tmp_path,
+                                                                   monkeypatch):
+    """Seed 5 fails in epoch 2 (emulated as ensemble_epoch reports it: losses non-finite,
+    parameters kept); it must end with its epoch-1 parameters, be reported, and seed 0 must
+    train on to the end exactly as alone."""
+    real = train_lib.ensemble_epoch
+    calls = []
+
+    def failing_second_epoch(params, opt_state, rest, alive, x, keys, **kw):
+        new_params, new_opt, losses, finite = real(params, opt_state, rest, alive, x, keys, **kw)
+        calls.append(1)
+        if len(calls) == 2:
+            keep = np.array([True, False])
+
+            def pick(new, old):
+                return np.where(keep.reshape(-1, *([1] * (new.ndim - 1))), new, old)
+
+            new_params = jax.tree.map(pick, new_params, params)
+            new_opt = jax.tree.map(pick, new_opt, opt_state)
+            losses = np.asarray(losses).copy()
+            losses[1, 3] = np.nan
+            finite = np.array([True, False])
+        return new_params, new_opt, losses, finite
+
+    monkeypatch.setattr(train_lib, "ensemble_epoch", failing_second_epoch)
+    summary = train_lib.train_and_evaluate(config, tmp_path / "ens", seeds=[0, 5], dataset=data,
+                                           progress=False)
+    monkeypatch.setattr(train_lib, "ensemble_epoch", real)
+    assert summary["frozen_seeds"] == [5] and "1 of 2 seeds frozen" in summary["status"]
+    frozen = summary["per_seed"][1]
+    assert frozen["status"].startswith("frozen at epoch 1: non-finite training loss (nan) at "
+                                       "epoch 2, step 4")
+    assert frozen["train_loss_per_epoch"][1:] == [None, None]
+    one_epoch = train_lib.train_and_evaluate(config.replace(seed=5, epochs=1), tmp_path / "s5",
+                                             dataset=data, progress=False)
+    assert one_epoch["epochs_completed"] == 1
+    a = leaves(train_lib.load_run(tmp_path / "ens", seed=5)[0])
+    b = leaves(train_lib.load_run(tmp_path / "s5")[0])
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, rtol=2e-5, atol=2e-6)
+    assert summary["per_seed"][0]["status"] == "completed"
+    assert summary["per_seed"][0]["epochs_completed"] == EPOCHS
+
+
+def test_every_seed_failing_stops_the_ensemble_like_a_single_run(config, data, tmp_path):
     bad_x = data.train_x.copy()
     bad_x[5, 2] = np.nan
     bad = dataclasses.replace(data, train_x=bad_x)

@@ -23,9 +23,12 @@ run() {
   done
   echo "$name $rc $((end - start))" >> "$RUNS/walltimes.txt"
 }
-run fig1_mnist5k fig1 --dataset mnist5k --seeds 8 --epochs 100 --vary bias_init=zero,torch
+if [ "${1:-}" != "--skip-first" ]; then
+  run fig1_mnist5k fig1 --dataset mnist5k --seeds 8 --epochs 100 --vary bias_init=zero,torch
+fi
 run fig2_mnist5k fig2 --dataset mnist5k --seeds 8 --epochs 100
 run fig7_mnist5k fig7 --dataset mnist5k --seeds 8 --epochs 100
 run fig7_digits fig7 --dataset digits --seeds 8 --epochs 100
-run fig1_widths_mnist5k fig1 --dataset mnist5k --seeds 8 --epochs 100 --vary "hidden_widths=none;256,128;512"
-run fig6_mnist5k fig6 --dataset mnist5k --seeds 4 --epochs 100
+run fig1_sigma_z_mnist5k fig1 --dataset mnist5k --seeds 4 --epochs 100 --vary measure_tensor=sigma_z
+run fig1_widths_mnist5k fig1 --dataset mnist5k --seeds 4 --epochs 100 --vary "hidden_widths=none;512"
+run fig6_mnist5k fig6 --dataset mnist5k --seeds 4 --epochs 50

@@ -146,12 +146,18 @@ def test_figure_has_three_panels_with_pi_ticks(run):
         [("untrained", arrays["srm_before"]), ("self-SRM", arrays["self_srm"]),
          ("trained", arrays["srm_after"])],
     )
-    assert len(fig.axes) == 3
-    for ax in fig.axes:
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == 3
+    values = [arrays["srm_before"], arrays["self_srm"], arrays["srm_after"]]
+    for ax, v in zip(panels, values, strict=True):
         np.testing.assert_allclose(ax.get_xticks(), np.arange(5) * np.pi / 2)
         np.testing.assert_allclose(ax.get_xlim(), (0.0, 2 * np.pi), rtol=1e-6)
-        assert len(ax.collections[0].get_segments()) == arrays["srm_after"].shape[0]
+        segments = ax.collections[0].get_segments()
+        np.testing.assert_allclose(np.stack([seg[:, 1] for seg in segments]), v)
+        assert ax.collections[0].get_alpha() >= 0.45  # visible on white (issue 11, item 6)
         assert ax.lines[0].get_linestyle() == "--"
+        np.testing.assert_allclose(ax.lines[0].get_ydata(), v.mean(axis=0), rtol=1e-6)
+        assert ax.get_legend() is not None
     plots.plt.close(fig)
 
 
@@ -370,3 +376,18 @@ def test_failed_data_load_creates_nothing_in_out(tmp_path, monkeypatch, capsys):
     assert "no network connection" in capsys.readouterr().err
     assert not out.exists()
     assert not (tmp_path / "tfds").exists()
+
+
+def test_an_empty_panel_says_why_and_summary_states_the_claim(run):
+    fig = plots.srm_figure(np.linspace(0, 2 * np.pi, 8), [("untrained", np.zeros((5, 8)))],
+                           expectation=1e-3, empty_note="no test sample inside any cone")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["no test sample inside any cone"]
+    assert fig.axes[0].get_ylim()[1] > 1e-3  # the axis shows the isotropic expectation
+    plots.plt.close(fig)
+    _, summary = run
+    claim = summary["claim"]
+    assert claim["claim"] == "aligned" and claim["supported"] in (True, False)
+    p = summary["rotation_test"]["p_value"]
+    assert f"p = {p:.3g}" in claim["verdict"]
+    assert claim["supported"] == (p <= 0.05)

@@ -24,8 +24,8 @@ PI_LABELS = ("0", r"$\pi/2$", r"$\pi$", r"$3\pi/2$", r"$2\pi$")
 
 def line_alpha(num_planes: int) -> float:
     """Opacity of one plane's line: lighter the more planes overlay, but visible on white
-    (never below 0.2)."""
-    return float(np.clip(40.0 / max(num_planes, 1), 0.2, 0.7))
+    (never below 0.45)."""
+    return float(np.clip(60.0 / max(num_planes, 1), 0.45, 0.8))
 
 
 def draw_srm_panel(
@@ -52,8 +52,16 @@ def draw_srm_panel(
         LineCollection(segments, colors=color, linewidths=0.7, alpha=line_alpha(len(values)),
                        label=f"{len(values)} planes")
     )
-    ax.plot(angles, np.nanmean(values, axis=0), "k--", linewidth=1.6, label="mean over planes")
+    mean = np.nanmean(values, axis=0)
+    ax.plot(angles, mean, "k--", linewidth=1.6, label="mean over planes")
     tops = [np.nanmax(values) if np.isfinite(values).any() else 0.0]
+    if 0 < np.nanmax(mean) < 0.2 * tops[0]:
+        # The mean is dwarfed by a few lit planes: repeat it on its own scale (right axis).
+        twin = ax.twinx()
+        twin.plot(angles, mean, color="k", linewidth=1.2)
+        twin.set_ylim(0.0, 1.1 * np.nanmax(mean))
+        twin.set_ylabel("mean over planes (solid, right axis)", fontsize=7)
+        twin.tick_params(labelsize=7)
     if band is not None:
         low, high = (np.asarray(b, np.float64) for b in band)
         ax.fill_between(angles, low, high, color="0.5", alpha=0.35, linewidth=0,
@@ -73,7 +81,7 @@ def draw_srm_panel(
     ax.set_xlabel(r"$\theta$")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.25, linewidth=0.5)
-    ax.legend(fontsize=7, loc="upper right", framealpha=0.85)
+    ax.legend(fontsize=6.5, loc="best", framealpha=0.85)
 
 
 def srm_figure(
@@ -92,7 +100,7 @@ def srm_figure(
     every panel. Returns the matplotlib ``Figure`` (one axis per panel).
     """
     fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.9), squeeze=False)
-    colors = ("tab:blue", "tab:green", "tab:red", "tab:purple")
+    colors = ("tab:blue", "darkgreen", "firebrick", "indigo")
     for i, (ax, (title, values)) in enumerate(zip(axes[0], panels, strict=True)):
         draw_srm_panel(ax, angles, values, title=title, color=colors[i % len(colors)],
                        expectation=expectation, band=band, empty_note=empty_note)

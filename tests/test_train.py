@@ -363,6 +363,17 @@ def test_cli_says_what_it_does_and_a_rerun_returns_at_once(tmp_path, capsys):
     assert time.time() - start < 5
     again = capsys.readouterr().out
     assert "already complete" in again and str(out) in again
+    # The check needs no JAX: a fresh process answers before importing it.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; from train.__main__ import main; rc = main(sys.argv[1:]); "
+            "print('jax' in sys.modules); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "already complete" in proc.stdout and proc.stdout.strip().endswith("False")
 
 
 def test_failed_data_load_creates_nothing_in_out(tmp_path, monkeypatch, capsys):

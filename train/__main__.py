@@ -134,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         if not (out / "config.json").exists():
             parser.error(f"--overwrite: {out} does not look like a run directory; not deleting.")
         shutil.rmtree(out)
+    from train.finished import finished_summary
+
+    done = finished_summary(out, config, args.seeds)
+    if done is not None:
+        print(already_complete(config.preset, done, out))
+        return 0
     _stderr(f"{config.preset}: starting (importing JAX) ...")
     from train.train import IncompatibleRunError, NonFiniteLossError, train_and_evaluate
 
@@ -155,13 +161,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if summary.get("already_complete"):
-        print(f"{config.preset}: this run is already complete ({summary['epochs_completed']} "
-              f"epochs); its outputs are in {out}/ (summary.json, "
-              f"{', '.join(summary.get('figures', []))}). Use --epochs to train further or "
-              "--overwrite to start afresh.")
+        print(already_complete(config.preset, summary, out))
         return 0
     print(describe(summary, out))
     return 0
+
+
+def already_complete(preset: str, summary: dict, out: Path) -> str:
+    """What a rerun of a finished run says."""
+    return (f"{preset}: this run is already complete ({summary['epochs_completed']} epochs); "
+            f"its outputs are in {out}/ (summary.json, {', '.join(summary.get('figures', []))})."
+            " Use --epochs to train further or --overwrite to start afresh.")
 
 
 def fmt(x) -> str:

@@ -402,3 +402,63 @@ def test_an_empty_panel_says_why_and_summary_states_the_claim(run):
     p = summary["rotation_test"]["p_value"]
     assert f"p = {p:.3g}" in claim["verdict"]
     assert claim["supported"] == (p <= 0.05)
+
+
+def test_bias_init_torch_draws_pytorch_default_and_keeps_the_weights():
+    import scipy.stats
+
+    from train.models import build_model
+
+    cfg = get_config("fig1").replace(hidden_widths=(32,), latent_dim=8, num_basis=16)
+    key = jax.random.key(4)
+    zero = build_model(cfg, 64, key)
+    torch_like = build_model(cfg.replace(bias_init="torch"), 64, key)
+    layers = [*torch_like.encoder, *torch_like.decoder]
+    for a, b in zip([*zero.encoder, *zero.decoder], layers, strict=True):
+        np.testing.assert_array_equal(np.asarray(a.kernel[...]), np.asarray(b.kernel[...]))
+        assert not np.any(np.asarray(a.bias[...]))
+        fan_in = b.kernel[...].shape[0]
+        bound = 1 / np.sqrt(fan_in)
+        bias = np.asarray(b.bias[...], np.float64)
+        assert np.all(np.abs(bias) <= bound)
+        if bias.size >= 32:  # U(-bound, bound) (Kolmogorov-Smirnov)
+            assert scipy.stats.kstest(bias, "uniform", args=(-bound, 2 * bound)).pvalue > 1e-3
+
+
+def test_measured_tensor_sigma_z_and_train_steps_budget(data):
+    from train.models import build_model
+
+    cfg = get_config("fig1").replace(hidden_widths=(8,), latent_dim=4, num_basis=8,
+                                     measure_tensor="sigma_z")
+    model = build_model(cfg, data.num_features, jax.random.key(0))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    x = jnp.asarray(data.test_x[:10])
+    _, latents = train_lib.make_evaluate(graphdef, 4, "sigma_z")(params, rest, x)
+    expected = model.latent_activation(model.encode(x))
+    np.testing.assert_allclose(np.asarray(latents), np.asarray(expected), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="small models"):
+        get_config("fig6").replace(measure_tensor="sigma_z")
+    # Budget in optimiser steps: 240 samples, batch 24 -> 10 steps an epoch.
+    budget = train_lib.resolve_budget(cfg.replace(train_steps=25), 240)
+    assert budget.epochs == 3
+    assert train_lib.resolve_budget(cfg.replace(train_steps=20), 240).epochs == 2
+
+
+def test_antipodal_planes_counted_as_zero_curves():
+    from srm_jax import bases
+    from train.measure import Measurer
+
+    basis = np.asarray(bases.orthoplex_basis(jax.random.key(2), 4))
+    x = np.asarray(jax.random.normal(jax.random.key(3), (200, 4)))
+    drop = Measurer(basis, epsilon=0.6, num_angles=16, method="direct")
+    zero = Measurer(basis, epsilon=0.6, num_angles=16, method="direct", antipodal="zero")
+    a, b = drop(x), zero(x)
+    assert zero.planes.shape == (28, 2) and drop.planes.shape == (24, 2)
+    b_hat = basis / np.linalg.norm(basis, axis=1, keepdims=True)
+    cos = np.abs(np.sum(b_hat[zero.planes[:, 0]] * b_hat[zero.planes[:, 1]], axis=1))
+    antipodal = cos > 1 - 1e-4
+    assert antipodal.sum() == 4
+    assert not np.any(b.values[antipodal])
+    np.testing.assert_array_equal(b.values[~antipodal], a.values)
+    np.testing.assert_allclose(b.values.mean(), a.values.mean() * 24 / 28, rtol=1e-6)
+    np.testing.assert_allclose(b.alignment, a.alignment, rtol=1e-6)  # correlation: scale-free

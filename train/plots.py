@@ -231,6 +231,11 @@ def save_seeds_figure(path, config, dataset_name, arrays, angles, per_seed,
     axes[0].set_xlabel(r"$\theta$")
     axes[0].set_ylabel("mean SRM over planes (trained)")
     axes[0].set_title("trained mean SRM curve of every seed", fontsize=9)
+    if not np.any(after):
+        axes[0].text(0.5, 0.5, f"SRM is 0 for every seed at eps = {config.epsilon:g}:\n"
+                     "no sample inside any spotlight cone", transform=axes[0].transAxes,
+                     ha="center", va="center", fontsize=9,
+                     bbox=dict(facecolor="white", edgecolor="0.6"))
     axes[0].legend(fontsize=6, ncol=2)
     before = [s["alignment_before"] for s in per_seed]
     end = [s["alignment_after"] for s in per_seed]

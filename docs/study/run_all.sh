@@ -32,3 +32,4 @@ run fig7_digits fig7 --dataset digits --seeds 8 --epochs 100
 run fig1_sigma_z_mnist5k fig1 --dataset mnist5k --seeds 4 --epochs 100 --vary measure_tensor=sigma_z
 run fig1_widths_mnist5k fig1 --dataset mnist5k --seeds 4 --epochs 100 --vary "hidden_widths=none;512"
 run fig6_mnist5k fig6 --dataset mnist5k --seeds 4 --epochs 50
+run fig8_mnist5k fig8 --dataset mnist5k --seeds 4 --epochs 50

@@ -33,3 +33,4 @@ run fig1_sigma_z_mnist5k fig1 --dataset mnist5k --seeds 4 --epochs 100 --vary me
 run fig1_widths_mnist5k fig1 --dataset mnist5k --seeds 4 --epochs 100 --vary "hidden_widths=none;512"
 run fig6_mnist5k fig6 --dataset mnist5k --seeds 4 --epochs 50
 run fig8_mnist5k fig8 --dataset mnist5k --seeds 4 --epochs 50
+run fig1_seeds8to15_mnist5k fig1 --dataset mnist5k --seeds 8,9,10,11,12,13,14,15 --epochs 100

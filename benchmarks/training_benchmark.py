@@ -3,14 +3,17 @@
 The model is ``train.models.Autoencoder`` with the ``fig1`` preset (MNIST-sized inputs d = 784,
 hidden width 128, latent n = 24; generalised tanh on orthoplex bases, m = 48 on the latent
 layer), SGD with momentum (0.08, 0.9), batch 24, MSE. srm-jax runs one compiled epoch
-(``train.train.train_epoch``: a ``lax.scan`` over the minibatches). The PyTorch loop is what a
+(``train.train.train_epoch``: a ``lax.scan`` over the minibatches), and K models at once
+(``train.train.ensemble_epoch``: that epoch ``jax.vmap``-ed over K seeds, what
+``python -m train --seeds K`` runs); its rate is reported per model (K × steps / time). The
+PyTorch loop is what a
 straightforward user would write: the same layers, generalised tanh as
 ``tanh(relu(x B̂ᵀ)) B̂`` (exact for orthoplex bases, whose correction term N of Eqn. 14 is 0),
 ``zero_grad / backward / step`` per minibatch, on the CPU with PyTorch's default threads.
 PyTorch is optional (``pip install -e ".[bench]"``); without it that row is skipped.
 Inputs are random (throughput does not depend on their values).
 
-    python -m benchmarks.training_benchmark [--quick]
+    python -m benchmarks.training_benchmark [--quick] [--seeds 8]
 """
 
 from __future__ import annotations
@@ -55,6 +58,37 @@ def jax_steps_per_second(num_steps: int, repeats: int) -> float:
         jax.block_until_ready(losses)
         times.append(time.perf_counter() - start)
     return num_steps / statistics.median(times)
+
+
+def jax_ensemble_steps_per_second(num_steps: int, repeats: int, num_seeds: int) -> float:
+    """Per-model optimiser steps/s of ``num_seeds`` models trained at once (vmapped epoch)."""
+    import jax
+    import jax.numpy as jnp
+
+    from train.configs import get_config
+    from train.train import create_ensemble_state, create_optimizer, ensemble_epoch
+
+    config = get_config("fig1")
+    state, _ = create_ensemble_state(config, IN_FEATURES, list(range(num_seeds)))
+    tx = create_optimizer(config)
+    x = jax.device_put(_inputs(num_steps * config.batch_size))
+    keys = jax.random.split(jax.random.key(1), num_seeds)
+    alive = jnp.ones(num_seeds, bool)
+    params, opt_state = state.params, state.opt_state
+
+    def run(params, opt_state):
+        return ensemble_epoch(params, opt_state, state.rest, alive, x, keys,
+                              graphdef=state.graphdef, tx=tx, batch_size=config.batch_size)
+
+    params, opt_state, losses, _ = run(params, opt_state)  # compile
+    jax.block_until_ready(losses)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        params, opt_state, losses, _ = run(params, opt_state)
+        jax.block_until_ready(losses)
+        times.append(time.perf_counter() - start)
+    return num_seeds * num_steps / statistics.median(times)
 
 
 def torch_steps_per_second(num_steps: int, repeats: int) -> float | None:
@@ -123,7 +157,7 @@ def torch_steps_per_second(num_steps: int, repeats: int) -> float | None:
     return num_steps / statistics.median(times)
 
 
-def _child(which: str, num_steps: int, repeats: int) -> float | None:
+def _child(which: str, num_steps: int, repeats: int, num_seeds: int = 1) -> float | None:
     """Steps per second measured in a fresh interpreter (JAX's and PyTorch's thread pools would
     otherwise compete: PyTorch measured after JAX in one process runs ~2x slower)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -131,7 +165,7 @@ def _child(which: str, num_steps: int, repeats: int) -> float | None:
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.training_benchmark", "--child", which,
-         "--steps", str(num_steps), "--repeats", str(repeats)],
+         "--steps", str(num_steps), "--repeats", str(repeats), "--seeds", str(num_seeds)],
         capture_output=True, text=True, cwd=root, env=env,
     )
     if proc.returncode != 0:
@@ -139,18 +173,23 @@ def _child(which: str, num_steps: int, repeats: int) -> float | None:
     return json.loads(proc.stdout.strip().splitlines()[-1])["steps_per_second"]
 
 
-def table(quick: bool = False) -> list[str]:
+def table(quick: bool = False, num_seeds: int = 8) -> list[str]:
     num_steps, repeats = (200, 2) if quick else (2000, 5)
-    jax_rate = _child("jax", num_steps, repeats)
     torch_rate = _child("torch", num_steps, repeats)
+    jax_rate = _child("jax", num_steps, repeats)
+    ensemble_rate = _child("ensemble", num_steps // 2 if not quick else num_steps, repeats,
+                           num_seeds)
     lines = [
         "Training throughput, Fig. 1 small autoencoder (d=784, hidden 128, n=24, m=48 "
         f"orthoplex; batch {BATCH}; {num_steps} steps per epoch, median of {repeats} epochs):",
         "",
         "| implementation | optimiser steps / s | speed-up |",
         "|---|---|---|",
-        f"| srm-jax (one compiled epoch) | {jax_rate:,.0f} | "
+        f"| srm-jax, one model (one compiled epoch) | {jax_rate:,.0f} | "
         f"{'—' if torch_rate is None else f'{jax_rate / torch_rate:.1f}×'} |",
+        f"| srm-jax, {num_seeds} models at once (vmapped epoch), per model | "
+        f"{ensemble_rate:,.0f} | "
+        f"{'—' if torch_rate is None else f'{ensemble_rate / torch_rate:.1f}×'} |",
     ]
     if torch_rate is None:
         lines.append("| PyTorch CPU loop | skipped: PyTorch not installed "
@@ -166,15 +205,21 @@ def table(quick: bool = False) -> list[str]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--child", choices=("jax", "torch"))
+    parser.add_argument("--child", choices=("jax", "ensemble", "torch"))
+    parser.add_argument("--seeds", type=int, default=8, help="models trained at once")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
     if args.child:
-        run = jax_steps_per_second if args.child == "jax" else torch_steps_per_second
-        print(json.dumps({"steps_per_second": run(args.steps, args.repeats)}))
+        if args.child == "ensemble":
+            rate = jax_ensemble_steps_per_second(args.steps, args.repeats, args.seeds)
+        elif args.child == "jax":
+            rate = jax_steps_per_second(args.steps, args.repeats)
+        else:
+            rate = torch_steps_per_second(args.steps, args.repeats)
+        print(json.dumps({"steps_per_second": rate}))
     else:
-        print("\n".join(table(args.quick)))
+        print("\n".join(table(args.quick, args.seeds)))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,3 +105,73 @@ def test_tfds_not_prepared_says_what_to_run(tmp_path):
     )
     with pytest.raises(ip.DatasetUnavailableError, match="Prepare it once"):
         ip.load_tfds("mnist", data_dir=str(tmp_path), download=False)
+
+
+def test_tfds_extra_lists_what_tfds_needs_here():
+    """Issue 13: `pip install -e ".[tfds]"` missed importlib_resources, which TFDS needs."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+
+    root = Path(__file__).resolve().parents[1]
+    extra = tomllib.loads((root / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["tfds"]
+    names = {e.split(">")[0].split("=")[0].strip().lower().replace("_", "-") for e in extra}
+    assert {"tensorflow-datasets", "array-record", "importlib-resources"} <= names
+
+
+def test_missing_module_is_named(monkeypatch, tmp_path):
+    """The error names the module that is actually missing, not packages already installed."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+
+    def missing(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'importlib_resources'",
+                                  name="importlib_resources")
+
+    monkeypatch.setattr(tfds, "data_source", missing)
+    with pytest.raises(ip.MissingDependencyError) as info:
+        ip.load_tfds("mnist", data_dir=str(tmp_path))
+    message = str(info.value)
+    assert "'importlib_resources'" in message and "pip install importlib_resources" in message
+    assert "array_record" not in message.split("pip install importlib_resources")[0]
+
+
+def test_no_network_fails_at_once_and_leaves_nothing(monkeypatch, tmp_path):
+    """Issue 13: without network, TFDS retried downloads for 3.5 minutes and left *.tmp.*
+    files; now the load fails within seconds and the data directory stays as it was."""
+    import time
+
+    pytest.importorskip("tensorflow_datasets")
+    monkeypatch.setattr(ip, "network_available", lambda *a, **k: False)
+    data_dir = tmp_path / "tfds"
+    start = time.time()
+    with pytest.raises(ip.DatasetUnavailableError, match="no network connection"):
+        ip.load_tfds("mnist", data_dir=str(data_dir))
+    assert time.time() - start < 10
+    assert not data_dir.exists() or not any(data_dir.rglob("*"))
+
+
+def test_failed_download_removes_its_partial_files(monkeypatch, tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    data_dir = tmp_path / "tfds"
+    (data_dir / "keep").mkdir(parents=True)
+    old = data_dir / "keep" / "old.tmp.1"
+    old.write_text("not ours")
+    monkeypatch.setattr(ip, "network_available", lambda *a, **k: True)
+
+    def failing(name, split, data_dir, download):
+        if download:
+            part = Path(data_dir) / "downloads" / "mnist"
+            part.mkdir(parents=True, exist_ok=True)
+            (part / "train.gz.tmp.abc").write_text("partial")
+            (Path(data_dir) / "mnist" / "incomplete.XYZ_3.0.1").mkdir(parents=True)
+            raise ConnectionError("connection reset")
+        raise FileNotFoundError("not prepared")
+
+    monkeypatch.setattr(tfds, "data_source", failing)
+    with pytest.raises(ip.DatasetUnavailableError, match="connection reset"):
+        ip.load_tfds("mnist", data_dir=str(data_dir))
+    assert old.exists()
+    left = [p.name for p in data_dir.rglob("*") if ".tmp." in p.name or "incomplete." in p.name]
+    assert left == ["old.tmp.1"]

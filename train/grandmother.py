@@ -3,17 +3,18 @@
 ``python -m train.grandmother --out DIR [--epochs N] [--run RUN_DIR] [--top K] [--shuffles K]``
 
 Trains the large MNIST autoencoder of preset ``fig6`` (``n = 10``, ``m = 20``, rotated
-elementwise tanh; SPEC §9) on ``mnist5k`` in memory with the training loop of
+elementwise tanh; SPEC §9) on ``mnist5k`` (or ``--dataset``) in memory with the training loop of
 ``python -m train`` (same keys, optimiser and compiled epoch; ``--set`` overrides config fields),
 or loads the trained model of a run directory written by ``python -m train`` (``--run``). Then
 it encodes the test split and measures the per-class signed SRM of every plane of the latent
-basis with the paper's ``ε = 0.75`` (:func:`srm_jax.rank_selectivity`). Writes into ``DIR``:
+basis with the paper's ``ε = 0.75`` (:func:`srm_jax.rank_selectivity`). Writes into ``DIR``
+(``<data>`` is the data set the latents come from, e.g. ``mnist5k``):
 
-* ``grandmother_mnist5k.png`` — per-class signed SRM of the ``--top`` most class-selective planes
+* ``grandmother_<data>.png`` — per-class signed SRM of the ``--top`` most class-selective planes
   and the ranking of all planes against the shuffled-label null (:func:`srm_jax.plot_grandmother`);
-* ``projection_mnist5k.png`` — the density of latents near the top plane relative to isotropic
+* ``projection_<data>.png`` — the density of latents near the top plane relative to isotropic
   data (:func:`srm_jax.plot_projection_density`);
-* ``srm_null_mnist5k.png`` — the SRM of the latents with the isotropic null band and expectation
+* ``srm_null_<data>.png`` — the SRM of the latents with the isotropic null band and expectation
   (:func:`srm_jax.plot_srm`), at the measurement ε of the preset;
 * ``ranking.json`` — every number behind the figures: the ranked distinct planes and the basis
   vectors with their selectivity, z-scores, p-values (per item and family-wise), per-digit
@@ -54,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--latents", type=Path,
                         help="reuse the latents.npz an earlier call wrote (no training)")
     parser.add_argument("--preset", default=PRESET, help="experiment preset (default fig6)")
+    parser.add_argument("--dataset", default="mnist5k",
+                        help="data set to train on (default mnist5k; ignored with --run)")
     parser.add_argument("--epsilon", type=float, default=EPSILON, help="per-class SRM epsilon")
     parser.add_argument("--projection-epsilon", type=float, default=0.3,
                         help="in-plane fraction cut of the projection figure")
@@ -65,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override a training config field (see python -m train --help)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def figure_names(dataset: str) -> dict[str, str]:
+    """The figure files of a data set: ``grandmother_<data>.png`` and so on."""
+    return {kind: f"{kind}_{dataset}.png" for kind in ("grandmother", "projection", "srm_null")}
 
 
 def train_in_memory(config, data, *, progress: bool = True):
@@ -85,8 +93,10 @@ def train_in_memory(config, data, *, progress: bool = True):
         params, opt_state, losses = run_epoch(
             params, opt_state, state.rest, train_x, jax.random.fold_in(shuffle_key, epoch)
         )
-        if not np.all(np.isfinite(np.asarray(losses))):
-            raise FloatingPointError(f"non-finite training loss at epoch {epoch}.")
+        finite = all(bool(np.all(np.isfinite(np.asarray(leaf))))
+                     for leaf in jax.tree.leaves(params))
+        if not (np.all(np.isfinite(np.asarray(losses))) and finite):
+            raise FloatingPointError(f"non-finite training loss or parameters at epoch {epoch}.")
     return nnx.merge(state.graphdef, params, state.rest), config.epochs
 
 
@@ -102,7 +112,7 @@ def latent_data(args) -> dict:
         model, config, epoch = load_run(args.run)
     else:
         config = get_config(args.preset).replace(
-            dataset="mnist5k", epochs=args.epochs, seed=args.seed
+            dataset=args.dataset, epochs=args.epochs, seed=args.seed
         )
         config = override(config, args.set)
     data = input_pipeline.load_dataset(config.dataset, data_dir=config.data_dir)
@@ -218,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     config, epoch = got["config"], got["epoch"]
+    names = figure_names(config.dataset)
     latents, basis, labels = got["latents"], got["basis"], got["labels"]
     np.savez(args.out / "latents.npz", latents=latents, basis=basis, labels=labels,
              epoch=epoch, config=json.dumps(config.to_dict()))
@@ -257,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{config.dataset} test split): per-digit signed SRM of the most class-selective "
         f"distinct planes, $\\epsilon$={args.epsilon:g}", y=1.03,
     )
-    fig.savefig(args.out / "grandmother_mnist5k.png", dpi=100, bbox_inches="tight")
+    fig.savefig(args.out / names["grandmother"], dpi=100, bbox_inches="tight")
     plt.close(fig)
 
     top_plane = planes[int(shown[0])]
@@ -265,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         key_projection, latents, basis, top_plane, epsilon=args.projection_epsilon, bins=24
     )
     ax = srm_jax.plot_projection_density(density, min_expected=0.5)
-    ax.figure.savefig(args.out / "projection_mnist5k.png", dpi=100, bbox_inches="tight")
+    ax.figure.savefig(args.out / names["projection"], dpi=100, bbox_inches="tight")
     plt.close(ax.figure)
 
     result = srm_jax.spotlight_resonance(latents, basis, epsilon=config.epsilon, planes=planes)
@@ -276,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         f"latent SRM, $\\epsilon$={config.epsilon:g}: alignment {float(correlation.score):+.2f}"
         f" (rotation test p = {float(correlation.p_value):.3g}, two-sided)"
     ))
-    ax.figure.savefig(args.out / "srm_null_mnist5k.png", dpi=100, bbox_inches="tight")
+    ax.figure.savefig(args.out / names["srm_null"], dpi=100, bbox_inches="tight")
     plt.close(ax.figure)
 
     best = summary["top_distinct_planes"][0]
@@ -289,8 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(two-sided p={float(correlation.p_value):.3g}), projection "
         f"{float(projection.score):+.5f} (p={float(projection.p_value):.3g})."
     )
-    print(f"outputs in {args.out}/: grandmother_mnist5k.png, projection_mnist5k.png, "
-          "srm_null_mnist5k.png, ranking.json, latents.npz")
+    print(f"outputs in {args.out}/: {', '.join(names.values())}, ranking.json, latents.npz")
     return 0
 
 

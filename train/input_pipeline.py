@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 
@@ -167,12 +170,63 @@ def _read_source(source) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.asarray(labels, np.int32)
 
 
+TFDS_HOST = ("storage.googleapis.com", 443)  # where TFDS downloads MNIST and CIFAR-10 from
+
+
+def network_available(host: tuple[str, int] = TFDS_HOST, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``host`` opens within ``timeout`` seconds (no data sent)."""
+    import socket
+
+    try:
+        with socket.create_connection(host, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _tfds_dir(data_dir: str | None) -> Path:
+    return Path(data_dir or os.environ.get("TFDS_DATA_DIR")
+                or Path.home() / "tensorflow_datasets").expanduser()
+
+
+def _partial_files(root: Path) -> set[Path]:
+    """Download and preparation leftovers of TFDS under ``root`` (``*.tmp.*``, ``incomplete.*``)."""
+    if not root.exists():
+        return set()
+    return {p for p in root.rglob("*") if ".tmp." in p.name or p.name.startswith("incomplete.")}
+
+
+def _remove_new(root: Path, before: set[Path], existed: bool) -> None:
+    """Delete what a failed download left under ``root`` (not what was there before)."""
+    if not existed:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    for path in sorted(_partial_files(root) - before, key=lambda p: -len(p.parts)):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _missing_module(name: str, err: ImportError) -> MissingDependencyError:
+    module = getattr(err, "name", None) or str(err)
+    return MissingDependencyError(
+        f"reading {name!r} through TFDS needs the Python module {module!r}, which is not "
+        f"installed: pip install {module} (pip install -e '.[tfds]' installs everything TFDS "
+        "needs here; preparing the data set the first time may also need: pip install "
+        "tensorflow)."
+    )
+
+
 def load_tfds(name: str, *, data_dir: str | None = None, download: bool = True) -> Dataset:
     """MNIST or CIFAR-10 through ``tensorflow_datasets.data_source`` (official train/test split).
 
-    Reading needs ``tensorflow-datasets`` and ``array_record`` but not TensorFlow. The first use
-    downloads and prepares the data set (network access; TFDS may then need TensorFlow to build
-    it). Any failure is re-raised with what to install or run.
+    Reading needs ``tensorflow-datasets`` and ``array_record`` but not TensorFlow. Prepared data
+    are read without touching the network. Otherwise, with ``download``, the data set is
+    downloaded and prepared — but only if TFDS's server answers within seconds: without network
+    this fails at once (TFDS itself retries for minutes) and a failed download's partial files
+    (``*.tmp.*``, ``incomplete.*``) are removed. Any failure is re-raised with what to install
+    or run.
     """
     if name not in TFDS:
         raise ValueError(f"{name!r} is not a TFDS data set of this pipeline; choose from {TFDS}.")
@@ -184,27 +238,49 @@ def load_tfds(name: str, *, data_dir: str | None = None, download: bool = True) 
             "(or pip install -e '.[tfds]' in this repository); or use an embedded data set: "
             "--dataset mnist5k or --dataset digits."
         ) from err
-    arrays = {}
+    where = data_dir or "the TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR)"
+    how = (
+        f"Prepare it once on a machine with network access, in array_record format:\n"
+        f"  pip install tensorflow tensorflow-datasets array_record importlib_resources\n"
+        f"  python -c \"import tensorflow_datasets as tfds; "
+        f"[tfds.data_source('{name}', split=s) for s in ('train', 'test')]\"\n"
+        f"then pass --data-dir if it is not in the default location, or use an embedded "
+        f"data set (--dataset mnist5k or --dataset digits)."
+    )
+
+    def read(allow_download: bool) -> dict:
+        return {split: _read_source(tfds.data_source(name, split=split, data_dir=data_dir,
+                                                     download=allow_download))
+                for split in ("train", "test")}
+
+    root = _tfds_dir(data_dir)
+    existed = root.exists()
+    before = _partial_files(root)
     try:
-        for split in ("train", "test"):
-            source = tfds.data_source(name, split=split, data_dir=data_dir, download=download)
-            arrays[split] = _read_source(source)
+        try:
+            arrays = read(False)
+        except ImportError:
+            raise
+        except Exception as err:  # not prepared (TFDS raises many types here)
+            if not download:
+                raise
+            if not network_available():
+                raise DatasetUnavailableError(
+                    f"could not load {name!r}: it is not prepared at {where} and there is no "
+                    f"network connection to download it ({TFDS_HOST[0]} does not answer).\n"
+                    + how
+                ) from err
+            arrays = read(True)
     except ImportError as err:
-        raise MissingDependencyError(
-            f"reading {name!r} through TFDS failed for a missing package ({err}). Install it: "
-            "pip install tensorflow-datasets array_record (preparing the data set the first "
-            "time may also need: pip install tensorflow)."
-        ) from err
-    except Exception as err:  # TFDS raises many types (download, format, not-found) here
-        where = data_dir or "the TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR)"
+        _remove_new(root, before, existed)
+        raise _missing_module(name, err) from err
+    except DatasetUnavailableError:
+        _remove_new(root, before, existed)
+        raise
+    except Exception as err:
+        _remove_new(root, before, existed)
         raise DatasetUnavailableError(
-            f"could not load {name!r} from TFDS at {where}: {type(err).__name__}: {err}\n"
-            f"Prepare it once on a machine with network access, in array_record format:\n"
-            f"  pip install tensorflow tensorflow-datasets array_record\n"
-            f"  python -c \"import tensorflow_datasets as tfds; "
-            f"[tfds.data_source('{name}', split=s) for s in ('train', 'test')]\"\n"
-            f"then pass --data-dir if it is not in the default location, or use an embedded "
-            f"data set (--dataset mnist5k or --dataset digits)."
+            f"could not load {name!r} from TFDS at {where}: {type(err).__name__}: {err}\n" + how
         ) from err
     (train_img, train_y), (test_img, test_y) = arrays["train"], arrays["test"]
     image_shape = tuple(int(s) for s in train_img.shape[1:])

@@ -56,31 +56,75 @@ def spanning_planes(
     return pairs.astype(np.int32)
 
 
+def plane_layout(
+    basis: np.ndarray,
+    kind: str = "comb",
+    *,
+    antipodal: str = "drop",
+    max_planes: int | None = None,
+    key: jax.Array | None = None,
+    tolerance: float = ANTIPODAL_TOLERANCE,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The reported planes of ``basis`` and which of them span a plane: ``(pairs, spanning)``.
+
+    ``antipodal="drop"`` (default): :func:`spanning_planes`, every entry of ``spanning`` True.
+    ``antipodal="zero"``: every ``kind`` pair (a ``max_planes`` subset drawn from all of them),
+    the antipodal ones marked ``False``; their SRM curves are reported as all-zero, as the
+    published NumPy code counts them (it divides 0 by 0 and the comparison counts nothing).
+    """
+    if antipodal == "drop":
+        pairs = spanning_planes(basis, kind, max_planes=max_planes, key=key, tolerance=tolerance)
+        return pairs, np.ones(len(pairs), bool)
+    if antipodal != "zero":
+        raise ValueError(f"antipodal must be 'drop' or 'zero', got {antipodal!r}.")
+    b = np.asarray(basis, np.float64)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    pairs = np.asarray(srm_jax.planes(b.shape[0], kind))
+    if max_planes is not None and max_planes < len(pairs):
+        if key is None:
+            raise ValueError("max_planes needs a PRNG key.")
+        chosen = np.sort(np.asarray(jax.random.choice(key, len(pairs), (max_planes,), False)))
+        pairs = pairs[chosen]
+    spanning = np.abs(np.sum(b[pairs[:, 0]] * b[pairs[:, 1]], axis=1)) < 1.0 - tolerance
+    if not spanning.any():
+        raise ValueError("the basis has no pair of vectors that spans a plane.")
+    return pairs.astype(np.int32), spanning
+
+
 @dataclasses.dataclass(frozen=True)
 class BasisMeasurement:
-    """What one basis gives: SRM values ``(P, T)``, its alignment with self-SRM, sample count."""
+    """What one basis gives: SRM values ``(P, T)``, its alignment with self-SRM, sample count.
+
+    For a :class:`Measurer` of stacked bases every field has a leading seed axis ``K``.
+    """
 
     values: np.ndarray
-    alignment: float
-    num_samples: int
+    alignment: float | np.ndarray
+    num_samples: int | np.ndarray
 
     @property
     def mean_curve(self) -> np.ndarray:
-        """The mean SRM curve over planes ``(T,)``."""
-        return self.values.mean(axis=0)
+        """The mean SRM curve over planes ``(T,)`` (``(K, T)`` when stacked)."""
+        return self.values.mean(axis=-2)
 
 
 class Measurer:
     """SRM of latent activations about one fixed basis, with its self-SRM as the reference.
 
+    ``basis`` may be one ``(m, n)`` basis or a stack ``(K, m, n)``, one per seed of an ensemble:
+    then every measurement takes ``(K, N, n)`` latents and runs vmapped over the seeds (one
+    compiled computation, no Python loop), and ``planes``, ``self_values`` and the results get
+    a leading seed axis. ``key`` is then a ``(K,)`` array of keys (one per seed) or ``None``.
+
     Args:
-      basis: ``(m, n)`` privileged basis.
+      basis: ``(m, n)`` or ``(K, m, n)`` privileged basis.
       epsilon: spotlight ε.
       planes: ``"comb"`` or ``"perm"``.
       num_angles: size of the angle grid ``linspace(0, 2π, T)``.
       max_planes: optional random subset of planes (drawn once from ``key``).
       key: PRNG key for ``max_planes``.
       method: the engine's kernel (``"auto"``, ``"arc"``, ``"direct"``; same counts).
+      antipodal: ``"drop"`` or ``"zero"`` (:func:`plane_layout`).
     """
 
     def __init__(
@@ -93,33 +137,123 @@ class Measurer:
         max_planes: int | None = None,
         key: jax.Array | None = None,
         method: str = "auto",
+        antipodal: str = "drop",
     ):
-        self.basis = np.asarray(basis, np.float32)
-        if not np.all(np.isfinite(self.basis)) or np.any(np.linalg.norm(self.basis, axis=1) == 0):
+        basis = np.asarray(basis, np.float32)
+        self.stacked = basis.ndim == 3
+        stack = basis if self.stacked else basis[None]
+        if not np.all(np.isfinite(stack)) or np.any(np.linalg.norm(stack, axis=-1) == 0):
             raise ValueError("the basis has a zero or non-finite row (SPEC §1).")
+        keys = [None] * len(stack)
+        if key is not None:
+            keys = list(key) if self.stacked else [key]
+        layouts = [
+            plane_layout(b, planes, antipodal=antipodal, max_planes=max_planes, key=k)
+            for b, k in zip(stack, keys, strict=True)
+        ]
+        if len({int(s.sum()) for _, s in layouts}) != 1:
+            raise ValueError("the seeds' bases have different numbers of spanning planes.")
+        self.basis = basis
         self.epsilon = float(epsilon)
         self.method = method
+        self.antipodal = antipodal
         self.angles = np.asarray(srm_jax.angle_grid(num_angles))
-        self.planes = spanning_planes(self.basis, planes, max_planes=max_planes, key=key)
-        self._args = tuple(map(jnp.asarray, (self.basis, self.angles, self.planes)))
+        all_pairs = np.stack([p for p, _ in layouts])
+        self._spanning = np.stack([s for _, s in layouts])  # (K, P)
+        span_pairs = np.stack([p[s] for p, s in layouts])  # (K, P_s, 2)
+        self.planes = all_pairs if self.stacked else all_pairs[0]
+        self._stack = jnp.asarray(stack)
+        self._span_pairs = jnp.asarray(span_pairs)
+        self._angles = jnp.asarray(self.angles)
         self._eps = jnp.float32(self.epsilon)
-        values, curve = _self_srm(*self._args, self._eps, method=method)
-        self.self_values, self._self_curve = np.asarray(values), curve
+        values, curve = _self_srm_batch(
+            self._stack, self._angles, self._span_pairs, self._eps, method=method
+        )
+        self._self_curve = curve
+        self.self_values = self._unstack(self._full(np.asarray(values)))
+
+    @property
+    def spanning_fraction(self) -> float:
+        """Fraction of the reported planes that span a plane (1 unless ``antipodal="zero"``)."""
+        return float(self._spanning[0].mean())
+
+    def _full(self, values: np.ndarray) -> np.ndarray:
+        """``(K, P_s, T)`` spanning-plane values scattered into ``(K, P, T)`` (zeros elsewhere)."""
+        if self._spanning.all():
+            return values
+        out = np.zeros((*self._spanning.shape, values.shape[-1]), values.dtype)
+        for k in range(len(out)):
+            out[k, self._spanning[k]] = values[k]
+        return out
+
+    def _unstack(self, x):
+        return x if self.stacked else x[0]
 
     def __call__(self, latents) -> BasisMeasurement:
-        """Measure ``(N, n)`` latent activations (rows with NaN/Inf are left out, SPEC §1)."""
-        values, score, count = _srm(
-            jnp.asarray(latents, jnp.float32), *self._args, self._eps, self._self_curve,
+        """Measure ``(N, n)`` latent activations (``(K, N, n)`` when stacked); rows with NaN/Inf
+        are left out (SPEC §1). The alignment is that of the mean curves over every reported
+        plane (all-zero curves scale both mean curves alike: the correlation is unchanged)."""
+        latents = jnp.asarray(latents, jnp.float32)
+        if not self.stacked:
+            latents = latents[None]
+        values, score, count = _srm_batch(
+            latents, self._stack, self._angles, self._span_pairs, self._eps, self._self_curve,
             method=self.method,
         )
-        return BasisMeasurement(np.asarray(values), float(score), int(count))
+        values = self._full(np.asarray(values))
+        return BasisMeasurement(
+            self._unstack(values), self._unstack(np.asarray(score, np.float64)),
+            self._unstack(np.asarray(count)),
+        )
+
+    def rotation_test(
+        self, key: jax.Array, latents, *, num_rotations: int, alternative: str
+    ) -> dict:
+        """The rotation test of alignment (:func:`srm_jax.alignment_test`, statistic
+        ``"projection"``) of every seed, vmapped; returns arrays ``score``, ``p_value`` and
+        ``null_quantiles`` (2.5 %, 50 %, 97.5 %) with the seed axis when stacked.
+
+        ``key`` is one key per seed (``(K,)``) when stacked. The projection statistic is scaled
+        by the fraction of spanning planes (:attr:`spanning_fraction`), as the mean curves are
+        when antipodal planes count as zero curves; the p-value does not change.
+        """
+        latents = jnp.asarray(latents, jnp.float32)
+        keys = jnp.asarray(key) if self.stacked else jnp.asarray(key)[None]
+        if not self.stacked:
+            latents = latents[None]
+        score, null, p = _rotation_test_batch(
+            keys, latents, self._stack, self._angles, self._span_pairs, self._eps,
+            num_rotations=int(num_rotations), alternative=alternative, method=self.method,
+        )
+        scale = self.spanning_fraction
+        quantiles = np.quantile(np.asarray(null, np.float64) * scale, [0.025, 0.5, 0.975], axis=1)
+        return {
+            "score": self._unstack(np.asarray(score, np.float64) * scale),
+            "p_value": self._unstack(np.asarray(p, np.float64)),
+            "null_quantiles": self._unstack(quantiles.T),
+        }
+
+    def max_cosine(self, key: jax.Array, latents, num_reference: int = 4096) -> dict:
+        """Median over samples of the largest ``|cos|`` between a latent and the basis vectors,
+        and the same for ``num_reference`` isotropic directions (Monte Carlo from ``key``, the
+        same draws for every seed): how close the latents lie to basis directions."""
+        latents = jnp.asarray(latents, jnp.float32)
+        if not self.stacked:
+            latents = latents[None]
+        n = self.basis.shape[-1]
+        reference = jax.random.normal(key, (num_reference, n), jnp.float32)
+        data, iso = _median_max_cosine_batch(latents, self._stack, reference)
+        return {
+            "median_max_abs_cos": self._unstack(np.asarray(data, np.float64)),
+            "isotropic_median_max_abs_cos": self._unstack(np.asarray(iso, np.float64)),
+        }
 
 
 # Module-level jitted kernels: basis, angles and planes are arguments, so one compilation serves
-# every basis (and every run in a process) of the same shapes.
+# every basis (and every run in a process) of the same shapes. The ``_batch`` versions map over
+# a leading seed axis of latents, bases and planes.
 
 
-@functools.partial(jax.jit, static_argnames=("method",))
 def _self_srm(basis, angles, planes, epsilon, *, method):
     result = srm_jax.self_srm(
         basis, epsilon=epsilon, angles=angles, planes=planes, method=method
@@ -128,11 +262,53 @@ def _self_srm(basis, angles, planes, epsilon, *, method):
 
 
 @functools.partial(jax.jit, static_argnames=("method",))
+def _self_srm_batch(bases, angles, planes, epsilon, *, method):
+    fn = functools.partial(_self_srm, method=method)
+    return jax.vmap(fn, in_axes=(0, None, 0, None))(bases, angles, planes, epsilon)
+
+
 def _srm(latents, basis, angles, planes, epsilon, self_curve, *, method):
     result = srm_jax.spotlight_resonance(
         latents, basis, epsilon=epsilon, angles=angles, planes=planes, method=method
     )
     return result.values, srm_jax.alignment_score(result, self_curve), result.num_samples
+
+
+@functools.partial(jax.jit, static_argnames=("method",))
+def _srm_batch(latents, bases, angles, planes, epsilon, self_curves, *, method):
+    fn = functools.partial(_srm, method=method)
+    return jax.vmap(fn, in_axes=(0, 0, None, 0, None, 0))(
+        latents, bases, angles, planes, epsilon, self_curves
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("num_rotations", "alternative", "method"))
+def _rotation_test_batch(keys, latents, bases, angles, planes, epsilon, *, num_rotations,
+                         alternative, method):
+    def one(key, x, basis, pairs):
+        test = srm_jax.alignment_test(
+            key, x, basis, epsilon=epsilon, num_rotations=num_rotations,
+            alternative=alternative, statistic="projection", angles=angles, planes=pairs,
+            method=method,
+        )
+        return test.score, test.null_scores, test.p_value
+
+    return jax.vmap(one)(keys, latents, bases, planes)
+
+
+def _median_max_abs_cos(x, basis):
+    hi = jax.lax.Precision.HIGHEST
+    unit_x = x / jnp.linalg.norm(x, axis=-1, keepdims=True)
+    unit_b = basis / jnp.linalg.norm(basis, axis=-1, keepdims=True)
+    cos = jnp.abs(jnp.matmul(unit_x, unit_b.T, precision=hi)).max(axis=-1)
+    return jnp.nanmedian(cos)
+
+
+@jax.jit
+def _median_max_cosine_batch(latents, bases, reference):
+    data = jax.vmap(_median_max_abs_cos)(latents, bases)
+    iso = jax.vmap(_median_max_abs_cos, in_axes=(None, 0))(reference, bases)
+    return data, iso
 
 
 def json_float(x) -> float | None:

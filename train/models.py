@@ -1,9 +1,10 @@
 """The paper's reconstruction autoencoders in Flax NNX (paper App. E; SPEC §9).
 
 Fully connected, for flattened inputs of any size ``d`` (MNIST 784, CIFAR-10 3,072, digits 64).
-Weights are Xavier-normal, biases zero (App. G). Every activation is the generalised tanh
-(Eqn. 14) on its own randomly rotated privileged basis, drawn from the model's ``rngs``
-(stream ``basis``); the isotropic control uses isotropic tanh everywhere instead.
+Weights are Xavier-normal (App. G); biases zero, or (``bias_init="torch"``, a choice the paper
+leaves open) PyTorch's ``nn.Linear`` default ``U(−1/√fan_in, 1/√fan_in)``. Every activation is
+the generalised tanh (Eqn. 14) on its own randomly rotated privileged basis, drawn from the
+model's ``rngs`` (stream ``basis``); the isotropic control uses isotropic tanh everywhere instead.
 
 With hidden widths ``h_1 … h_k`` (a setting; the paper's architecture figures were lost) and
 latent width ``n`` (σ_l is each layer's activation, σ_z the one on the latent layer):
@@ -86,7 +87,7 @@ def make_basis(
 @functools.partial(
     jax.jit,
     static_argnames=(
-        "kernel_shapes", "basis_specs", "thompson_steps", "thompson_learning_rate"
+        "kernel_shapes", "basis_specs", "thompson_steps", "thompson_learning_rate", "bias_init"
     ),
 )
 def _draw(
@@ -97,13 +98,29 @@ def _draw(
     basis_specs: tuple,
     thompson_steps: int,
     thompson_learning_rate: float,
+    bias_init: str = "zero",
 ):
-    """Every Xavier-normal kernel and every privileged basis of a model, in one compilation."""
+    """Every Xavier-normal kernel, bias and privileged basis of a model, in one compilation.
+
+    Biases are zero, or for ``bias_init="torch"`` PyTorch's ``nn.Linear`` default
+    ``U(−1/√fan_in, 1/√fan_in)`` drawn from ``fold_in(params_key, 1)`` (the kernels' keys are
+    the same for both, so the two variants share their weights).
+    """
     kernel_keys = jax.random.split(params_key, len(kernel_shapes))
     kernels = tuple(
         xavier_normal(k, shape, jnp.float32)
         for k, shape in zip(kernel_keys, kernel_shapes, strict=True)
     )
+    if bias_init == "torch":
+        bias_keys = jax.random.split(jax.random.fold_in(params_key, 1), len(kernel_shapes))
+        biases = tuple(
+            jax.random.uniform(k, (b,), jnp.float32, -1.0 / np.sqrt(a), 1.0 / np.sqrt(a))
+            for k, (a, b) in zip(bias_keys, kernel_shapes, strict=True)
+        )
+    elif bias_init == "zero":
+        biases = tuple(jnp.zeros((b,), jnp.float32) for _, b in kernel_shapes)
+    else:
+        raise ValueError(f"bias_init must be 'zero' or 'torch', got {bias_init!r}.")
     basis_keys = jax.random.split(basis_key, len(basis_specs))
     bases = tuple(
         make_basis(
@@ -112,7 +129,7 @@ def _draw(
         )
         for k, (kind, m, n) in zip(basis_keys, basis_specs, strict=True)
     )
-    return kernels, bases
+    return kernels, biases, bases
 
 
 def hidden_basis_size(kind: str, width: int, ratio: float) -> int:
@@ -140,6 +157,7 @@ class Autoencoder(nnx.Module):
         kind, used by nothing but SRM, as the reference to measure against).
       thompson_steps, thompson_learning_rate: App. D optimiser settings.
       isotropic_radius: identity-ball radius of isotropic tanh.
+      bias_init: ``"zero"`` or ``"torch"`` (``U(−1/√fan_in, 1/√fan_in)``).
       rngs: ``nnx.Rngs`` with streams ``params`` (weights) and ``basis`` (bases); a single
         default stream also works.
     """
@@ -159,6 +177,7 @@ class Autoencoder(nnx.Module):
         thompson_steps: int = 2000,
         thompson_learning_rate: float = 0.1,
         isotropic_radius: float = 1e-2,
+        bias_init: str = "zero",
         rngs: nnx.Rngs,
     ):
         if size not in ("small", "large"):
@@ -177,22 +196,23 @@ class Autoencoder(nnx.Module):
         ]
         specs.append((basis_kind, num_basis, latent_dim))
         specs += specs[: len(hidden_widths)][::-1]
-        kernels, bases = _draw(
+        kernels, biases, bases = _draw(
             rngs.params() if "params" in rngs else rngs(),
             rngs.basis() if "basis" in rngs else rngs(),
             kernel_shapes=kernel_shapes,
             basis_specs=tuple(specs),
             thompson_steps=thompson_steps,
             thompson_learning_rate=thompson_learning_rate,
+            bias_init=bias_init,
         )
-        kernels, bases = list(kernels), list(bases)
+        kernels, biases, bases = list(kernels), list(biases), list(bases)
 
         def linear(a: int, b: int) -> nnx.Linear:
-            kernel = kernels.pop(0)
+            kernel, bias = kernels.pop(0), biases.pop(0)
             return nnx.Linear(
                 a, b,
                 kernel_init=lambda *_: kernel,
-                bias_init=lambda *_: jnp.asarray(np.zeros((b,), np.float32)),
+                bias_init=lambda *_: bias,
                 rngs=rngs,
             )
 
@@ -243,6 +263,15 @@ class Autoencoder(nnx.Module):
         """Reconstruction of ``x``."""
         return self.decode(self.encode(x))
 
+    def measured(self, x: jax.Array, tensor: str = "z") -> jax.Array:
+        """The tensor SRM is measured on: ``z`` (:meth:`encode`) or ``"sigma_z"``, σ_z(z)."""
+        z = self.encode(x)
+        if tensor == "z":
+            return z
+        if tensor == "sigma_z" and self.size == "small":
+            return self.latent_activation(z)
+        raise ValueError(f"measure_tensor {tensor!r} is not defined for a {self.size} model.")
+
 
 def model_kwargs(config) -> tuple:
     """The model settings of a :class:`train.configs.Config` as hashable ``(name, value)`` pairs."""
@@ -258,6 +287,7 @@ def model_kwargs(config) -> tuple:
         ("thompson_steps", config.thompson_steps),
         ("thompson_learning_rate", config.thompson_learning_rate),
         ("isotropic_radius", config.isotropic_radius),
+        ("bias_init", config.bias_init),
     )
 
 

@@ -16,6 +16,11 @@ ACTIVATIONS = ("generalised_tanh", "isotropic_tanh")
 BASIS_KINDS = ("thompson", "orthoplex", "simplex")
 PLANE_KINDS = ("comb", "perm")
 SRM_METHODS = ("auto", "arc", "direct")
+BIAS_INITS = ("zero", "torch")
+MEASURE_TENSORS = ("z", "sigma_z")
+MEASURE_SPLITS = ("test", "train")
+ANTIPODAL_PLANES = ("drop", "zero")
+CLAIMS = ("aligned", "anti-aligned", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,9 +45,14 @@ class Config:
       hidden_basis_ratio: ``m_h / h`` for Thompson hidden layers.
       thompson_steps, thompson_learning_rate: the App. D optimiser's settings.
       isotropic_radius: radius of the identity ball of isotropic tanh (SPEC §7).
+      bias_init: *choice*: ``"zero"`` (App. G names Xavier-normal for the weights only) or
+        ``"torch"``, PyTorch's ``nn.Linear`` default ``U(−1/√fan_in, 1/√fan_in)``.
 
     Optimisation (paper App. E/G; fixed there, settings here): SGD with momentum 0.9, learning
     rate 0.08, batch 24, MSE, 100 epochs; the ragged last batch of an epoch is dropped.
+    ``train_steps`` (*choice*, the training budget in optimiser steps; the paper's 100 epochs
+    of full MNIST are ~250,000 steps, of mnist5k 16,600) replaces ``epochs`` by
+    ``ceil(train_steps / steps_per_epoch)`` once the data are loaded.
 
     Measurement: SRM of the latent layer on the test split with ``epsilon``, ``planes``
     (``"comb"`` or ``"perm"``) and ``num_angles`` (grid 0…2π inclusive) before training, every
@@ -51,6 +61,15 @@ class Config:
     ``"direct"``; all give the same counts). ``epsilon_sweep``: the same measurement at these
     ε as well (a diagnostic in ``summary.json``: at the paper's ε an SRM can be identically 0,
     leaving the alignment undefined, while a wider spotlight still sees the structure).
+    *Choices* of the measurement: ``measure_tensor`` ``"z"`` (what ``encode`` returns) or
+    ``"sigma_z"`` (σ_z(z), the latent activation's output; small models only, a large model's
+    ``z`` already is it); ``measure_split`` ``"test"`` or ``"train"``; ``antipodal_planes``
+    ``"drop"`` (pairs ``(b, −b)`` span no plane and are left out) or ``"zero"`` (kept as
+    all-zero curves, as the published NumPy code counts them: it lowers the mean SRM, not the
+    correlation). ``num_rotations``: rotations of the basis in the rotation test of the trained
+    model (:func:`srm_jax.alignment_test`, statistic ``"projection"``; 0 skips it); ``claim``:
+    what the paper reports for this preset (``"aligned"``, ``"anti-aligned"`` or ``"none"``),
+    which fixes the test's direction.
     """
 
     preset: str = "fig1"
@@ -73,11 +92,13 @@ class Config:
     thompson_steps: int = 2000
     thompson_learning_rate: float = 0.1
     isotropic_radius: float = 1e-2
+    bias_init: str = "zero"
     # optimisation
     learning_rate: float = 0.08
     momentum: float = 0.9
     batch_size: int = 24
     epochs: int = 100
+    train_steps: int | None = None
     seed: int = 0
     # measurement
     epsilon: float = 0.9
@@ -88,6 +109,11 @@ class Config:
     srm_method: str = "auto"
     epsilon_sweep: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
     compare_bases: bool = False
+    measure_tensor: str = "z"
+    measure_split: str = "test"
+    antipodal_planes: str = "drop"
+    num_rotations: int = 99
+    claim: str = "aligned"
     eval_chunk: int = 1024
     checkpoints_to_keep: int = 2
 
@@ -137,6 +163,20 @@ def validate(config: Config) -> None:
     choose("hidden_basis_kind", config.hidden_basis_kind, BASIS_KINDS)
     choose("planes", config.planes, PLANE_KINDS)
     choose("srm_method", config.srm_method, SRM_METHODS)
+    choose("bias_init", config.bias_init, BIAS_INITS)
+    choose("measure_tensor", config.measure_tensor, MEASURE_TENSORS)
+    choose("measure_split", config.measure_split, MEASURE_SPLITS)
+    choose("antipodal_planes", config.antipodal_planes, ANTIPODAL_PLANES)
+    choose("claim", config.claim, CLAIMS)
+    if config.measure_tensor == "sigma_z" and config.size == "large":
+        raise ValueError(
+            "measure_tensor='sigma_z' is for small models: a large model's z already is the "
+            "output of its latent activation sigma_z."
+        )
+    if config.train_steps is not None and config.train_steps < 1:
+        raise ValueError(f"train_steps must be at least 1, got {config.train_steps}.")
+    if config.num_rotations < 0:
+        raise ValueError(f"num_rotations must be non-negative, got {config.num_rotations}.")
     n, m = config.latent_dim, config.num_basis
     if n < 2 or m < 2:
         raise ValueError(f"latent_dim and num_basis must be at least 2, got n={n}, m={m}.")

@@ -18,4 +18,5 @@ def get_config() -> Config:
         hidden_basis_kind="simplex",
         epsilon=0.8,
         paper_dataset="cifar10",
+        claim="anti-aligned",
     )

@@ -19,4 +19,5 @@ def get_config() -> Config:
         basis_kind="orthoplex",
         epsilon=0.9,
         paper_dataset="mnist",
+        claim="none",
     )

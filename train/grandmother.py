@@ -36,7 +36,6 @@ import numpy as np
 import srm_jax
 from train import input_pipeline
 from train.configs import Config, get_config, override
-from train.measure import spanning_planes
 from train.train import create_optimizer, create_train_state, load_run, make_train_epoch
 
 EPSILON = 0.75  # paper Figs. 3-4
@@ -233,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     np.savez(args.out / "latents.npz", latents=latents, basis=basis, labels=labels,
              epoch=epoch, config=json.dumps(config.to_dict()))
     # Antipodal pairs (b, -b) of an orthoplex basis span no plane: left out, as in train/.
-    planes = spanning_planes(basis, config.planes)
+    planes = srm_jax.spanning_planes(basis, config.planes)
     key_select, key_rotate, key_null, key_projection = jax.random.split(
         jax.random.fold_in(jax.random.key(args.seed), 6), 4
     )

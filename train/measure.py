@@ -25,36 +25,6 @@ import numpy as np
 
 import srm_jax
 
-ANTIPODAL_TOLERANCE = 1e-4  # |cos| >= 1 - this: the pair spans no plane and is left out
-
-
-def spanning_planes(
-    basis: np.ndarray,
-    kind: str = "comb",
-    *,
-    max_planes: int | None = None,
-    key: jax.Array | None = None,
-    tolerance: float = ANTIPODAL_TOLERANCE,
-) -> np.ndarray:
-    """The ``kind`` planes of ``basis`` that span a plane (``|b̂_α·b̂_β| < 1 − tolerance``).
-
-    Pairs come in the canonical order of :func:`srm_jax.planes` (SPEC §2); with ``max_planes``
-    a subset of the spanning planes is drawn without replacement from ``key``.
-    """
-    b = np.asarray(basis, np.float64)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    pairs = np.asarray(srm_jax.planes(b.shape[0], kind))
-    cos = np.abs(np.sum(b[pairs[:, 0]] * b[pairs[:, 1]], axis=1))
-    pairs = pairs[cos < 1.0 - tolerance]
-    if max_planes is not None and max_planes < len(pairs):
-        if key is None:
-            raise ValueError("max_planes needs a PRNG key.")
-        chosen = np.sort(np.asarray(jax.random.choice(key, len(pairs), (max_planes,), False)))
-        pairs = pairs[chosen]
-    if len(pairs) == 0:
-        raise ValueError("the basis has no pair of vectors that spans a plane.")
-    return pairs.astype(np.int32)
-
 
 def plane_layout(
     basis: np.ndarray,
@@ -63,31 +33,24 @@ def plane_layout(
     antipodal: str = "drop",
     max_planes: int | None = None,
     key: jax.Array | None = None,
-    tolerance: float = ANTIPODAL_TOLERANCE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The reported planes of ``basis`` and which of them span a plane: ``(pairs, spanning)``.
 
-    ``antipodal="drop"`` (default): :func:`spanning_planes`, every entry of ``spanning`` True.
-    ``antipodal="zero"``: every ``kind`` pair (a ``max_planes`` subset drawn from all of them),
-    the antipodal ones marked ``False``; their SRM curves are reported as all-zero, as the
-    published NumPy code counts them (it divides 0 by 0 and the comparison counts nothing).
+    ``antipodal="drop"`` (default): :func:`srm_jax.spanning_planes` (the pairs with
+    ``|b̂_α·b̂_β| < 1 − 1e-6``, SPEC §2; a ``max_planes`` subset drawn among them), every entry
+    of ``spanning`` True. ``antipodal="zero"``: every ``kind`` pair (a ``max_planes`` subset
+    drawn from all of them), the antipodal ones marked ``False``; their SRM curves are reported
+    as all-zero, as the published NumPy code counts them (it divides 0 by 0 and the comparison
+    counts nothing).
     """
     if antipodal == "drop":
-        pairs = spanning_planes(basis, kind, max_planes=max_planes, key=key, tolerance=tolerance)
+        pairs = np.asarray(srm_jax.spanning_planes(basis, kind, max_planes=max_planes, key=key))
         return pairs, np.ones(len(pairs), bool)
     if antipodal != "zero":
         raise ValueError(f"antipodal must be 'drop' or 'zero', got {antipodal!r}.")
-    b = np.asarray(basis, np.float64)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    pairs = np.asarray(srm_jax.planes(b.shape[0], kind))
-    if max_planes is not None and max_planes < len(pairs):
-        if key is None:
-            raise ValueError("max_planes needs a PRNG key.")
-        chosen = np.sort(np.asarray(jax.random.choice(key, len(pairs), (max_planes,), False)))
-        pairs = pairs[chosen]
-    spanning = np.abs(np.sum(b[pairs[:, 0]] * b[pairs[:, 1]], axis=1)) < 1.0 - tolerance
-    if not spanning.any():
-        raise ValueError("the basis has no pair of vectors that spans a plane.")
+    pairs = np.asarray(srm_jax.planes(np.shape(basis)[0], kind, max_planes=max_planes, key=key))
+    every_spanning = np.asarray(srm_jax.spanning_planes(basis, kind))
+    spanning = (pairs[:, None, :] == every_spanning[None, :, :]).all(axis=-1).any(axis=1)
     return pairs.astype(np.int32), spanning
 
 

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+
+from benchmarks.srm_benchmark import cpu_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHUNK = 1 << 20
@@ -70,17 +71,6 @@ def run_report(path: str, out: str, args) -> dict:
         raise RuntimeError(f"{' '.join(command)} failed ({status}): {stdout}")
     verdict = stdout.split(". Report:")[0]
     return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024, "verdict": verdict}
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv=None) -> None:

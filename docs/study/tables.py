@@ -14,16 +14,12 @@ import json
 import sys
 from pathlib import Path
 
+from train.study import fmt_ci
+
 HERE = Path(__file__).resolve().parent
 
 
-def ci(stat, digits=3, scale=1.0):
-    if not stat or stat.get("mean") is None:
-        return "n/a"
-    m = stat["mean"] * scale
-    if stat.get("low") is None:
-        return f"{m:.{digits}g}"
-    return f"{m:.{digits}g} [{stat['low'] * scale:.{digits}g}, {stat['high'] * scale:.{digits}g}]"
+ci = fmt_ci  # the study's own formatter (train/study.py)
 
 
 def rows(path: Path) -> list[str]:

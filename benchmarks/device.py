@@ -89,9 +89,10 @@ def _engine_calls(x, basis):
             lambda a, method=method: srm_jax.spotlight_resonance(
                 x, basis, epsilon=0.5, angles=a, method=method), (jnp.linspace(0.0, 6.0, 11),))
         calls[f"{method}, grouped"] = (
-            lambda method=method: resonance.grouped_counts(
-                x, basis, pairs, srm_jax.angle_grid(), 0.5, groups=labels, num_groups=3,
-                signed=True, method=method), ())
+            lambda method=method: resonance.plan_counts(
+                resonance.CountPlan(signed=True, method=method,
+                                    grid=resonance.angle_layout(srm_jax.angle_grid())),
+                x, basis, pairs, srm_jax.angle_grid(), 0.5, groups=labels, num_groups=3), ())
     return calls
 
 

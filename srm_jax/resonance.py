@@ -124,7 +124,7 @@ class SRMResult:
         cls, grouped: tuple, planes: jax.Array, epsilon: float | jax.Array, signed: bool,
         *, group: int | None = None,
     ) -> SRMResult:
-        """The result of :func:`grouped_counts`' ``(counts, negative, num_samples, angles)``.
+        """The result of :func:`plan_counts`' ``(counts, negative, num_samples, angles)``.
 
         With ``group`` the result of that one group (no leading group axis), else of all groups
         (``counts (G, P, T)``, ``num_samples (G,)``).
@@ -294,7 +294,7 @@ def plan_measurement(
         period = DEFAULT_NUM_ANGLES - 1
         grid = _Grid(period=period, theta0=0.0, step=TWO_PI / period)
     else:
-        grid = _static_grid(angles, dtype)
+        grid = angle_layout(angles, dtype)
     plan = CountPlan(signed=bool(signed), method=method,
                      chunk_size=None if chunk_size is None else int(chunk_size), grid=grid,
                      backend=jax.default_backend())
@@ -478,10 +478,12 @@ class _Grid:
     inverse: tuple | None = None
 
 
-def _static_grid(angles, dtype) -> _Grid | None:
-    """The bin layout of concrete ``angles`` (``None`` when traced: decided inside the kernel)."""
+def angle_layout(angles: jax.Array, dtype=None) -> _Grid | None:
+    """The static bin layout of concrete ``angles`` in ``dtype`` (default: their working dtype);
+    ``None`` when they are traced (the layout is then decided inside the kernel)."""
     if not _validation.is_concrete(angles):
         return None
+    dtype = working_dtype(angles) if dtype is None else dtype
     values = np.asarray(angles).astype(dtype).astype(np.float64)
     num = values.shape[0]
     if num >= 2:
@@ -502,13 +504,8 @@ def _static_grid(angles, dtype) -> _Grid | None:
     )
 
 
-def angle_layout(angles: jax.Array, dtype=None) -> _Grid | None:
-    """The static bin layout of concrete ``angles`` in ``dtype`` (``None`` when traced)."""
-    return _static_grid(angles, working_dtype(angles) if dtype is None else dtype)
-
-
 def _traced_grid(angles):
-    """:func:`_static_grid` for traced angles, as arrays (the uniform test is a traced bool)."""
+    """:func:`angle_layout` for traced angles, as arrays (the uniform test is a traced bool)."""
     dtype = angles.dtype
     num = angles.shape[0]
     index = jnp.arange(num, dtype=jnp.int32)
@@ -955,47 +952,11 @@ def spotlight_resonance(
     )
 
 
-def grouped_counts(
-    activations: jax.Array,
-    basis: jax.Array,
-    pairs: jax.Array,
-    angles: jax.Array,
-    epsilon: float | jax.Array,
-    *,
-    groups: jax.Array | None,
-    num_groups: int,
-    signed: bool,
-    method: str = "auto",
-    chunk_size: int | None = None,
-    backend: str | None = None,
-):
-    """SRM counts of disjoint sample groups in one pass; :func:`plan_counts` with its plan made
-    from these settings (the angles' layout decided here when they are concrete).
-
-    Inputs are assumed validated (see :func:`spotlight_resonance`). ``groups`` is an int ``(N,)``
-    array in ``[0, num_groups)`` (``None`` puts every sample in group 0); samples outside that
-    range are left out.
-
-    Returns:
-      ``counts (G, P, T)``, ``negative_counts (G, P, T)`` or ``None``, ``num_samples (G,)`` and
-      the angles cast to the working float dtype.
-
-    ``backend`` (default: :func:`jax.default_backend` when traced) picks the kernel's ops and the
-    ``"auto"`` crossover; every choice gives the same counts.
-    """
-    plan = CountPlan(
-        signed=signed, method=method, chunk_size=chunk_size,
-        grid=_static_grid(angles, working_dtype(activations, basis)), backend=backend,
-    )
-    return plan_counts(plan, activations, basis, pairs, angles, epsilon, groups=groups,
-                       num_groups=num_groups)
-
-
 def _grouped_counts(
     activations, basis, pairs, angles, epsilon, *, groups, num_groups, signed, method,
     chunk_size, grid, backend,
 ):
-    """:func:`grouped_counts` with the angles' bin layout ``grid`` decided beforehand."""
+    """The counts of :func:`plan_counts`, with the plan's settings as static arguments."""
     dtype = working_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
     basis = jnp.asarray(basis, dtype)

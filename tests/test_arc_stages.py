@@ -97,7 +97,7 @@ def test_histogram_and_fold_count_the_queued_arcs(rng):
     pairs = planes(7)
     layout = resonance._ArcLayout(num_planes=21, num_angles=100, m=7, chunk=192, num_groups=1,
                                   copies=1, portable=False)
-    grid = resonance._static_grid(angles, np.float32)
+    grid = resonance.angle_layout(angles, np.float32)
     unit_basis = normalise_rows(jnp.asarray(basis))
     unit = normalise_rows(jnp.asarray(x))
 

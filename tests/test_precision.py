@@ -38,6 +38,12 @@ ALLOWED = {
 
 
 
+def _plan(method, backend, angles):
+    """A signed count plan on ``backend``'s kernel ops (the backend override of the tests)."""
+    return resonance.CountPlan(signed=True, method=method, grid=resonance.angle_layout(angles),
+                               backend=backend)
+
+
 def _clustered(rng, num, basis, spread=0.35):
     """Samples near the basis vectors (many lit pairs), a few zero and NaN rows among them."""
     idx = rng.integers(0, basis.shape[0], num)
@@ -129,9 +135,9 @@ def _entry_points():
                 2).uniform(0, 7, 17)), method=method), ())
         for backend in ("cpu", "gpu", "tpu"):
             points[f"grouped-{method}-{backend}"] = (
-                lambda method=method, backend=backend: resonance.grouped_counts(
-                    x, basis, pairs, srm_jax.angle_grid(), 0.5, groups=labels, num_groups=3,
-                    signed=True, method=method, backend=backend), ())
+                lambda method=method, backend=backend: resonance.plan_counts(
+                    _plan(method, backend, srm_jax.angle_grid()), x, basis, pairs,
+                    srm_jax.angle_grid(), 0.5, groups=labels, num_groups=3), ())
     points["self_srm"] = (lambda: srm_jax.self_srm(basis, epsilon=0.3), ())
 
     def streaming():
@@ -243,9 +249,9 @@ def test_every_kernel_branch_is_exact_under_its_backends_rounding(backend):
     groups = jnp.asarray(np.random.default_rng(3).integers(0, 3, x.shape[0]))
 
     def counts(backend):
-        c, neg, num, _ = resonance.grouped_counts(
-            x, basis, pairs, angles, eps, groups=groups, num_groups=3, signed=True,
-            method="arc", backend=backend)
+        c, neg, num, _ = resonance.plan_counts(
+            _plan("arc", backend, angles), x, basis, pairs, angles, eps, groups=groups,
+            num_groups=3)
         return np.asarray(c), np.asarray(neg), np.asarray(num)
 
     cpu = counts("cpu")
@@ -270,9 +276,9 @@ def test_every_kernel_branch_counts_within_float64_bounds(rng):
         pos_lo, pos_hi, valid = reference_count_bounds(dots, eps, 1e-5)
         neg_lo, neg_hi, _ = reference_count_bounds(dots, eps, 1e-5, sign=-1)
         for backend in ("cpu", "gpu", "tpu"):
-            c, neg, num, _ = resonance.grouped_counts(
-                x, basis, jnp.asarray(pairs, jnp.int32), angles, eps, groups=None, num_groups=1,
-                signed=True, method="arc", backend=backend)
+            c, neg, num, _ = resonance.plan_counts(
+                _plan("arc", backend, angles), x, basis, jnp.asarray(pairs, jnp.int32), angles,
+                eps)
             c, neg = np.asarray(c[0]), np.asarray(neg[0])
             assert int(num[0]) == valid
             assert np.all((pos_lo <= c) & (c <= pos_hi)), backend

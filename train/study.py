@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from train.configs import Config
-from train.configs.default import override
+from train.configs.default import override, split_setting
 
 ARMS = ("model", "control")
 
@@ -45,12 +45,7 @@ def parse_vary(items: list[str]) -> list[tuple[str, list[str]]]:
     hints = typing.get_type_hints(Config)
     axes = []
     for item in items:
-        if "=" not in item:
-            raise ValueError(f"--vary expects name=v1,v2,..., got {item!r}.")
-        name, values = item.split("=", 1)
-        name = name.strip().replace("-", "_")
-        if name not in hints:
-            raise ValueError(f"unknown setting {name!r} in --vary.")
+        name, values = split_setting(item, "--vary")
         parts = values.split(";") if ";" in values else values.split(",")
         parts = [p.strip() for p in parts if p.strip()]
         if "tuple" in str(hints[name]):

@@ -224,6 +224,21 @@ def _parse_value(text: str, annotation) -> Any:
     return text
 
 
+def split_setting(item: str, option: str) -> tuple[str, str]:
+    """``"name=value"`` → ``(name, value)`` for a known :class:`Config` field (``-`` → ``_``);
+    ``option`` (``--set``, ``--vary``) names the flag in the error."""
+    if "=" not in item:
+        raise ValueError(f"{option} expects name=value, got {item!r}.")
+    name, value = item.split("=", 1)
+    name = name.strip().replace("-", "_")
+    if name not in typing.get_type_hints(Config):
+        raise ValueError(
+            f"unknown setting {name!r} in {option}; settings are: "
+            f"{', '.join(sorted(typing.get_type_hints(Config)))}."
+        )
+    return name, value
+
+
 def override(config: Config, assignments: list[str]) -> Config:
     """Apply ``name=value`` strings (the CLI's ``--set``) to ``config``, parsed by field type.
 
@@ -233,13 +248,6 @@ def override(config: Config, assignments: list[str]) -> Config:
     hints = typing.get_type_hints(Config)
     changes = {}
     for item in assignments:
-        if "=" not in item:
-            raise ValueError(f"--set expects name=value, got {item!r}.")
-        name, value = item.split("=", 1)
-        name = name.strip().replace("-", "_")
-        if name not in hints:
-            raise ValueError(
-                f"unknown setting {name!r}; settings are: {', '.join(sorted(hints))}."
-            )
+        name, value = split_setting(item, "--set")
         changes[name] = _parse_value(value.strip(), hints[name])
     return config.replace(**changes)

@@ -40,13 +40,7 @@ from flax import struct
 
 from srm_jax._precision import working_dtype
 from srm_jax.alignment import alignment_score
-from srm_jax.resonance import (
-    CountPlan,
-    SRMResult,
-    angle_layout,
-    plan_counts,
-    validate_inputs,
-)
+from srm_jax.resonance import SRMResult, plan_counts, plan_measurement, validate_inputs
 
 
 @struct.dataclass
@@ -98,13 +92,12 @@ def srm_alignment(
     x = jnp.asarray(activations).astype(dtype)
     b = jnp.asarray(basis, dtype)
     x = x.reshape(x.shape[0], -1)
-    planes, angles = validate_inputs(
-        x, b, epsilon=epsilon, angles=angles, planes=planes, method=method
+    plan, planes, angles = plan_measurement(
+        x, b, epsilon=epsilon, angles=angles, planes=planes, signed=signed, method=method,
+        chunk_size=chunk_size,
     )
     angles = angles.astype(dtype)
     eps = jnp.asarray(epsilon, dtype)
-    plan = CountPlan(signed=signed, method=method, chunk_size=chunk_size,
-                     grid=angle_layout(angles, dtype))
 
     def measure(samples):
         grouped = plan_counts(plan, samples, b, planes, angles, eps)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from srm_jax import resonance
+from srm_jax import arc_kernel, kernel_ops, resonance
 from srm_jax.planes import angle_grid, planes
 from srm_jax.rotation import normalise_rows
 
@@ -38,18 +38,18 @@ def _reference_r(x, basis, pairs):
 
 @functools.partial(jax.jit, static_argnames=("layout",))
 def _stages(layout, unit_basis, pairs, unit, valid, groups, epsilon):
-    geometry = resonance._plane_geometry(unit_basis, pairs, epsilon, unit.dtype)
-    sorted_chunk = resonance._arc_sort_and_bound(layout, geometry, unit_basis, unit, valid,
+    geometry = arc_kernel._plane_geometry(unit_basis, pairs, epsilon, unit.dtype)
+    sorted_chunk = arc_kernel._arc_sort_and_bound(layout, geometry, unit_basis, unit, valid,
                                                  groups)
-    queue, queued = resonance._arc_screen(layout, geometry, sorted_chunk)
+    queue, queued = arc_kernel._arc_screen(layout, geometry, sorted_chunk)
     return sorted_chunk, queue, queued
 
 
 def _run(x, basis, epsilon, backend="cpu"):
     pairs = planes(basis.shape[0])
-    layout = resonance._ArcLayout(
+    layout = arc_kernel._ArcLayout(
         num_planes=pairs.shape[0], num_angles=100, m=basis.shape[0], chunk=x.shape[0],
-        num_groups=1, copies=1, portable=resonance.portable_kernel(backend))
+        num_groups=1, copies=1, portable=kernel_ops.portable_kernel(backend))
     unit = normalise_rows(jnp.asarray(x))
     valid = jnp.ones(x.shape[0], bool)
     out = _stages(layout, normalise_rows(jnp.asarray(basis)), pairs, unit, valid,
@@ -60,7 +60,7 @@ def _run(x, basis, epsilon, backend="cpu"):
 def _tiles_with(r, order, layout, predicate):
     """Tile ids (plane · num_blocks + block) holding a sample for which ``predicate(r)``."""
     hit = predicate(r[order])  # (chunk, P), rows in sorted order
-    per_block = hit.reshape(layout.num_blocks, resonance.ARC_BLOCK, -1).any(axis=1)  # (B, P)
+    per_block = hit.reshape(layout.num_blocks, arc_kernel.ARC_BLOCK, -1).any(axis=1)  # (B, P)
     block, plane = np.nonzero(per_block)
     return set((plane * layout.num_blocks + block).tolist())
 
@@ -95,7 +95,7 @@ def test_histogram_and_fold_count_the_queued_arcs(rng):
     eps = 0.7
     angles = np.asarray(angle_grid(), np.float32)
     pairs = planes(7)
-    layout = resonance._ArcLayout(num_planes=21, num_angles=100, m=7, chunk=192, num_groups=1,
+    layout = arc_kernel._ArcLayout(num_planes=21, num_angles=100, m=7, chunk=192, num_groups=1,
                                   copies=1, portable=False)
     grid = resonance.angle_layout(angles, np.float32)
     unit_basis = normalise_rows(jnp.asarray(basis))
@@ -103,13 +103,13 @@ def test_histogram_and_fold_count_the_queued_arcs(rng):
 
     @jax.jit
     def counts(unit):
-        geometry = resonance._plane_geometry(unit_basis, pairs, eps, unit.dtype)
-        chunk = resonance._arc_sort_and_bound(layout, geometry, unit_basis, unit,
+        geometry = arc_kernel._plane_geometry(unit_basis, pairs, eps, unit.dtype)
+        chunk = arc_kernel._arc_sort_and_bound(layout, geometry, unit_basis, unit,
                                               jnp.ones(192, bool), jnp.zeros(192, jnp.int32))
-        queue, queued = resonance._arc_screen(layout, geometry, chunk)
-        diff = resonance._arc_histogram(layout, geometry, chunk, queue, queued, grid,
+        queue, queued = arc_kernel._arc_screen(layout, geometry, chunk)
+        diff = arc_kernel._arc_histogram(layout, geometry, chunk, queue, queued, grid,
                                         grid.period, jnp.zeros(layout.group_stride, jnp.int32))
-        return resonance._fold_histogram(layout, diff, grid.period,
+        return arc_kernel._fold_histogram(layout, diff, grid.period,
                                          np.arange(100) % grid.period)[0, 0]
 
     got = np.asarray(counts(unit))

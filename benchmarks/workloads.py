@@ -95,3 +95,53 @@ def make_pairs(workload: Workload) -> np.ndarray:
 def make_angles(workload: Workload) -> np.ndarray:
     """The default grid, ``linspace(0, 2π, T)`` with the endpoint (SPEC §4), float32."""
     return np.linspace(0, 2 * np.pi, workload.num_angles, dtype=np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class WideWorkload:
+    """A language-model-width problem (issue 16): ``n`` units, the ``±e_i`` basis (``m = 2n``),
+    every spanning comb plane, ``T`` angles, heavy-tailed tokens with outlier channels."""
+
+    name: str
+    n: int
+    num_samples: int
+    num_angles: int = 100
+    epsilon: float = 0.9
+    seed: int = 0
+
+    @property
+    def num_planes(self) -> int:
+        return 2 * self.n * (2 * self.n - 1) // 2 - self.n
+
+    def replace(self, **changes) -> WideWorkload:
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> str:
+        return (f"N={self.num_samples:,} n={self.n} m={2 * self.n} ±e_i comb "
+                f"P={self.num_planes:,} T={self.num_angles} eps={self.epsilon}")
+
+
+LLM768 = WideWorkload("llm768", 768, 20_000)
+LLM3072 = WideWorkload("llm3072", 3072, 100_000)
+WIDE_WORKLOADS = {w.name: w for w in (LLM768, LLM3072)}
+# Outlier channels of the heavy-tailed tokens, and their scale (GPT-2's residual stream has a
+# handful of channels one to two orders of magnitude above the rest).
+NUM_OUTLIER_CHANNELS = 6
+OUTLIER_SCALE = 30.0
+
+
+def outlier_channels(n: int, seed: int = 0) -> np.ndarray:
+    """The fixed outlier channels of :func:`make_wide_activations` (sorted)."""
+    rng = np.random.default_rng([seed, n, 7])
+    return np.sort(rng.choice(n, NUM_OUTLIER_CHANNELS, replace=False))
+
+
+def make_wide_activations(n: int, num_samples: int, seed: int = 0, start: int = 0) -> np.ndarray:
+    """``(num_samples, n)`` float32 heavy-tailed tokens (Student-t, 3 degrees of freedom) whose
+    :func:`outlier_channels` are scaled by ``OUTLIER_SCALE``: rows ``start…`` of one fixed
+    stream (generated in blocks, so a file of any length can be written block by block)."""
+    channels = outlier_channels(n, seed)
+    rng = np.random.default_rng([seed, n, start])
+    x = rng.standard_t(3, (num_samples, n)).astype(np.float32)
+    x[:, channels] *= OUTLIER_SCALE
+    return x

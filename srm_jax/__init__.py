@@ -9,6 +9,7 @@ SRM / signed SRM / self-SRM, generalised tanh, Thompson bases).
 from srm_jax.alignment import alignment_score
 from srm_jax.planes import angle_grid, num_planes, planes, spanning_planes
 from srm_jax.resonance import SRMResult, combine_results, self_srm, spotlight_resonance
+from srm_jax.summaries import SRMSummary, combine_summaries, rank_planes, resonance_summary
 from srm_jax.rotation import (
     normalise_rows,
     plane_coordinates,
@@ -46,6 +47,7 @@ from srm_jax.significance import (
     NullBand,
     alignment_statistic,
     alignment_test,
+    haar_rotation,
     haar_rotations,
     isotropic_expectation,
     null_band,

@@ -17,6 +17,7 @@ lies within floating-point rounding of ``±ε``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +32,15 @@ from srm_jax.kernel_ops import TWO_PI, _Grid, angle_layout
 from srm_jax.planes import DEFAULT_NUM_ANGLES, angle_grid, spanning_planes
 from srm_jax.planes import planes as make_planes
 from srm_jax.rotation import normalise_rows
+from srm_jax.sample_major import (
+    BasisStructure,
+    SampleMajorPlan,
+    basis_structure,
+    check_plane_table_pairs,
+    sample_major_counts,
+    sample_major_plan,
+    sample_major_work,
+)
 
 METHODS = ("auto", "arc", "direct", "sample_major")
 # method="auto" takes the direct definition up to this much work N·P·T (the second limit applies
@@ -237,6 +247,10 @@ class CountPlan:
         kernel (angles that were traced when the plan was made).
       backend: the backend whose kernel ops and ``"auto"`` crossover are used (``None``:
         :func:`jax.default_backend` at trace time).
+      sample_major: the sample-major kernel's settings (:mod:`srm_jax.sample_major`) when it
+        applies to this basis, ε and planes (``None``: it does not, or was not asked for).
+      gather: the sample-major projection is a gather (the planned basis is ``±e_i``); a caller
+        that counts on another basis with this plan (a rotated one) must clear it.
     """
 
     signed: bool = False
@@ -244,6 +258,8 @@ class CountPlan:
     chunk_size: int | None = None
     grid: _Grid | None = None
     backend: str | None = None
+    sample_major: SampleMajorPlan | None = None
+    gather: bool = False
 
 
 def plan_measurement(
@@ -283,10 +299,67 @@ def plan_measurement(
         grid = _Grid(period=period, theta0=0.0, step=TWO_PI / period)
     else:
         grid = angle_layout(angles, dtype)
+    major = _plan_sample_major(basis, pairs, epsilon, method)
     plan = CountPlan(signed=bool(signed), method=method,
                      chunk_size=None if chunk_size is None else int(chunk_size), grid=grid,
-                     backend=jax.default_backend())
+                     backend=jax.default_backend(), sample_major=major,
+                     gather=major is not None and major.structure.coordinate is not None)
     return plan, pairs, angles
+
+
+# method="auto" takes the sample-major kernel when its work per leading sample (L·K·J,
+# :func:`srm_jax.sample_major.sample_major_work`) is at most this fraction of the planes, and
+# there are at least SAMPLE_MAJOR_MIN_PLANES planes (benchmarks/RESULTS.md, issue 16).
+SAMPLE_MAJOR_WORK_FRACTION = 1 / 16
+SAMPLE_MAJOR_MIN_PLANES = 4096
+
+
+def _plan_sample_major(basis, pairs, epsilon, method) -> SampleMajorPlan | None:
+    """The sample-major settings for this measurement, or ``None`` (see :class:`CountPlan`).
+
+    ``method="sample_major"`` needs a concrete basis, ε ≠ 0 and concrete pairs that each span a
+    plane once; it raises otherwise. ``"auto"`` takes it where it applies and pays (above).
+    """
+    if method not in ("auto", "sample_major"):
+        return None
+    wanted = method == "sample_major"
+    concrete = all(_validation.is_concrete(x) for x in (basis, pairs)) and (
+        epsilon is not None and _validation.is_concrete(epsilon))
+    if not concrete:
+        if wanted:
+            raise ValueError("method='sample_major' needs a concrete basis, planes and epsilon "
+                             "when the measurement is planned (close over them under jit).")
+        return None
+    num_planes = int(pairs.shape[0])
+    if not wanted and num_planes < SAMPLE_MAJOR_MIN_PLANES:
+        return None
+    structure = _basis_structure(basis)
+    major = sample_major_plan(structure, float(epsilon))
+    if major is None:  # ε = 0: every sample lights every plane; the tile kernel counts it
+        return None
+    why = check_plane_table_pairs(structure, pairs)
+    if why is not None:
+        if wanted:
+            raise ValueError(f"method='sample_major' cannot count these planes: {why}.")
+        return None
+    if not wanted and sample_major_work(major) > SAMPLE_MAJOR_WORK_FRACTION * num_planes:
+        return None
+    return major
+
+
+_STRUCTURES: dict = {}
+
+
+def _basis_structure(basis) -> BasisStructure:
+    """:func:`srm_jax.sample_major.basis_structure`, cached by the basis' bytes (a wide dense
+    basis costs a Gram matrix; entry points plan the same basis many times)."""
+    values = np.ascontiguousarray(np.asarray(basis))
+    key = (values.shape, values.dtype.str, hashlib.sha1(values.tobytes()).hexdigest())
+    if key not in _STRUCTURES:
+        if len(_STRUCTURES) >= 8:
+            _STRUCTURES.pop(next(iter(_STRUCTURES)))
+        _STRUCTURES[key] = basis_structure(values)
+    return _STRUCTURES[key]
 
 
 def plan_counts(
@@ -315,7 +388,8 @@ def plan_counts(
     return _grouped_counts_jit(
         activations, basis, pairs, angles, epsilon, groups=groups, num_groups=num_groups,
         signed=plan.signed, method=plan.method, chunk_size=plan.chunk_size, grid=plan.grid,
-        backend=plan.backend or jax.default_backend(),
+        backend=plan.backend or jax.default_backend(), sample_major=plan.sample_major,
+        gather=plan.gather,
     )
 
 
@@ -405,11 +479,8 @@ def spotlight_resonance(
     )
 
 
-def _grouped_counts(
-    activations, basis, pairs, angles, epsilon, *, groups, num_groups, signed, method,
-    chunk_size, grid, backend,
-):
-    """The counts of :func:`plan_counts`, with the plan's settings as static arguments."""
+def _prepare(activations, basis, angles, groups, num_groups):
+    """Working-dtype inputs, the valid rows (finite, in a group), unit rows and group sizes."""
     dtype = working_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
     basis = jnp.asarray(basis, dtype)
@@ -424,8 +495,29 @@ def _grouped_counts(
         groups = jnp.where(valid, groups, 0)
     unit = normalise_rows(jnp.where(valid[:, None], activations, 0))
     num_samples = jax.ops.segment_sum(valid.astype(jnp.int32), groups, num_segments=num_groups)
-    num_planes, num_angles = pairs.shape[0], angles.shape[0]
+    return basis, angles, valid, groups, unit, num_samples
 
+
+def _grouped_counts(
+    activations, basis, pairs, angles, epsilon, *, groups, num_groups, signed, method,
+    chunk_size, grid, backend, sample_major=None, gather=False,
+):
+    """The counts of :func:`plan_counts`, with the plan's settings as static arguments."""
+    basis, angles, valid, groups, unit, num_samples = _prepare(
+        activations, basis, angles, groups, num_groups)
+    n_samples = unit.shape[0]
+    num_planes, num_angles = pairs.shape[0], angles.shape[0]
+    if sample_major is not None and method in ("auto", "sample_major"):
+        counts = sample_major_counts(
+            unit, valid, groups, num_groups, normalise_rows(basis), pairs, angles, epsilon,
+            signed, plan=sample_major, grid=grid, backend=backend, chunk=chunk_size,
+            gather=gather,
+        )
+        positive, negative = _complement(sample_major, counts[:, 0],
+                                         counts[:, -1], num_samples[:, None, None])
+        return positive, (negative if signed else None), num_samples, angles
+    if method == "sample_major":  # ε = 0: handed over to the tile kernel
+        method = "arc"
     if method == "auto":
         work = n_samples * num_planes * num_angles
         method = "direct" if work <= auto_direct_limit(num_angles, backend) else "arc"
@@ -450,8 +542,17 @@ def _grouped_counts(
 # Eager calls compile once per shape and setting (epsilon stays a traced argument).
 _grouped_counts_jit = jax.jit(
     _grouped_counts,
-    static_argnames=("num_groups", "signed", "method", "chunk_size", "grid", "backend"),
+    static_argnames=("num_groups", "signed", "method", "chunk_size", "grid", "backend",
+                     "sample_major", "gather"),
 )
+
+
+def _complement(major: SampleMajorPlan, positive, negative, num_samples):
+    """Counts at ε from the kernel's counts at ``|ε|`` (SPEC §5; ε < 0: through the opposite
+    cone, ``#{d̂·s ≥ ε} = N − #{d̂·s ≤ −|ε|}`` and ``#{d̂·s ≤ −ε} = N − #{d̂·s ≥ |ε|}``)."""
+    if not major.complement:
+        return positive, negative
+    return num_samples - negative, num_samples - positive
 
 
 def self_srm(

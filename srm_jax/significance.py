@@ -15,6 +15,7 @@ Three answers to "is this SRM signal more than what no alignment looks like?":
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from functools import partial
 
@@ -28,6 +29,8 @@ from srm_jax._precision import exact_matmul, working_dtype
 from srm_jax.alignment import alignment_score
 from srm_jax.bases import random_orthogonal
 from srm_jax.resonance import SRMResult, plan_counts, plan_measurement
+from srm_jax.sample_major import plane_table
+from srm_jax.summaries import plan_summaries, summary_from_sums
 
 ALTERNATIVES = ("greater", "less", "two-sided")
 STATISTICS = ("correlation", "projection")
@@ -65,8 +68,18 @@ def isotropic_expectation(n: int | jax.Array, epsilon: float | jax.Array) -> jax
 
 def haar_rotations(key: jax.Array, n: int, num: int, dtype=None) -> jax.Array:
     """``num`` Haar-random ``(n, n)`` orthogonal matrices, ``(num, n, n)``: the rotations of
-    :func:`alignment_test` (:func:`srm_jax.random_orthogonal` with ``shape=(num,)``)."""
-    return random_orthogonal(key, n, shape=(int(num),), dtype=dtype)
+    :func:`alignment_test`. Rotation ``i`` is :func:`haar_rotation` of
+    ``jax.random.split(key, num)[i]``, so a test that draws them a batch at a time (it never
+    holds all of them) uses the same rotations."""
+    return jax.vmap(lambda k: haar_rotation(k, n, dtype))(jax.random.split(key, int(num)))
+
+
+def haar_rotation(key: jax.Array, n: int, dtype=None) -> jax.Array:
+    """One Haar-random ``(n, n)`` orthogonal matrix (:func:`srm_jax.random_orthogonal`): the
+    rotation that key ``i`` of ``jax.random.split(key, num)`` gives in :func:`alignment_test`
+    and in every other null drawn over the same rotations
+    (:func:`srm_jax.basis_measures.measures_rotation_test`)."""
+    return random_orthogonal(key, n, dtype=dtype)
 
 
 @struct.dataclass
@@ -381,8 +394,16 @@ def alignment_test(
     )
 
 
-def _srm_mean_curve(plan, data, basis, pairs, angles, epsilon):
-    """The mean (unsigned) SRM curve of ``data``, counted as ``plan`` says."""
+def _srm_mean_curve(plan, data, basis, pairs, angles, epsilon, table=None):
+    """The mean (unsigned) SRM curve of ``data``, counted as ``plan`` says.
+
+    With the sample-major kernel the curve comes from its summaries (:func:`plan_summaries`):
+    the ``(P, T)`` counts are never built, so a rotation of a wide basis costs its projection.
+    """
+    if plan.sample_major is not None:
+        unsigned = dataclasses.replace(plan, signed=False)
+        sums = plan_summaries(unsigned, data, basis, pairs, angles, epsilon, table=table)
+        return summary_from_sums(sums, pairs, epsilon, unsigned).mean_curve
     grouped = plan_counts(plan, data, basis, pairs, angles, epsilon)
     return SRMResult.from_counts(grouped, pairs, epsilon, False, group=0).mean_curve
 
@@ -396,11 +417,17 @@ def _alignment_curves(
     activations = jnp.asarray(activations, dtype)
     basis = jnp.asarray(basis, dtype)
 
-    def mean_curve(data, b):
-        return _srm_mean_curve(plan, data, b, pairs, angles, epsilon)
+    # The plane table of the sample-major kernel depends on the planes only: built once.
+    table = None if plan.sample_major is None else plane_table(plan.sample_major, pairs)
+    # A rotated basis is no longer ±e_i: its projection is a product, not a gather.
+    rotated_plan = dataclasses.replace(plan, gather=False)
 
-    rotations = haar_rotations(key, basis.shape[1], num_rotations, dtype)
-    null_curves = batched_map(
-        lambda q: mean_curve(activations, exact_matmul(basis, q.T)), rotations, map_batch_size,
-    )
-    return mean_curve(activations, basis), mean_curve(basis, basis), null_curves
+    def null_curve(rotation_key):
+        q = haar_rotation(rotation_key, basis.shape[1], dtype)
+        return _srm_mean_curve(rotated_plan, activations, exact_matmul(basis, q.T), pairs,
+                               angles, epsilon, table)
+
+    # Rotations are drawn and applied map_batch_size at a time: never all of them at once.
+    null_curves = batched_map(null_curve, jax.random.split(key, num_rotations), map_batch_size)
+    return (_srm_mean_curve(plan, activations, basis, pairs, angles, epsilon, table),
+            _srm_mean_curve(plan, basis, basis, pairs, angles, epsilon, table), null_curves)

@@ -139,6 +139,15 @@ def _entry_points():
                     _plan(method, backend, srm_jax.angle_grid()), x, basis, pairs,
                     srm_jax.angle_grid(), 0.5, groups=labels, num_groups=3), ())
     points["self_srm"] = (lambda: srm_jax.self_srm(basis, epsilon=0.3), ())
+    # The sample-major kernel (issue 16), on a rotated ± basis (its projection is a matmul).
+    rotated = srm_jax.orthoplex_basis(jax.random.key(3), basis.shape[1])
+    for signed in (False, True):
+        points[f"srm-sample_major-signed={signed}"] = (
+            functools.partial(srm, basis=rotated, epsilon=0.5, method="sample_major",
+                              signed=signed), (x,))
+    points["summary-sample_major"] = (
+        lambda: srm_jax.resonance_summary(x, rotated, epsilon=-0.5, signed=True,
+                                          method="sample_major"), ())
 
     def streaming():
         acc = srm_jax.streaming_srm(basis, epsilon=0.4)
@@ -204,12 +213,16 @@ WORKLOADS = [
     ("fig1", 24, 48, 0.9, 1500, 100),
     ("eps0.5", 10, 20, 0.5, 1500, 100),
     ("m256", 12, 256, 0.5, 200, 16),
+    ("orthoplex", 32, 64, 0.6, 1500, 100),  # a rotated ± basis: the sample-major kernel
 ]
 
 
 def _workload(name, n, m, eps, num, num_angles):
     rng = np.random.default_rng(abs(hash(name)) % 2**32)
     basis = rng.standard_normal((m, n)).astype(np.float32)
+    if name == "orthoplex":
+        q = np.linalg.qr(rng.standard_normal((n, n)))[0].astype(np.float32)
+        basis = np.concatenate([q, -q])
     x = _clustered(rng, num, basis)
     angles = np.linspace(0, 2 * np.pi, num_angles).astype(np.float32)
     return jnp.asarray(x), jnp.asarray(basis), jnp.asarray(angles), eps
@@ -232,6 +245,8 @@ def _all_counts(x, basis, angles, eps, methods=("direct", "arc")):
 def test_counts_are_unchanged_under_emulated_accelerator_precision(workload, mode):
     x, basis, angles, eps = _workload(*workload)
     methods = ("arc",) if workload[0] == "m256" else ("direct", "arc")
+    if workload[0] == "orthoplex":
+        methods = ("arc", "sample_major")
     exact = _all_counts(x, basis, angles, eps, methods)
     with emulate_reduced_precision(mode):
         emulated = _all_counts(x, basis, angles, eps, methods)

@@ -1,0 +1,435 @@
+"""The sample-major kernel: only the planes a sample can light, enumerated sample by sample.
+
+SPEC §5.1. Group the basis into its K distinct directions ``q_k`` (``b̂_α = s_α q_{k(α)}``,
+``s_α = ±1``: antipodal vectors share a direction) and let ``z_k = d̂·q_k``. For a plane
+``(α, β)`` with ``c = b̂_α·b̂_β`` the in-plane radius obeys
+``r² = (x_α² + x_β² − 2c x_α x_β)/(1 − c²) ≤ 2 max(x_α², x_β²)/(1 − |c|)``, so for ε > 0 a
+plane is lit (``r ≥ ε``) only if one of its two directions *leads*: ``z_k² ≥ τ``,
+``τ = ε²(1 − c_max)/2`` (``c_max``: the largest ``|c|`` between distinct directions). Since
+``Σ_k z_k² = d̂ᵀQᵀQd̂ ≤ λ_max(QQᵀ)`` (the frame bound, 1 for orthonormal directions), a sample has
+at most ``L = ⌊λ_max/τ⌋`` leaders: two at ε = 0.9 for a ``±`` orthonormal basis (the standard
+basis ``±e_i``, an orthoplex, any rotation of them).
+
+Per chunk of samples the kernel (1) projects the chunk onto the directions (one
+:func:`exact_matmul`, or a gather when every direction is a coordinate axis ``±e_i``), (2)
+compacts the leading ``(sample, direction)`` pairs into a queue of *rows* (at most ``L`` a
+sample, so a chunk's queue has a static capacity), (3) evaluates each row against every partner
+direction and every plane of that direction pair (a plane whose two directions both lead is
+taken by the leader of lower index only), and (4)
+histograms the lit arcs exactly as the arc kernel does (:func:`srm_jax.kernel_ops._arc_bins`,
+the same ``x``, ``y`` and rounding). Work: ``O(N·n·K)`` for the projection (``O(N·n)`` for
+``±e_i``), plus ``K · J`` per row (``J`` planes per direction pair), plus the lit arcs. Rows are
+processed ``rows_per_step`` at a time in a while loop, so any number of lit rows (a chunk of
+one-hot samples lights every plane of its direction) is exact.
+
+ε ≤ 0: every sample lights every plane, so there is nothing to skip. For ε < 0 the kernel uses
+the complement ``#{d̂·s ≥ ε} = N − #{d̂·s < ε} = N − #{(−d̂)·s > |ε|}``, counting the
+negative arcs at ``|ε| > 0`` (equal except for samples with ``d̂·s`` exactly at ``±ε``, which
+SPEC §5 leaves to rounding); ε = 0 is handed to the tile kernel (:mod:`srm_jax.arc_kernel`).
+
+Two outputs: full ``(G, P, T)`` counts (a difference array of ``P · (2T + 1)`` int32 per group
+and copy, folded once at the end), or the additive *summaries* of :class:`SRMSummary`'s fields,
+which never hold ``(P, T)``: per-angle counts summed over planes and per-plane counts summed over
+angles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from srm_jax._precision import exact_matmul
+from srm_jax.kernel_ops import _arc_bins, _atan2, _compact, _traced_grid, pad_samples
+
+# Samples per chunk: the per-chunk temporaries hold about this many elements (C · K floats).
+SAMPLE_MAJOR_CHUNK_ELEMENTS = 1 << 22
+# (row, partner, plane) entries evaluated per step of the histogram loop.
+SAMPLE_MAJOR_STEP_ENTRIES = 1 << 16
+# Cosines beyond ±(1 − this) make two basis vectors one direction (SPEC §2: they span no plane).
+PARALLEL_TOLERANCE = 1e-6
+# Slack on the leader threshold τ: rounding never drops a leader the exact test would keep.
+LEADER_SLACK = 1e-4
+# Low limb of the wide (two int32) sums of :func:`wide_add`.
+WIDE_BITS = 24
+
+
+@dataclasses.dataclass(frozen=True)
+class BasisStructure:
+    """A basis grouped into its distinct directions (hashable, static; from a concrete basis).
+
+    ``b̂_α = s_α q_{direction[α]}``: ``member[α]`` is 0 for the vector that defines its direction
+    (``representative``) and 1 for its antipode (``s_α = −1``). ``coordinate`` is set when every
+    direction is a coordinate axis (``q_k = ±e_i``: ``coordinate[k] = i``,
+    ``coordinate_sign[k] = ±1``), so the projection is a gather. ``max_cosine`` is the largest
+    ``|q_k·q_l|`` between distinct directions and ``frame_bound`` bounds ``λ_max(QQᵀ)`` (by
+    Gershgorin); both are invariant under rotation of the basis, so one structure serves every
+    rotated copy of it (the rotation test).
+    """
+
+    num_directions: int
+    direction: tuple[int, ...]
+    member: tuple[int, ...]
+    representative: tuple[int, ...]
+    num_members: int
+    max_cosine: float
+    frame_bound: float
+    coordinate: tuple[int, ...] | None = None
+    coordinate_sign: tuple[float, ...] | None = None
+
+
+def basis_structure(basis) -> BasisStructure:
+    """The :class:`BasisStructure` of a concrete ``(m, n)`` basis (rows are normalised here).
+
+    Raises ``ValueError`` for a basis with two parallel vectors (the same direction twice).
+    """
+    b = np.asarray(basis, np.float64)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    m, n = b.shape
+    nonzero = np.abs(b) > 0
+    if np.all(nonzero.sum(axis=1) == 1):  # every vector is ±e_i: no Gram matrix needed
+        axis = np.argmax(nonzero, axis=1)
+        sign = np.sign(b[np.arange(m), axis])
+        keys = axis
+        cosine_max = 0.0
+    else:
+        gram = np.asarray(np.asarray(b, np.float32) @ np.asarray(b, np.float32).T, np.float64)
+        np.fill_diagonal(gram, 0.0)
+        if np.any(gram >= 1 - PARALLEL_TOLERANCE):
+            i, j = np.argwhere(gram >= 1 - PARALLEL_TOLERANCE)[0]
+            raise ValueError(f"basis vectors {i} and {j} are parallel: one direction twice.")
+        antipode = np.where(np.any(gram <= -1 + PARALLEL_TOLERANCE, axis=1),
+                            np.argmin(gram, axis=1), -1)
+        keys = np.where((antipode >= 0) & (antipode < np.arange(m)), antipode, np.arange(m))
+        axis = sign = None
+        distinct = np.abs(gram)
+        distinct[gram <= -1 + PARALLEL_TOLERANCE] = 0.0
+        cosine_max = float(distinct.max()) if m > 1 else 0.0
+    _, first, direction = np.unique(keys, return_index=True, return_inverse=True)
+    direction = direction.ravel()
+    representative = first  # the lowest-index vector of each direction (member 0)
+    member = (np.arange(m) != representative[direction]).astype(int)
+    if np.bincount(direction).max() > 2:
+        raise ValueError("a basis direction appears more than twice: parallel basis vectors.")
+    num_directions = int(representative.shape[0])
+    if axis is not None:
+        coordinate = tuple(int(i) for i in axis[representative])
+        coordinate_sign = tuple(float(s) for s in sign[representative])
+        if len(set(coordinate)) != num_directions:
+            raise ValueError("basis vectors are parallel: one direction twice.")
+        frame = 1.0
+    else:
+        coordinate = coordinate_sign = None
+        q = np.asarray(b[representative], np.float32).astype(np.float64)
+        gram = np.abs(q @ q.T)
+        frame = float(np.max(np.sum(gram, axis=1)))  # Gershgorin: λ_max(QQᵀ) ≤ max row sum
+    return BasisStructure(
+        num_directions=num_directions,
+        direction=tuple(int(k) for k in direction),
+        member=tuple(int(k) for k in member),
+        representative=tuple(int(k) for k in representative),
+        num_members=int(member.max()) + 1,
+        max_cosine=cosine_max,
+        frame_bound=max(frame, 1.0),
+        coordinate=coordinate,
+        coordinate_sign=coordinate_sign,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleMajorPlan:
+    """The static settings of the sample-major kernel for one basis and ε (hashable).
+
+    ``threshold`` is the ε the kernel's leader bound was made for (``|ε|``; the kernel is exact
+    for any traced ε of the same sign with ``|ε| ≥ threshold``); ``complement`` says ε < 0
+    (SPEC §5: counted through the opposite cone). ``leaders`` is ``L``.
+    """
+
+    structure: BasisStructure
+    threshold: float
+    leaders: int
+    complement: bool = False
+
+    @property
+    def leader_threshold(self) -> float:
+        """τ: a direction with ``z² < τ`` leads no lit plane."""
+        return self.threshold ** 2 * (1 - self.structure.max_cosine) / 2 * (1 - LEADER_SLACK)
+
+    @property
+    def planes_per_pair(self) -> int:
+        """``J``: table slots per ordered direction pair (orientation × members²)."""
+        return 2 * self.structure.num_members ** 2
+
+
+def sample_major_plan(structure: BasisStructure, epsilon: float) -> SampleMajorPlan | None:
+    """The :class:`SampleMajorPlan` for ``epsilon``, or ``None`` where the kernel cannot skip
+    anything (ε = 0, or a basis whose directions are too close: ``c_max ≥ 1``)."""
+    threshold = abs(float(epsilon))
+    if threshold == 0.0 or structure.max_cosine >= 1 - PARALLEL_TOLERANCE:
+        return None
+    plan = SampleMajorPlan(structure, threshold, 1, complement=float(epsilon) < 0)
+    bound = structure.frame_bound * (1 + LEADER_SLACK) / plan.leader_threshold
+    leaders = max(1, min(structure.num_directions, int(math.floor(bound))))
+    return dataclasses.replace(plan, leaders=leaders)
+
+
+def sample_major_work(plan: SampleMajorPlan) -> int:
+    """Entries per leading sample, ``L · K · J``: the kernel's cost model (with the lit arcs)."""
+    return plan.leaders * plan.structure.num_directions * plan.planes_per_pair
+
+
+def plane_table(plan: SampleMajorPlan, pairs: jax.Array) -> jax.Array:
+    """int32 ``(K, K, J)``: for a leader direction ``a`` and a partner ``b``, the planes whose two
+    directions are ``{a, b}`` (−1 where none). Slot ``j = o·M² + member_a·M + member_b``, with
+    ``o = 0`` when ``α`` lies along ``a`` and ``M`` members per direction.
+
+    Every pair must span a plane and appear once (checked by :func:`check_plane_table_pairs`).
+    """
+    s = plan.structure
+    k, mm = s.num_directions, s.num_members
+    direction = jnp.asarray(s.direction, jnp.int32)
+    member = jnp.asarray(s.member, jnp.int32)
+    alpha, beta = pairs[:, 0], pairs[:, 1]
+    da, db, ma, mb = direction[alpha], direction[beta], member[alpha], member[beta]
+    ids = jnp.arange(pairs.shape[0], dtype=jnp.int32)
+    first = (da * k + db) * (2 * mm * mm) + ma * mm + mb
+    second = (db * k + da) * (2 * mm * mm) + mm * mm + mb * mm + ma
+    table = jnp.full(k * k * 2 * mm * mm, -1, jnp.int32)
+    table = table.at[first].set(ids).at[second].set(ids)
+    return table.reshape(k, k, 2 * mm * mm)
+
+
+def check_plane_table_pairs(structure: BasisStructure, pairs) -> str | None:
+    """Why concrete ``pairs`` cannot go through :func:`plane_table` (``None`` when they can)."""
+    pairs = np.asarray(pairs)
+    direction = np.asarray(structure.direction)
+    if np.any(direction[pairs[:, 0]] == direction[pairs[:, 1]]):
+        return "a pair of antipodal vectors spans no plane"
+    keys = pairs[:, 0].astype(np.int64) * len(direction) + pairs[:, 1]
+    if np.unique(keys).shape[0] != keys.shape[0]:
+        return "the pairs hold a plane twice"
+    return None
+
+
+def wide_add(total: jax.Array, value: jax.Array) -> jax.Array:
+    """``total + value`` for counts that may pass ``2**31``: ``total`` is int32 ``(..., 2)``
+    (high and low limbs, ``high · 2**24 + low``), ``value`` int32 ``(...)`` with
+    ``0 ≤ value < 2**31 − 2**24``. Exact up to ``2**55``; the limbs of equal sums are equal."""
+    low = total[..., 1] + value
+    high = total[..., 0] + (low >> WIDE_BITS)
+    return jnp.stack([high, low & ((1 << WIDE_BITS) - 1)], axis=-1)
+
+
+def wide_value(total: jax.Array, dtype=jnp.float32) -> jax.Array:
+    """The value of wide counts (:func:`wide_add`) as ``dtype``."""
+    total = jnp.asarray(total)
+    return (total[..., 0].astype(dtype) * (1 << WIDE_BITS) + total[..., 1].astype(dtype))
+
+
+def wide_sum(first: jax.Array, second: jax.Array) -> jax.Array:
+    """The sum of two wide counts (:func:`wide_add`)."""
+    return wide_add(first.at[..., 0].add(second[..., 0]), second[..., 1])
+
+
+def _coordinates(plan: SampleMajorPlan, unit_basis, unit_chunk):
+    """``z = d̂·q_k`` of a chunk on the K directions, ``(C, K)``."""
+    s = plan.structure
+    if s.coordinate is not None and unit_basis is None:
+        sign = jnp.asarray(s.coordinate_sign, unit_chunk.dtype)
+        return unit_chunk[:, jnp.asarray(s.coordinate)] * sign
+    directions = unit_basis[jnp.asarray(s.representative)]
+    return exact_matmul(unit_chunk, directions.T)
+
+
+def sample_major_counts(
+    unit, valid, groups, num_groups, unit_basis, pairs, angles, epsilon, signed, *,
+    plan: SampleMajorPlan, grid, backend: str, summary: bool = False, chunk: int | None = None,
+    table: jax.Array | None = None, gather: bool = False,
+):
+    """Counts (or summaries) by the sample-major enumeration of the module docstring.
+
+    Arguments as :func:`srm_jax.arc_kernel.arc_counts`; ``plan`` from
+    :func:`sample_major_plan`; ``table`` the :func:`plane_table` of ``pairs`` (built here when
+    ``None``: pass it to reuse it over many calls); ``gather`` projects by a gather (only for a
+    basis whose directions are the coordinate axes, unrotated).
+
+    Returns:
+      ``counts (G, P, T)`` and ``negative (G, P, T)`` or ``None``; with ``summary`` instead
+      ``(curve, negative_curve, totals, negative_totals)``: wide (:func:`wide_add`) per-angle sums
+      over planes ``(G, T, 2)`` and per-plane sums over angles ``(G, P, 2)`` (negatives ``None``
+      unless signed).
+    """
+    num_planes, num_angles = pairs.shape[0], angles.shape[0]
+    dtype = unit.dtype
+    k = plan.structure.num_directions
+    mm = plan.structure.num_members
+    j_slots = plan.planes_per_pair
+    leaders = plan.leaders
+    # The complement (ε < 0) needs the negative arcs of |ε|, and so does signed SRM.
+    copies = 2 if (signed or plan.complement) else 1
+    width = 2 * num_angles + 1
+    portable = backend != "cpu"
+    if table is None:
+        table = plane_table(plan, pairs)
+    eps = jnp.abs(jnp.asarray(epsilon, dtype))
+    eps2 = eps * eps
+    tau = jnp.asarray(plan.leader_threshold, dtype)
+    # Cosines between directions, K × K (not per plane: a P-long gather of basis rows is the
+    # largest fixed cost at this width); c = s_α s_β q_a·q_b.
+    if gather:
+        direction_cosine = jnp.zeros((k, k), dtype)
+    else:
+        directions = unit_basis[jnp.asarray(plan.structure.representative)]
+        direction_cosine = exact_matmul(directions, directions.T)
+        direction_cosine = direction_cosine * (1 - jnp.eye(k, dtype=dtype))
+    if grid is None:
+        grid = _traced_grid(angles)
+        period, out_index = grid["period"], grid["out_index"]
+    elif grid.theta0 is not None:
+        period, out_index = grid.period, np.arange(num_angles) % grid.period
+    else:
+        period, out_index = grid.period, np.asarray(grid.inverse)
+    # Grid angles per extended bin (angle 0 and 2π share a bin): an arc's total is a difference
+    # of this prefix sum at its bins.
+    multiplicity = jnp.zeros(num_angles, jnp.int32).at[jnp.asarray(out_index)].add(1)
+    extended = multiplicity[jnp.arange(width) % jnp.maximum(jnp.asarray(period), 1)]
+    extended = jnp.where(jnp.arange(width) < 2 * jnp.asarray(period), extended, 0)
+    angle_prefix = jnp.concatenate([jnp.zeros(1, jnp.int32), jnp.cumsum(extended)])
+
+    chunk = chunk or max(1, min(unit.shape[0], SAMPLE_MAJOR_CHUNK_ELEMENTS // max(k, 1)))
+    rows_per_step = max(1, SAMPLE_MAJOR_STEP_ENTRIES // (k * j_slots))
+    num_rows = chunk * leaders
+    capacity = num_rows + rows_per_step + 1
+    partners = jnp.arange(k, dtype=jnp.int32)
+    slot = jnp.arange(j_slots, dtype=jnp.int32)
+    orient, member_a, member_b = slot // (mm * mm), (slot % (mm * mm)) // mm, slot % mm
+    sign_a = jnp.where(member_a == 1, -1, 1).astype(dtype)
+    sign_b = jnp.where(member_b == 1, -1, 1).astype(dtype)
+
+    def chunk_body(carry, chunk_data):
+        unit_chunk, valid_chunk, group_chunk = chunk_data
+        z = _coordinates(plan, None if gather else unit_basis, unit_chunk)  # (C, K)
+        leads = (z * z >= tau) & valid_chunk[:, None]
+        # Rows (sample, leader) in order; at most L per sample (the frame bound).
+        queue, queued = _compact(leads.ravel(), capacity, portable)
+
+        def step(state):
+            i, acc = state
+            rows = jax.lax.dynamic_slice(queue, (i * rows_per_step,), (rows_per_step,))
+            in_range = i * rows_per_step + jnp.arange(rows_per_step) < queued
+            sample, a = rows // k, rows % k
+            z_rows = z[sample]  # (R, K)
+            z_a = z_rows[jnp.arange(rows_per_step), a]
+            # A plane whose two directions both lead is taken by the lower direction index.
+            earlier = leads[sample] & (partners[None, :] < a[:, None])  # (R, K)
+            plane = table[a]  # (R, K, J)
+            entry = ((plane >= 0) & ~earlier[..., None] & in_range[:, None, None])
+            plane = jnp.maximum(plane, 0)
+            lead_value = sign_a * z_a[:, None, None]
+            partner_value = sign_b * z_rows[..., None]
+            x = jnp.where(orient == 0, lead_value, partner_value)
+            p_beta = jnp.where(orient == 0, partner_value, lead_value)
+            c = sign_a * sign_b * direction_cosine[a][:, :, None]  # (R, K, J)
+            y = (p_beta - c * x) / jnp.sqrt(1 - c * c)
+            r2 = x * x + y * y
+            lit = entry & (r2 >= eps2)
+            phi = _atan2(y, x, portable)
+            half_width = _atan2(jnp.sqrt(jnp.maximum(r2 - eps2, 0)),
+                                jnp.broadcast_to(eps, x.shape), portable)
+            lo = -phi - half_width
+            group = group_chunk[sample][:, None, None]
+            for copy, shift in enumerate((0.0, math.pi)[:copies]):
+                start, stop = _arc_bins(lo, half_width, shift, grid)
+                start = jnp.where(lit, start, 0)
+                stop = jnp.where(lit, stop, 0)
+                acc = _accumulate(acc, summary, group * copies + copy, plane, start, stop,
+                                  angle_prefix, num_planes, width)
+            return i + 1, acc
+
+        num_steps = -(-queued // rows_per_step)
+        if summary:
+            curve, totals = carry
+            acc = (jnp.zeros(num_groups * copies * width, jnp.int32), totals)
+            _, (curve_diff, totals) = jax.lax.while_loop(
+                lambda s: s[0] < num_steps, step, (jnp.int32(0), acc))
+            chunk_curve = _fold(curve_diff.reshape(num_groups * copies, width), period,
+                                out_index, num_angles)
+            return (wide_add(curve, chunk_curve), totals), None
+        _, diff = jax.lax.while_loop(lambda s: s[0] < num_steps, step, (jnp.int32(0), carry))
+        return diff, None
+
+    chunks = pad_samples(unit, valid, groups, chunk)
+    if summary:
+        if unit.shape[0] * num_angles >= 2**31:
+            raise ValueError(
+                f"{unit.shape[0]:,} samples × {num_angles} angles overflow int32 per-plane "
+                "totals in one call: measure in batches (srm_jax.accumulate_srm) and add them."
+            )
+        init = (jnp.zeros((num_groups * copies, num_angles, 2), jnp.int32),
+                jnp.zeros(num_groups * copies * num_planes, jnp.int32))
+        (curve, totals), _ = jax.lax.scan(chunk_body, init, chunks)
+        curve = curve.reshape(num_groups, copies, num_angles, 2)
+        totals = wide_add(jnp.zeros((num_groups, copies, num_planes, 2), jnp.int32),
+                          totals.reshape(num_groups, copies, num_planes))
+        return curve, totals
+    diff = jnp.zeros(num_groups * copies * num_planes * width, jnp.int32)
+    diff, _ = jax.lax.scan(chunk_body, diff, chunks)
+    counts = _fold_touched(diff.reshape(num_groups * copies * num_planes, width), period,
+                           out_index, num_angles, portable)
+    return counts.reshape(num_groups, copies, num_planes, num_angles)
+
+
+def _accumulate(acc, summary, row, plane, start, stop, angle_prefix, num_planes, width):
+    """Adds one copy's arcs (bins ``[start, stop)``; empty where ``start == stop``)."""
+    if summary:
+        curve_diff, totals = acc
+        base = row * width
+        curve_diff = curve_diff.at[(base + start).ravel()].add(1, mode="promise_in_bounds")
+        curve_diff = curve_diff.at[(base + stop).ravel()].add(-1, mode="promise_in_bounds")
+        total = angle_prefix[stop] - angle_prefix[start]
+        totals = totals.at[(row * num_planes + plane).ravel()].add(
+            total.ravel(), mode="promise_in_bounds")
+        return curve_diff, totals
+    base = (row * num_planes + plane) * width
+    both = jnp.concatenate([(base + start).ravel(), (base + stop).ravel()])
+    ones = jnp.concatenate([jnp.ones(start.size, jnp.int32), -jnp.ones(stop.size, jnp.int32)])
+    return acc.at[both].add(ones, mode="promise_in_bounds")
+
+
+# Difference-array rows folded per step of :func:`_fold_touched`.
+FOLD_ROWS = 1 << 12
+
+
+def _fold_touched(diff, period, out_index, num_angles, portable):
+    """:func:`_fold` of the rows that hold an arc only, ``FOLD_ROWS`` at a time: the cost is in
+    proportion to the lit planes, not to ``P`` (a dense prefix sum over every plane of a wide
+    basis costs seconds); the other rows are zero."""
+    rows = diff.shape[0]
+    block = min(FOLD_ROWS, rows)
+    touched = jnp.any(diff != 0, axis=1)
+    queue, count = _compact(touched, rows + block + 1, portable)
+
+    def body(state):
+        i, out = state
+        index = jax.lax.dynamic_slice(queue, (i * block,), (block,))
+        valid = i * block + jnp.arange(block) < count
+        folded = _fold(diff[index], period, out_index, num_angles)
+        out = out.at[jnp.where(valid, index, rows)].set(folded, mode="drop")
+        return i + 1, out
+
+    steps = -(-count // block)
+    _, out = jax.lax.while_loop(lambda s: s[0] < steps, body,
+                                (jnp.int32(0), jnp.zeros((rows, num_angles), jnp.int32)))
+    return out
+
+
+def _fold(diff, period, out_index, num_angles):
+    """Prefix sums of ``(rows, 2T + 1)`` difference arrays, the two turns folded, bins to grid
+    angles: ``(rows, T)`` counts."""
+    extended = jnp.cumsum(diff, axis=-1)
+    folded = extended[:, :num_angles] + jax.lax.dynamic_slice_in_dim(
+        extended, period, num_angles, axis=-1)
+    return folded[:, jnp.asarray(out_index)]

@@ -1,0 +1,244 @@
+"""SRM summaries: what a wide layer's measurement returns when the ``(P, T)`` counts do not fit.
+
+A 3,072-wide ``±e_i`` basis has 18.9 million planes: its ``(P, T)`` counts alone are 7.5 GB.
+:func:`resonance_summary` returns, without ever holding them, the exact sums that the usual
+questions need (issue 16):
+
+* the mean SRM curve over planes (Eqn. 2 averaged over planes; the dashed line of the paper's
+  figures): per-angle counts summed over planes;
+* per-plane totals: each plane's counts summed over the angles (its mean SRM over θ), from which
+  :meth:`SRMSummary.vector_shares` gives each basis vector's (each neuron's) share of the lit
+  counts, and :func:`rank_planes` the planes worth a full curve.
+
+Summaries are integers and add over batches and devices like counts (SPEC §4): ``a + b`` is the
+summary of the union. Sums that can pass ``2**31`` are kept in two int32 limbs
+(:func:`srm_jax.sample_major.wide_add`). The sample-major kernel computes them directly; every
+other method sums its full counts (so a summary is available for any basis where ``(P, T)``
+fits).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from srm_jax.resonance import (
+    _grouped_counts,
+    _prepare,
+    check_same_settings,
+    plan_measurement,
+)
+from srm_jax.rotation import normalise_rows
+from srm_jax.sample_major import sample_major_counts, wide_add, wide_sum, wide_value
+
+
+@struct.dataclass
+class SRMSummary:
+    """Additive summaries of SRM counts over planes and angles (a pytree; see the module doc).
+
+    Attributes:
+      curve_counts: int32 ``(T, 2)`` wide: per angle, the counts summed over planes.
+      negative_curve_counts: the same for ``d̂·s ≤ −ε`` (signed SRM, or ε < 0), else ``None``.
+      plane_totals: int32 ``(P, 2)`` wide: per plane, the counts summed over the angles.
+      negative_plane_totals: the same for ``d̂·s ≤ −ε``, or ``None``.
+      num_samples: int32 scalar, the samples that counted.
+      angles, planes, epsilon: as :class:`srm_jax.SRMResult`.
+      signed: signed SRM (Eqn. 4); static.
+      complement: ε < 0: the count fields hold the counts of the cone at ``|ε|`` and its opposite
+        (positive and negative), and the values are taken through the complement (SPEC §5);
+        static.
+    """
+
+    curve_counts: jax.Array
+    negative_curve_counts: jax.Array | None
+    plane_totals: jax.Array
+    negative_plane_totals: jax.Array | None
+    num_samples: jax.Array
+    angles: jax.Array
+    planes: jax.Array
+    epsilon: jax.Array
+    signed: bool = struct.field(pytree_node=False, default=False)
+    complement: bool = struct.field(pytree_node=False, default=False)
+
+    def _pair(self, field: str, scale: int):
+        """Positive and negative sums (float) at ε, the complement applied."""
+        dtype = jnp.result_type(self.angles.dtype, jnp.float32)
+        positive = wide_value(getattr(self, field), dtype)
+        negative_field = getattr(self, "negative_" + field)
+        negative = None if negative_field is None else wide_value(negative_field, dtype)
+        if self.complement:
+            total = jnp.asarray(self.num_samples).astype(dtype) * scale
+            positive, negative = total - negative, total - positive
+        return positive, negative
+
+    def _values(self, field: str, scale: int, divisor: int) -> jax.Array:
+        positive, negative = self._pair(field, scale)
+        if self.signed:
+            positive = positive - negative
+        n = jnp.asarray(self.num_samples).astype(positive.dtype)
+        return positive / (n * divisor)
+
+    @property
+    def mean_curve(self) -> jax.Array:
+        """The mean SRM curve over planes, ``(T,)``: equal to ``SRMResult.mean_curve``."""
+        num_planes = self.planes.shape[0]
+        return self._values("curve_counts", num_planes, num_planes)
+
+    @property
+    def plane_means(self) -> jax.Array:
+        """Each plane's SRM averaged over the angles, ``(P,)`` (signed when ``signed``)."""
+        num_angles = self.angles.shape[0]
+        return self._values("plane_totals", num_angles, num_angles)
+
+    def vector_shares(self) -> jax.Array:
+        """Each basis vector's share of the lit counts, ``(m,)`` (sums to 1; NaN if none lit).
+
+        A plane's lit counts (``d̂·s ≥ ε`` over its angles) are split evenly between its two
+        vectors; for a ``±`` orthonormal basis, add the shares of ``+e_i`` and ``−e_i`` for
+        neuron ``i``.
+        """
+        totals, _ = self._pair("plane_totals", self.angles.shape[0])
+        m = int(jnp.max(self.planes)) + 1 if self.planes.shape[0] else 0
+        per_vector = (jax.ops.segment_sum(totals, self.planes[:, 0], num_segments=m)
+                      + jax.ops.segment_sum(totals, self.planes[:, 1], num_segments=m))
+        return per_vector / (2 * jnp.sum(totals))
+
+    def __add__(self, other: SRMSummary) -> SRMSummary:
+        return combine_summaries(self, other)
+
+
+def combine_summaries(first: SRMSummary, second: SRMSummary) -> SRMSummary:
+    """The summary of the union of two disjoint sample sets (SPEC §4: sums are additive)."""
+    if (first.signed, first.complement) != (second.signed, second.complement):
+        raise ValueError("cannot combine summaries of different settings (signed, sign of ε).")
+    check_same_settings(first, second, ("angles", "planes", "epsilon"))
+
+    def add(a, b):
+        return None if a is None else wide_sum(a, b)
+
+    return first.replace(
+        curve_counts=wide_sum(first.curve_counts, second.curve_counts),
+        negative_curve_counts=add(first.negative_curve_counts, second.negative_curve_counts),
+        plane_totals=wide_sum(first.plane_totals, second.plane_totals),
+        negative_plane_totals=add(first.negative_plane_totals, second.negative_plane_totals),
+        num_samples=first.num_samples + second.num_samples,
+    )
+
+
+def plan_summaries(plan, activations, basis, pairs, angles, epsilon, *, groups=None,
+                   num_groups: int = 1, table=None):
+    """Summaries of disjoint sample groups, as ``plan`` (:func:`srm_jax.plan_measurement`) says.
+
+    The summary counterpart of :func:`srm_jax.resonance.plan_counts`: jitted and cached; inside
+    another ``jit`` it is inlined. ``table`` is the sample-major kernel's plane table
+    (:func:`srm_jax.sample_major.plane_table`), to build once for many calls.
+
+    Returns:
+      ``(curve, negative_curve, totals, negative_totals, num_samples, angles)`` with a leading
+      group axis: wide ``(G, T, 2)`` and ``(G, P, 2)`` sums (negatives ``None`` unless the
+      plan is signed or ε < 0), ``(G,)`` sample counts and the angles in the working dtype.
+    """
+    return _grouped_summaries_jit(
+        activations, basis, pairs, angles, epsilon, groups=groups, num_groups=num_groups,
+        plan=plan, table=table,
+    )
+
+
+def _grouped_summaries(activations, basis, pairs, angles, epsilon, *, groups, num_groups, plan,
+                       table):
+    major = plan.sample_major if plan.method in ("auto", "sample_major") else None
+    if major is None:  # any other kernel: sum its full counts
+        counts, negative, num_samples, angles = _grouped_counts(
+            activations, basis, pairs, angles, epsilon, groups=groups, num_groups=num_groups,
+            signed=plan.signed, method=plan.method, chunk_size=plan.chunk_size, grid=plan.grid,
+            backend=plan.backend or jax.default_backend(),
+        )
+
+        def wide(x, axis):
+            return None if x is None else wide_add(
+                jnp.zeros(x.shape[:axis] + x.shape[axis + 1:] + (2,), jnp.int32),
+                jnp.sum(x, axis=axis))
+
+        return (wide(counts, 1), wide(negative, 1), wide(counts, 2), wide(negative, 2),
+                num_samples, angles)
+    basis, angles, valid, groups, unit, num_samples = _prepare(
+        activations, basis, angles, groups, num_groups)
+    curve, totals = sample_major_counts(
+        unit, valid, groups, num_groups, normalise_rows(basis), pairs, angles, epsilon,
+        plan.signed, plan=major, grid=plan.grid, backend=plan.backend or jax.default_backend(),
+        summary=True, chunk=plan.chunk_size, table=table, gather=plan.gather,
+    )
+    two = plan.signed or major.complement
+    return (curve[:, 0], curve[:, 1] if two else None, totals[:, 0],
+            totals[:, 1] if two else None, num_samples, angles)
+
+
+_grouped_summaries_jit = jax.jit(
+    _grouped_summaries, static_argnames=("num_groups", "plan"),
+)
+
+
+def summary_from_sums(sums, pairs, epsilon, plan, *, group: int = 0) -> SRMSummary:
+    """The :class:`SRMSummary` of group ``group`` of :func:`plan_summaries`' output."""
+    curve, negative_curve, totals, negative_totals, num_samples, angles = sums
+
+    def pick(x):
+        return None if x is None else x[group]
+
+    major = plan.sample_major if plan.method in ("auto", "sample_major") else None
+    return SRMSummary(
+        curve_counts=curve[group],
+        negative_curve_counts=pick(negative_curve),
+        plane_totals=totals[group],
+        negative_plane_totals=pick(negative_totals),
+        num_samples=num_samples[group],
+        angles=angles,
+        planes=pairs,
+        epsilon=jnp.asarray(epsilon, angles.dtype),
+        signed=plan.signed,
+        complement=major is not None and major.complement,
+    )
+
+
+def resonance_summary(
+    activations: jax.Array,
+    basis: jax.Array,
+    *,
+    epsilon: float | jax.Array,
+    angles: jax.Array | None = None,
+    planes: str | jax.Array = "comb",
+    signed: bool = False,
+    method: str = "auto",
+    max_planes: int | None = None,
+    key: jax.Array | None = None,
+    chunk_size: int | None = None,
+) -> SRMSummary:
+    """SRM (Eqns. 2 and 4) summarised over planes and angles, never holding ``(P, T)``.
+
+    The same measurement as :func:`srm_jax.spotlight_resonance` (same arguments, same exact
+    counts), returned as :class:`SRMSummary`: the mean curve over planes and each plane's total
+    over the angles. With the sample-major kernel (``method="auto"`` picks it for a wide ``±``
+    basis, :mod:`srm_jax.sample_major`) memory is ``O(P + T)`` beyond the activations; any
+    other method sums its full counts.
+
+    Returns:
+      :class:`SRMSummary`; ``summary.mean_curve`` equals ``spotlight_resonance(...).mean_curve``.
+    """
+    plan, pairs, angles = plan_measurement(
+        activations, basis, epsilon=epsilon, angles=angles, planes=planes, signed=signed,
+        method=method, max_planes=max_planes, key=key, chunk_size=chunk_size,
+    )
+    sums = plan_summaries(plan, activations, basis, pairs, angles, epsilon)
+    return summary_from_sums(sums, pairs, epsilon, plan)
+
+
+def rank_planes(summary: SRMSummary, k: int) -> jax.Array:
+    """Indices of the ``k`` planes with the most lit counts over the angles, best first.
+
+    A plane's peak over θ is at least its total over ``T`` angles divided by ``T``; the
+    candidates for the best peaks are measured exactly on their own (explicit ``planes=``).
+    """
+    totals, _ = summary._pair("plane_totals", summary.angles.shape[0])
+    k = min(int(k), totals.shape[0])
+    return jax.lax.top_k(totals, k)[1]

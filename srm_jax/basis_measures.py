@@ -307,7 +307,7 @@ def measures_rotation_test(
     map_batch_size: int | None = None,
     threshold: float = OUTLIER_THRESHOLD,
     relative_threshold: float = RELATIVE_OUTLIER_THRESHOLD,
-    signed: SignedBasis | None = None,
+    neurons: SignedBasis | None = None,
 ) -> MeasuresTest:
     """The field's measures of ``basis`` against ``num_rotations`` Haar-random rotations of it.
 
@@ -332,7 +332,7 @@ def measures_rotation_test(
       memory_budget: bytes the null may hold at once.
       map_batch_size: rotations together (overrides the budget's choice).
       threshold, relative_threshold: as :func:`measure_sums`.
-      signed: :func:`srm_jax.neurons.signed_neurons` of ``basis`` (computed when omitted).
+      neurons: :func:`srm_jax.neurons.signed_neurons` of ``basis`` (computed when omitted).
 
     Returns:
       :class:`MeasuresTest`.
@@ -343,7 +343,7 @@ def measures_rotation_test(
     if x.ndim != 2 or x.shape[1] != np.shape(basis)[1]:
         raise ValueError(f"activations must be (N, n) with the basis' n = {np.shape(basis)[1]}, "
                          f"got shape {x.shape}.")
-    signed = signed_neurons(basis) if signed is None else signed
+    signed = signed_neurons(basis) if neurons is None else neurons
     n, m = int(x.shape[1]), int(np.shape(basis)[0])
     if map_batch_size is None:
         map_batch_size = rotation_batch_size(x.shape[0], n, m, signed.num_directions,

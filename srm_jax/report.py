@@ -640,7 +640,7 @@ def srm_report(
     plane_arrays = _neurons.plane_summaries(result.counts, result.angles)
     tables = neuron_tables(signed, plane_arrays, pairs, num_samples, num_top)
     test_measures = _measures.measures_rotation_test(
-        k_test, x, b, int(num_resamples), map_batch_size=rotations_per_batch, signed=signed)
+        k_test, x, b, int(num_resamples), map_batch_size=rotations_per_batch, neurons=signed)
     streamed = None if measures is None else _measures.finalise_measures(measures)
     measure_rows = measures_table(test_measures, streamed, signed, kind, num_top)
 
@@ -892,6 +892,68 @@ def _measures_markdown(s: dict) -> list[str]:
     lines += ["", f"Outlier dimensions (scale-free, ≥ {share:.0%} of tokens): "
               f"{relative or 'none'}.", "", m["agreement"], ""]
     return lines
+
+
+def layer_table(summaries: list[dict]) -> list[dict]:
+    """One row per layer: key, verdict, p, top neurons (or basis vectors) and kurtosis."""
+    rows = []
+    for s in summaries:
+        tops = s.get("top_neurons") or [{"neuron": v["index"]} for v in s["top_basis_vectors"]]
+        kurt = s["measures"]["kurtosis"]
+        rows.append({
+            "key": s["input"]["key"],
+            "verdict": s["verdict"],
+            "p_value": s["p_value"],
+            "top_neurons": [t["neuron"] for t in tops[:5]],
+            "kurtosis": kurt["value"],
+            "kurtosis_p_value": kurt["p_value"],
+            "measures_agree": s["measures"]["agrees_with_srm"],
+        })
+    return rows
+
+
+def layers_sentence(summaries: list[dict]) -> str:
+    """Which layers are aligned, in one sentence."""
+    aligned = [str(s["input"]["key"]) for s in summaries if s["verdict"] == "aligned"]
+    anti = [str(s["input"]["key"]) for s in summaries if s["verdict"] == "anti-aligned"]
+    parts = []
+    if aligned:
+        parts.append(f"aligned with the basis: {', '.join(aligned)}")
+    if anti:
+        parts.append(f"anti-aligned: {', '.join(anti)}")
+    if not parts:
+        return f"no evidence of alignment in any of the {len(summaries)} layers"
+    return f"of {len(summaries)} layers, " + "; ".join(parts)
+
+
+def layers_summary(summaries: list[dict]) -> dict:
+    """``report.json`` of a multi-layer report: one entry per layer and the table across them."""
+    return {
+        "layers": summaries,
+        "layer_table": layer_table(summaries),
+        "aligned_layers": [s["input"]["key"] for s in summaries if s["verdict"] == "aligned"],
+        "sentence": layers_sentence(summaries),
+    }
+
+
+def layers_markdown(summaries: list[dict], figures: list[dict], *, source: str = "") -> str:
+    """``report.md`` of a multi-layer report: the table across layers, then a section a layer."""
+    lines = ["# SRM report" + (f": `{source}`" if source else ""), "",
+             f"**{layers_sentence(summaries)[0].upper()}{layers_sentence(summaries)[1:]}.**", "",
+             "| layer | verdict | p | top neurons | kurtosis (p) | measures agree |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for row in layer_table(summaries):
+        lines.append(f"| {row['key']} | {row['verdict']} | {_number(row['p_value'])} | "
+                     f"{', '.join(map(str, row['top_neurons']))} | {_number(row['kurtosis'])} "
+                     f"({_number(row['kurtosis_p_value'])}) | "
+                     f"{'yes' if row['measures_agree'] else 'no'} |")
+    lines.append("")
+    for summary, figs in zip(summaries, figures, strict=True):
+        section = report_markdown(summary, figs).splitlines()
+        section[0] = f"## Layer `{summary['input']['key']}`"
+        lines += ["#" + line if line.startswith("## ") else line for line in section]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def json_safe(value):

@@ -13,7 +13,7 @@ import pytest
 import srm_jax
 from srm_jax import cli
 
-N, DIM, RESAMPLES = 400, 16, 19
+N, DIM, RESAMPLES = 400, 16, 39  # two-sided p down to 0.05
 ARGS = ["--resamples", str(RESAMPLES), "--max-samples", str(N)]
 
 
@@ -60,8 +60,7 @@ def test_outlier_channels_named_first_and_shards_equal_their_concatenation(
     top = whole["top_basis_vectors"]
     assert len(top) == 20 and all(v["neuron"] in channels for v in top[:4])
     assert {v["sign"] for v in top[:4]} == {-1, 1}
-    assert [t["neuron"] for t in whole["top_neurons"][:2]] == channels or sorted(
-        t["neuron"] for t in whole["top_neurons"][:2]) == channels
+    assert sorted(t["neuron"] for t in whole["top_neurons"][:2]) == channels
     assert len(whole["top_planes"]) == 20
     measures = whole["measures"]
     for name in ("outlier_dimensions", "outlier_dimensions_relative"):

@@ -3,7 +3,9 @@
 Reads activations saved by any framework (``.npy``, ``.npz``, ``.safetensors``), streams them
 through :func:`srm_jax.accumulate_srm` (memory-mapped ``.npy`` windows, lazy safetensors slices,
 sequential ``.npz`` reads: memory does not grow with the number of rows), and writes the report
-of :mod:`srm_jax.report` (``report.json``, ``report.md`` and figures) to ``--out``.
+of :mod:`srm_jax.report` (``report.json``, ``report.md`` and figures) to ``--out``. Several files
+(or a directory) are shards of one sample set, read in turn; several ``--key`` (or ``--key all``)
+report several layers, with a table across them.
 
 Every input is checked before anything is computed; a bad input ends with one line on stderr
 naming the problem and exit status 2, and nothing is written: the outputs are written to a

@@ -14,7 +14,16 @@ answers "is this layer aligned with the basis?" with the library's own analyses,
 * an ε sweep (:func:`srm_jax.alignment_sweep`) and its best ε;
 * with labels, the most class-selective planes and basis vectors with family-wise p-values
   against shuffled labels (App. B.2, :func:`srm_jax.rank_selectivity`);
-* the projection density of the top plane (:func:`srm_jax.projection_density`).
+* the projection density of the top plane (:func:`srm_jax.projection_density`);
+* which neurons: the basis vectors ranked by the share of the lit counts their planes carry and
+  the planes by SRM peak (:mod:`srm_jax.neurons`, from per-plane arrays only), with the
+  neuron × neuron map and the per-neuron shares of a ``±`` orthonormal basis;
+* the field's measures beside SRM: kurtosis across dimensions, outlier dimensions (absolute and
+  scale-free) and proximity, each against the same random rotations as the SRM test
+  (:mod:`srm_jax.basis_measures`), and whether they agree with SRM's verdict.
+
+Memory: :func:`check_memory` sizes the rotation batches from a budget (``--memory-budget``) and
+refuses, in one line naming what to reduce, an input that cannot fit.
 
 The verdict is two-sided: with ``p_greater`` the rotation test's p-value for alignment and
 ``p_less`` the one for anti-alignment (the same null scores), ``p = min(1, 2 min(p_greater,

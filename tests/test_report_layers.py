@@ -73,6 +73,9 @@ def test_outlier_channels_named_first_and_shards_equal_their_concatenation(
         assert (tmp_path / "whole" / whole["figures"][name]).stat().st_size > 1000
     # Shards (a directory, and the same files listed) give exactly the concatenation's numbers.
     files = sorted(shards.iterdir())
+    source = cli.ShardedSource(cli.shard_paths([str(shards)]), None)
+    assert source.shape == x.shape and source.name.startswith("3 shards (")
+    np.testing.assert_array_equal(np.concatenate(list(source.rows(64))), x)
     for i, inputs in enumerate(([shards], files)):
         status, _, err = run([*inputs, "--out", tmp_path / f"sharded{i}", *ARGS], capsys)
         assert status == 0, err

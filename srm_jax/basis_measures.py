@@ -30,7 +30,9 @@ unchanged (as the SRM rotation test, App. B.1), with this convention for rotatio
 ``keys = jax.random.split(key, num_rotations)``, ``q_i = srm_jax.random_orthogonal(keys[i], n)``,
 rotated basis ``basis @ q_iᵀ`` (:func:`srm_jax._precision.exact_matmul`). Rotations are drawn
 and applied ``rotations_per_batch`` at a time (``jax.lax.map`` over key batches), a number chosen
-from a memory budget (:func:`rotation_batch_size`), never all at once.
+from a memory budget (:func:`rotation_batch_size`), never all at once. Its per-rotation step,
+:func:`measure_basis`, measures any (rotated) basis in row chunks, for an SRM rotation loop to
+share the same rotations.
 """
 
 from __future__ import annotations
@@ -366,27 +368,61 @@ def measures_rotation_test(
     )
 
 
+def measure_basis(
+    activations: jax.Array,
+    basis: jax.Array,
+    representative: jax.Array,
+    signs: jax.Array,
+    *,
+    row_chunk: int = ROW_CHUNK,
+    threshold: float = OUTLIER_THRESHOLD,
+    relative_threshold: float = RELATIVE_OUTLIER_THRESHOLD,
+) -> BasisMeasures:
+    """The measures of ``activations`` on ``basis`` (or on a rotated copy ``basis @ qᵀ`` with the
+    same rows), ``row_chunk`` samples at a time (``jax.lax.scan``; memory ``row_chunk × K``).
+
+    The per-rotation step of :func:`measures_rotation_test`, public so that an SRM rotation loop
+    can measure the same rotated bases. Pure and jit-safe (``row_chunk`` and the thresholds
+    static).
+
+    Args:
+      activations: ``(N, n)`` samples (NaN rows and zero rows count nowhere).
+      basis: ``(m, n)`` basis, rotated or not.
+      representative: int ``(K,)`` one row of each direction (:attr:`SignedBasis.representative`).
+      signs: ``(K,)`` the sign of each representative row (``SignedBasis.sign[representative]``).
+      row_chunk: samples measured together.
+      threshold, relative_threshold: as :func:`measure_sums`.
+
+    Returns:
+      :class:`BasisMeasures`.
+    """
+    x = jnp.asarray(activations)
+    n = x.shape[1]
+    pad = (-x.shape[0]) % row_chunk
+    x = jnp.concatenate([x, jnp.full((pad, n), jnp.nan, x.dtype)]) if pad else x
+    chunks = x.reshape(-1, row_chunk, n)
+    b = jnp.asarray(basis)
+    unit = b / jnp.linalg.norm(b, axis=1, keepdims=True)
+    directions = jnp.asarray(signs, unit.dtype)[:, None] * unit[jnp.asarray(representative)]
+
+    def add(total, rows):
+        sums = activation_sums(rows, directions, threshold=threshold,
+                               relative_threshold=relative_threshold)
+        return combine_sums(total, sums), None
+
+    sums, _ = jax.lax.scan(add, zero_sums(directions.shape[0]), chunks)
+    return finalise_measures(sums)
+
+
 @partial(jax.jit, static_argnames=("rotations_per_batch", "row_chunk", "threshold",
                                    "relative_threshold"))
 def _measures_null(keys, x, basis, representative, signs, *, rotations_per_batch, row_chunk,
                    threshold, relative_threshold):
     n = x.shape[1]
-    pad = (-x.shape[0]) % row_chunk
-    x = jnp.concatenate([x, jnp.full((pad, n), jnp.nan, x.dtype)]) if pad else x
-    chunks = x.reshape(-1, row_chunk, n)
-    num_directions = representative.shape[0]
 
     def measure(b):
-        unit = b / jnp.linalg.norm(b, axis=1, keepdims=True)
-        directions = signs[:, None] * unit[representative]
-
-        def add(total, rows):
-            sums = activation_sums(rows, directions, threshold=threshold,
-                                   relative_threshold=relative_threshold)
-            return combine_sums(total, sums), None
-
-        sums, _ = jax.lax.scan(add, zero_sums(num_directions), chunks)
-        return finalise_measures(sums)
+        return measure_basis(x, b, representative, signs, row_chunk=row_chunk,
+                             threshold=threshold, relative_threshold=relative_threshold)
 
     def rotated(k):
         q = random_orthogonal(k, n, dtype=basis.dtype)

@@ -3,7 +3,9 @@
 Reads activations saved by any framework (``.npy``, ``.npz``, ``.safetensors``), streams them
 through :func:`srm_jax.accumulate_srm` (memory-mapped ``.npy`` windows, lazy safetensors slices,
 sequential ``.npz`` reads: memory does not grow with the number of rows), and writes the report
-of :mod:`srm_jax.report` (``report.json``, ``report.md`` and figures) to ``--out``.
+of :mod:`srm_jax.report` (``report.json``, ``report.md`` and figures) to ``--out``. Several files
+(or a directory) are shards of one sample set, read in turn; several ``--key`` (or ``--key all``)
+report several layers, with a table across them.
 
 Every input is checked before anything is computed; a bad input ends with one line on stderr
 naming the problem and exit status 2, and nothing is written: the outputs are written to a
@@ -27,8 +29,10 @@ import numpy as np
 from srm_jax.report import (
     BASIS_SPECS,
     DEFAULT_EPSILON,
+    DEFAULT_MEMORY_BUDGET_GIB,
     DEFAULT_RESAMPLES,
     DEFAULT_STATISTIC,
+    DEFAULT_TOP,
     FIGURES,
     ReportError,
 )
@@ -43,6 +47,8 @@ DEFAULT_MAX_PLANES = 1_000
 BATCH_ELEMENTS = 1 << 19
 MAX_BATCH_SAMPLES = 1 << 16
 OUTPUT_FILES = ("report.json", "report.md", *FIGURES.values())
+#: Folder of the per-layer figures of a multi-layer report.
+LAYERS_DIR = "layers"
 
 
 # ------------------------------------------------------------------------------- reading
@@ -199,6 +205,69 @@ def _read_npy_header(f):
     return np.lib.format.read_array_header_2_0(f)
 
 
+def shard_paths(paths: list[str]) -> list[str]:
+    """The shard files of ``paths``: each a file, or a directory whose ``.npy``/``.npz``/
+    ``.safetensors`` files are taken in name order."""
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(f for f in os.listdir(path) if f.lower().endswith(SUFFIXES))
+            if not found:
+                raise ReportError(f"{path} is a directory with no .npy, .npz or .safetensors file")
+            files += [os.path.join(path, f) for f in found]
+        else:
+            files.append(path)
+    return files
+
+
+class ShardedSource:
+    """One array read from a sequence of shards, one after another, as a single array.
+
+    Every shard must hold the array (``key``) with the same row shape (width) and a real dtype;
+    otherwise a :class:`ReportError` names the shard. One shard is exactly an
+    :class:`ArraySource`.
+    """
+
+    def __init__(self, paths: list[str], key: str | None, *, what: str = "activations"):
+        self.shards = [ArraySource(paths[0], key, what=what)]
+        self.key = self.shards[0].key
+        row_shape = self.shards[0].shape[1:]
+        for path in paths[1:]:
+            shard = ArraySource(path, self.key, what=what)
+            if shard.shape[1:] != row_shape:
+                raise ReportError(
+                    f"shard {shard.name} has rows of shape {shard.shape[1:]} but "
+                    f"{self.shards[0].name} has {row_shape}: every shard needs the same width"
+                )
+            self.shards.append(shard)
+        self.path = paths[0] if len(paths) == 1 else list(paths)
+        self.dtype = self.shards[0].dtype
+        self.shape = (sum(sh.shape[0] for sh in self.shards), *row_shape) if row_shape else (
+            self.shards[0].shape)
+        self.kind = self.shards[0].kind
+
+    @property
+    def name(self) -> str:
+        if len(self.shards) == 1:
+            return self.shards[0].name
+        key = "" if self.key is None else f"[{self.key!r}]"
+        return f"{len(self.shards)} shards ({self.shards[0].path} …){key}"
+
+    def keys(self) -> list[str]:
+        """Names of the arrays of the first shard (empty for ``.npy``)."""
+        return self.shards[0].keys()
+
+    def rows(self, block: int) -> Iterator[np.ndarray]:
+        """Consecutive row blocks of every shard in turn (a block never spans two shards)."""
+        for shard in self.shards:
+            yield from shard.rows(block)
+
+    def read_array(self, key: str, *, what: str) -> np.ndarray:
+        """Array ``key`` of every shard, concatenated along axis 0 (labels)."""
+        parts = [ArraySource(sh.path, key, what=what).read() for sh in self.shards]
+        return np.concatenate([np.asarray(p) for p in parts], axis=0)
+
+
 class Samples:
     """How the file's rows become SRM samples ``(S, n)`` (``--features``)."""
 
@@ -244,10 +313,11 @@ def load_labels(spec: str, source: ArraySource, samples: Samples) -> np.ndarray:
         labels = ArraySource(spec, None, what="labels").read()
         name = spec
     elif spec in source.keys():
-        labels = ArraySource(source.path, spec, what="labels").read()
-        name = f"{source.path}[{spec!r}]"
+        labels = source.read_array(spec, what="labels")
+        name = f"{source.name.rsplit('[', 1)[0]}[{spec!r}]"
     else:
-        where = f" and no array named {spec!r} in {source.path}" if source.keys() else ""
+        first = source.shards[0].path
+        where = f" and no array named {spec!r} in {first}" if source.keys() else ""
         raise ReportError(f"--labels {spec}: no such file{where}")
     labels = np.asarray(labels)
     rows = source.shape[0]
@@ -319,9 +389,14 @@ def build_parser() -> argparse.ArgumentParser:
         "example: srm-jax report acts.safetensors --key layer3 --labels labels.npy --out "
         "report/",
     )
-    report.add_argument("activations", metavar="ACTIVATIONS",
-                        help=".npy, .npz or .safetensors file of (N, n) activations")
-    report.add_argument("--key", help="the array to read from a multi-array .npz/.safetensors")
+    report.add_argument("activations", metavar="ACTIVATIONS", nargs="+",
+                        help=".npy, .npz or .safetensors file(s) of (N, n) activations: several "
+                        "files (or a directory of them) are shards, read one after another as "
+                        "one sample set")
+    report.add_argument("--key", action="append",
+                        help="the array (layer) to read from multi-array .npz/.safetensors files; "
+                        "repeat it for several layers, or 'all' for every array (one section "
+                        "per layer and a table across layers)")
     report.add_argument("--basis", default="standard", metavar="SPEC",
                         help="privileged basis (see below; default: standard)")
     report.add_argument("--labels", metavar="PATH|KEY",
@@ -352,6 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--max-planes", type=int, default=DEFAULT_MAX_PLANES, metavar="P",
                         help="measure a random subset of this many planes when the basis has "
                         f"more (default {DEFAULT_MAX_PLANES:,})")
+    report.add_argument("--top", type=int, default=None, metavar="K",
+                        help=f"basis vectors and planes listed (default {DEFAULT_TOP}, or every "
+                        "plane when there are fewer)")
+    report.add_argument("--memory-budget", type=float, default=DEFAULT_MEMORY_BUDGET_GIB,
+                        metavar="GiB",
+                        help="memory the report may hold at once; rotations are drawn and "
+                        f"applied in batches that fit (default {DEFAULT_MEMORY_BUDGET_GIB:g} GiB)")
     return parser
 
 
@@ -374,12 +456,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_settings(args) -> None:
-    from srm_jax.report import check_epsilon
+    from srm_jax.report import check_epsilon, memory_budget_bytes
 
     check_epsilon(args.epsilon)
-    for name in ("resamples", "max_samples", "max_planes"):
-        if getattr(args, name) < 1:
+    for name in ("resamples", "max_samples", "max_planes", "top"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ReportError(f"--{name.replace('_', '-')} must be >= 1")
+    memory_budget_bytes(args.memory_budget)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ReportError(f"--out {args.out} exists and is not a directory")
 
@@ -390,90 +473,209 @@ def _subset(total: int, size: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(total, size, replace=False))
 
 
+def _layer_keys(paths: list[str], args) -> list[str | None]:
+    """The layers to report: ``--key`` values in order, every array for ``--key all``."""
+    keys = args.key or [None]
+    if "all" not in keys:
+        return list(dict.fromkeys(keys))
+    names = _array_names(paths[0])
+    labels = args.labels if args.labels in names else None
+    chosen = [k for k in names if k != labels and _array_rank(paths[0], k) >= 2]
+    if not chosen:
+        raise ReportError(f"--key all: {paths[0]} holds no (N, n) array")
+    return chosen
+
+
+def _array_names(path: str) -> list[str]:
+    if not os.path.exists(path):
+        raise ReportError(f"no such file: {path}")
+    if path.lower().endswith(".npy"):
+        raise ReportError(f"--key applies to .npz and .safetensors files; {path} holds one array")
+    if path.lower().endswith(".npz"):
+        with zipfile.ZipFile(path) as archive:
+            return [n[:-4] for n in archive.namelist() if n.endswith(".npy")]
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="np") as f:
+            return list(f.keys())
+    except Exception as error:
+        raise ReportError(f"cannot read {path}: {str(error).splitlines()[0]}") from None
+
+
+def _array_rank(path: str, key: str) -> int:
+    return len(ArraySource(path, key).shape)
+
+
+class _Layer:
+    """One layer's inputs, checked, and the plan of its analysis (before anything is computed)."""
+
+    def __init__(self, paths, key, args, budget):
+        from srm_jax import neurons
+        from srm_jax import report as report_lib
+
+        self.source = ShardedSource(paths, key)
+        self.samples = Samples(self.source, args.features)
+        self.basis = load_basis(args.basis, self.samples.n)
+        self.labels = (None if args.labels is None else
+                       load_labels(args.labels, self.source, self.samples))
+        import jax
+
+        k_planes, self.k_report = jax.random.split(jax.random.key(args.seed))
+        self.pairs = report_lib.report_planes(self.basis, args.planes,
+                                              max_planes=args.max_planes, key=k_planes)
+        num_planes = int(self.pairs.shape[0])
+        self.top = report_lib.check_top(args.top, num_planes)
+        self.signed = neurons.signed_neurons(self.basis)
+        self.chosen = _subset(self.samples.total, args.max_samples, args.seed)
+        report_lib.check_memory(
+            int(self.chosen.shape[0]), self.samples.n, int(self.basis.shape[0]),
+            self.signed.num_directions, num_planes, NUM_ANGLES, args.resamples, budget)
+
+
+#: Angles of the report's SRM curves (the default grid).
+NUM_ANGLES = 100
+
+
 def run_report(args) -> int:
     """``srm-jax report``: check every input, stream, analyse, write (see the module doc)."""
-    _check_settings(args)
-    source = ArraySource(args.activations, args.key)
-    samples = Samples(source, args.features)
-    basis = load_basis(args.basis, samples.n)
-    labels = None if args.labels is None else load_labels(args.labels, source, samples)
+    from srm_jax.report import memory_budget_bytes
 
-    import jax
-    from tqdm import tqdm
+    _check_settings(args)
+    budget = memory_budget_bytes(args.memory_budget)
+    paths = shard_paths(args.activations)
+    keys = _layer_keys(paths, args)
+    layers = [_Layer(paths, key, args, budget) for key in keys]  # every input, checked
 
     import srm_jax
     from srm_jax import report as report_lib
 
-    key = jax.random.key(args.seed)
-    k_planes, k_report = jax.random.split(key)
-    pairs = report_lib.report_planes(basis, args.planes, max_planes=args.max_planes,
-                                     key=k_planes)
-    chosen = _subset(samples.total, args.max_samples, args.seed)
+    outputs = []
+    for layer in layers:
+        report = _analyse(layer, args, budget)
+        summary = dict(report.summary)
+        source, samples = layer.source, layer.samples
+        summary.update({
+            "input": {"path": source.path, "key": source.key, "shape": list(source.shape),
+                      "dtype": str(source.dtype), "features": samples.features,
+                      "num_shards": len(source.shards)},
+            "basis": args.basis,
+            "planes": args.planes,
+            "max_planes": args.max_planes,
+            "seed": args.seed,
+            "labels": args.labels,
+            "memory_budget_gib": args.memory_budget,
+            "srm_jax_version": srm_jax.__version__,
+        })
+        outputs.append((report, summary))
+    if len(outputs) == 1:
+        report, summary = outputs[0]
+        _write(outputs, args.out, layers[0].source.name)
+        sentence = summary["verdict_sentence"]
+    else:
+        _write(outputs, args.out, layers[0].source.name.rsplit("[", 1)[0])
+        sentence = report_lib.layers_sentence([summary for _, summary in outputs])
+    print(f"{sentence[0].upper()}{sentence[1:]}. Report: {os.path.join(args.out, 'report.md')}")
+    return 0
+
+
+def _analyse(layer: _Layer, args, budget: float):
+    """Streams one layer's samples (SRM counts and the measures' sums), then its report."""
+    import jax
+    from tqdm import tqdm
+
+    import srm_jax
+    from srm_jax import basis_measures
+    from srm_jax import report as report_lib
+
+    source, samples, chosen = layer.source, layer.samples, layer.chosen
+    directions = layer.signed.directions(layer.basis)
+    batch_sums = jax.jit(basis_measures.activation_sums)
+    sums = [basis_measures.zero_sums(layer.signed.num_directions)]
     picked: list[np.ndarray] = []
 
     def stream():
         start = 0
         with tqdm(total=samples.total, unit=" samples", unit_scale=True, disable=None,
-                  desc="SRM", file=sys.stderr) as bar:
+                  desc=f"SRM {source.key or ''}".strip(), file=sys.stderr) as bar:
             for batch in samples.batches():
                 stop = start + batch.shape[0]
                 lo, hi = np.searchsorted(chosen, [start, stop])
                 picked.append(batch[chosen[lo:hi] - start])
                 start = stop
+                pad = samples.batch_samples - batch.shape[0]  # one compiled shape
+                padded = np.pad(batch, ((0, pad), (0, 0)), constant_values=np.nan) if pad > 0 \
+                    else batch
+                sums[0] = basis_measures.combine_sums(sums[0], batch_sums(padded, directions))
                 bar.update(batch.shape[0])
                 yield batch
 
-    result = srm_jax.accumulate_srm(stream(), basis, epsilon=args.epsilon, planes=pairs,
-                                    batch_size=samples.batch_samples)
+    result = srm_jax.accumulate_srm(stream(), layer.basis, epsilon=args.epsilon,
+                                    planes=layer.pairs, batch_size=samples.batch_samples)
     if int(result.num_samples) == 0:
         raise ReportError(
             f"every row of {source.name} contains NaN or Inf: nothing to measure"
         )
     subset = np.concatenate(picked, axis=0)
-    report = report_lib.srm_report(
-        subset, basis, key=k_report, epsilon=args.epsilon,
-        labels=None if labels is None else labels[chosen], planes=pairs,
+    labels = layer.labels
+    return report_lib.srm_report(
+        subset, layer.basis, key=layer.k_report, epsilon=args.epsilon,
+        labels=None if labels is None else labels[chosen], planes=layer.pairs,
         num_resamples=args.resamples, statistic=args.statistic, result=result,
-        num_rows=samples.total,
+        num_rows=samples.total, top=layer.top, memory_budget=budget, measures=sums[0],
     )
-    summary = dict(report.summary)
-    summary.update({
-        "input": {"path": source.path, "key": source.key, "shape": list(source.shape),
-                  "dtype": str(source.dtype), "features": samples.features},
-        "basis": args.basis,
-        "planes": args.planes,
-        "max_planes": args.max_planes,
-        "seed": args.seed,
-        "labels": args.labels,
-        "srm_jax_version": srm_jax.__version__,
-    })
-    _write(report, summary, args.out, source.name)
-    print(f"{summary['verdict_sentence'][0].upper()}{summary['verdict_sentence'][1:]}. "
-          f"Report: {os.path.join(args.out, 'report.md')}")
-    return 0
 
 
-def _write(report, summary: dict, out: str, source_name: str) -> None:
-    """Writes every output to a temporary directory, then moves them into ``out``."""
+def _layer_directory(key: str | None, index: int) -> str:
+    """The figures' folder of one layer of a multi-layer report: ``layers/<key>``."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(key)).strip(".")
+    return os.path.join(LAYERS_DIR, safe or f"layer{index}")
+
+
+def _write(outputs, out: str, source_name: str) -> None:
+    """Writes every output to a temporary directory, then moves them into ``out``.
+
+    One layer: ``report.json``, ``report.md`` and the figures, as ever. Several layers: the
+    figures of each in ``layers/<key>/``, one ``report.json`` with an entry per layer and the
+    table across layers, and one ``report.md`` with a section per layer.
+    """
     from srm_jax import report as report_lib
 
     scratch = tempfile.mkdtemp(prefix="srm-report-")
     try:
-        figures = report_lib.write_figures(report, scratch)
-        summary["figures"] = figures
+        if len(outputs) == 1:
+            report, summary = outputs[0]
+            figures = report_lib.write_figures(report, scratch)
+            summary["figures"] = figures
+            document, markdown = summary, report_lib.report_markdown(summary, figures,
+                                                                     source=source_name)
+        else:
+            summaries, all_figures = [], []
+            for i, (report, summary) in enumerate(outputs):
+                folder = _layer_directory(summary["input"]["key"], i)
+                os.makedirs(os.path.join(scratch, folder))
+                figures = report_lib.write_figures(report, os.path.join(scratch, folder))
+                figures = {k: f"{folder}/{v}" for k, v in figures.items()}
+                summary["figures"] = figures
+                summaries.append(summary)
+                all_figures.append(figures)
+            document = report_lib.layers_summary(summaries)
+            markdown = report_lib.layers_markdown(summaries, all_figures, source=source_name)
         with open(os.path.join(scratch, "report.json"), "w") as fh:
-            json.dump(report_lib.json_safe(summary), fh, indent=2, allow_nan=False)
+            json.dump(report_lib.json_safe(document), fh, indent=2, allow_nan=False)
             fh.write("\n")
         with open(os.path.join(scratch, "report.md"), "w") as fh:
-            fh.write(report_lib.report_markdown(summary, figures, source=source_name))
+            fh.write(markdown)
         written = set(os.listdir(scratch))
         if not os.path.exists(out):
             os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
             shutil.move(scratch, out)
             return
-        for name in OUTPUT_FILES:  # replace this report's files; drop stale ones
+        for name in (*OUTPUT_FILES, LAYERS_DIR):  # replace this report's files; drop stale ones
             target = os.path.join(out, name)
-            if os.path.exists(target):
+            if os.path.isdir(target) and name == LAYERS_DIR:
+                shutil.rmtree(target)
+            elif os.path.exists(target):
                 os.remove(target)
             if name in written:
                 shutil.move(os.path.join(scratch, name), target)

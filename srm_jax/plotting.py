@@ -309,3 +309,52 @@ def plot_alignment_test(test, *, ax=None, bins: int = 30, title: str | None = No
     ax.set_title(title or f"rotation test ({test.alternative})")
     ax.legend(fontsize="small")
     return ax
+
+
+def plot_neuron_map(image, *, neurons=None, labelled=(), ax=None, title: str | None = None):
+    """The neuron × neuron map of per-plane resonance of a ``±`` basis
+    (:func:`srm_jax.neurons.neuron_map`) on a log colour scale; unmeasured cells blank.
+
+    Args:
+      image: ``(K, K)`` per-neuron-pair values (NaN where no plane was measured).
+      neurons: ``(K,)`` neuron labels of the rows (default ``0 … K−1``).
+      labelled: slots to mark on both axes (the top neurons).
+    """
+    from matplotlib.colors import LogNorm
+
+    ax = _axes(ax, figsize=(5.5, 4.8))
+    image = np.asarray(image, np.float64)
+    k = image.shape[0]
+    neurons = np.arange(k) if neurons is None else np.asarray(neurons)
+    positive = image[np.isfinite(image) & (image > 0)]
+    shown = np.where(np.isfinite(image) & (image > 0), image, np.nan)
+    norm = (LogNorm(vmin=positive.min(), vmax=max(positive.max(), positive.min() * 1.0001))
+            if positive.size else None)
+    handle = ax.imshow(shown, norm=norm, cmap="viridis", interpolation="nearest")
+    ax.figure.colorbar(handle, ax=ax, label="mean SRM of the planes (log scale)")
+    slots = [int(s) for s in labelled]
+    ax.set_xticks(slots, [str(int(neurons[s])) for s in slots], rotation=90, fontsize="x-small")
+    ax.set_yticks(slots, [str(int(neurons[s])) for s in slots], fontsize="x-small")
+    ax.set_xlabel("neuron")
+    ax.set_ylabel("neuron")
+    ax.set_title(title or "per-plane resonance by neuron pair")
+    return ax
+
+
+def plot_neuron_shares(shares, *, neurons=None, top: int = 50, ax=None, title: str | None = None):
+    """Bar chart of the ``top`` largest shares of the lit counts, one bar a neuron (or basis
+    vector), best first (:func:`srm_jax.neurons.neuron_shares`)."""
+    shares = np.asarray(shares, np.float64)
+    neurons = np.arange(shares.shape[0]) if neurons is None else np.asarray(neurons)
+    order = np.argsort(-np.nan_to_num(shares, nan=-1.0), kind="stable")[:int(top)]
+    ax = _axes(ax, figsize=(max(4.0, 0.16 * len(order) + 1.5), 3.2))
+    ax.bar(np.arange(len(order)), shares[order], color="C0")
+    ax.axhline(1.0 / shares.shape[0], color="k", linestyle=":", linewidth=1,
+               label=f"uniform (1/{shares.shape[0]})")
+    ax.set_xticks(np.arange(len(order)), [str(int(neurons[i])) for i in order], rotation=90,
+                  fontsize="x-small")
+    ax.set_xlabel("neuron")
+    ax.set_ylabel("share of the lit counts")
+    ax.set_title(title or f"top {len(order)} neurons by share of SRM")
+    ax.legend(fontsize="small")
+    return ax

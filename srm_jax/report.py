@@ -14,7 +14,16 @@ answers "is this layer aligned with the basis?" with the library's own analyses,
 * an ε sweep (:func:`srm_jax.alignment_sweep`) and its best ε;
 * with labels, the most class-selective planes and basis vectors with family-wise p-values
   against shuffled labels (App. B.2, :func:`srm_jax.rank_selectivity`);
-* the projection density of the top plane (:func:`srm_jax.projection_density`).
+* the projection density of the top plane (:func:`srm_jax.projection_density`);
+* which neurons: the basis vectors ranked by the share of the lit counts their planes carry and
+  the planes by SRM peak (:mod:`srm_jax.neurons`, from per-plane arrays only), with the
+  neuron × neuron map and the per-neuron shares of a ``±`` orthonormal basis;
+* the field's measures beside SRM: kurtosis across dimensions, outlier dimensions (absolute and
+  scale-free) and proximity, each against the same random rotations as the SRM test
+  (:mod:`srm_jax.basis_measures`), and whether they agree with SRM's verdict.
+
+Memory: :func:`check_memory` sizes the rotation batches from a budget (``--memory-budget``) and
+refuses, in one line naming what to reduce, an input that cannot fit.
 
 The verdict is two-sided: with ``p_greater`` the rotation test's p-value for alignment and
 ``p_less`` the one for anti-alignment (the same null scores), ``p = min(1, 2 min(p_greater,
@@ -39,6 +48,8 @@ import numpy as np
 
 from srm_jax import _validation
 from srm_jax import bases as _bases
+from srm_jax import basis_measures as _measures
+from srm_jax import neurons as _neurons
 from srm_jax.alignment import alignment_score
 from srm_jax.per_class import Selectivity, distinct_planes, rank_selectivity
 from srm_jax.planes import PLANE_KINDS
@@ -75,6 +86,13 @@ NULL_BAND_DRAWS = 40
 PROJECTION_BINS = 32
 #: Planes and basis vectors listed in the class-selectivity table.
 TOP_ITEMS = 5
+#: Basis vectors and planes listed in ``top_basis_vectors`` / ``top_planes`` (``--top``).
+DEFAULT_TOP = 20
+#: Neurons shown in the per-neuron share chart, and labelled on the neuron map.
+CHART_NEURONS = 50
+MAP_LABELS = 10
+#: Memory budget of the report's rotation batches, in GiB (``--memory-budget``).
+DEFAULT_MEMORY_BUDGET_GIB = _measures.DEFAULT_MEMORY_BUDGET_GIB
 #: Basis specifications of :func:`basis_from_spec` (besides a file path, read by the caller).
 BASIS_SPECS = ("standard", "orthoplex:SEED", "simplex:SEED", "thompson:M:SEED", "random:M:SEED")
 #: Figure file names.
@@ -84,6 +102,8 @@ FIGURES = {
     "rotation_test": "rotation_test.png",
     "per_class": "per_class_top_plane.png",
     "projection": "projection_top_plane.png",
+    "neuron_map": "neuron_map.png",
+    "neuron_shares": "neuron_shares.png",
 }
 
 
@@ -104,6 +124,10 @@ class Report(NamedTuple):
       selectivity: class selectivity (:class:`srm_jax.Selectivity`), or ``None`` without labels.
       distinct: indices of the ranked planes with distinct spans (with labels), or ``None``.
       density: projection density of the top plane (:class:`srm_jax.ProjectionDensity`).
+      signed: the basis' neurons (:class:`srm_jax.neurons.SignedBasis`).
+      planes: per-plane totals, peaks and peak angles (:class:`srm_jax.neurons.PlaneSummaries`).
+      measures: the field's measures against the rotations
+        (:class:`srm_jax.basis_measures.MeasuresTest`).
     """
 
     summary: dict
@@ -115,6 +139,9 @@ class Report(NamedTuple):
     selectivity: Selectivity | None
     distinct: np.ndarray | None
     density: ProjectionDensity
+    signed: _neurons.SignedBasis | None = None
+    planes: _neurons.PlaneSummaries | None = None
+    measures: _measures.MeasuresTest | None = None
 
 
 # --------------------------------------------------------------------------------- inputs
@@ -327,6 +354,176 @@ def _selectivity_table(sel: Selectivity, distinct: np.ndarray, num_classes: int)
     }
 
 
+def check_top(top: int | None, num_planes: int) -> int:
+    """``--top K``, checked: ``1 ≤ K ≤`` the planes measured; default ``min(20, P)``."""
+    if top is None:
+        return min(DEFAULT_TOP, int(num_planes))
+    if int(top) < 1:
+        raise ReportError(f"--top must be >= 1, got {top}")
+    if int(top) > int(num_planes):
+        raise ReportError(f"--top {top} is larger than the {num_planes:,} planes measured")
+    return int(top)
+
+
+def memory_budget_bytes(gib: float) -> float:
+    """``--memory-budget GiB`` in bytes, checked to be positive and finite."""
+    if not (math.isfinite(gib) and gib > 0):
+        raise ReportError(f"--memory-budget must be a positive number of GiB, got {gib:g}")
+    return float(gib) * 2**30
+
+
+def check_memory(num_samples: int, n: int, m: int, num_directions: int, num_planes: int,
+                 num_angles: int, num_rotations: int, memory_budget: float) -> int:
+    """The up-front memory check of a report; returns the measures' rotations per batch.
+
+    Counts what the report holds at once: the analysis subset (``S × n``), SRM's ``(P, T)``
+    counts, the neuron map (``K × K``) and one batch of rotations of the field's measures
+    (:func:`srm_jax.basis_measures.rotation_batch_size`). Raises :class:`ReportError` in one
+    line naming what to reduce when even one rotation does not fit in ``memory_budget`` bytes.
+    """
+    held = 4 * (num_samples * n + 2 * num_planes * num_angles + num_directions**2)
+    if held >= memory_budget:
+        raise ReportError(
+            f"the report needs {held / 2**30:.2f} GiB before any rotation ({num_samples:,} samples "
+            f"of width {n}, {num_planes:,} planes) but the memory budget is "
+            f"{memory_budget / 2**30:.2f} GiB: reduce --max-samples or --max-planes, or raise "
+            "--memory-budget"
+        )
+    try:
+        return _measures.rotation_batch_size(num_samples, n, m, num_directions, num_rotations,
+                                             memory_budget - held)
+    except MemoryError as error:
+        raise ReportError(str(error)) from None
+
+
+def _neuron_label(signed: _neurons.SignedBasis, vector: int) -> str:
+    """``+3`` / ``−3`` for vector ``±q_3`` of a ``±`` basis; ``#v`` for any other basis."""
+    if not signed.orthonormal:
+        return f"#{vector}"
+    neuron = int(signed.neuron[signed.direction[vector]])
+    return f"{'+' if signed.sign[vector] > 0 else '−'}{neuron}"
+
+
+def neuron_tables(signed: _neurons.SignedBasis, planes: _neurons.PlaneSummaries,
+                  pairs, num_samples: int, top: int) -> dict:
+    """``top_basis_vectors``, ``top_planes`` and ``top_neurons`` of ``report.json``.
+
+    Ranked by :func:`srm_jax.neurons.rank_basis_vectors` (share of the lit counts) and
+    :func:`srm_jax.neurons.rank_planes` (SRM peak) from per-plane arrays only.
+    """
+    pairs = np.asarray(pairs)
+    m = int(signed.direction.shape[0])
+    vectors = _neurons.rank_basis_vectors(planes.totals, pairs, m, min(int(top), m))
+    best = _neurons.rank_planes(planes.peaks, min(int(top), pairs.shape[0]))
+    top_vectors = []
+    for v, score in zip(np.asarray(vectors.indices), np.asarray(vectors.scores), strict=True):
+        k = int(signed.direction[v])
+        top_vectors.append({
+            "index": int(v),
+            "neuron": int(signed.neuron[k]) if signed.orthonormal else None,
+            "sign": int(signed.sign[v]) if signed.orthonormal else None,
+            "score": _float(score),
+        })
+    top_planes = [
+        {"plane": [int(a) for a in pairs[p]],
+         "neurons": ([_neuron_label(signed, int(a)) for a in pairs[p]]),
+         "peak_srm": _float(np.float32(peak) / max(int(num_samples), 1)),
+         "peak_angle": _float(np.asarray(planes.peak_angles)[p])}
+        for p, peak in zip(np.asarray(best.indices), np.asarray(best.scores), strict=True)
+    ]
+    shares = np.asarray(_neurons.neuron_shares(vectors.all_scores, signed.direction,
+                                               signed.num_directions))
+    order = np.argsort(-np.nan_to_num(shares, nan=-1.0), kind="stable")[:int(top)]
+    top_neurons = [{"neuron": int(signed.neuron[k]), "share": _float(shares[k])} for k in order]
+    return {"top_basis_vectors": top_vectors, "top_planes": top_planes,
+            "top_neurons": top_neurons if signed.orthonormal else None,
+            "basis_is_signed_orthonormal": bool(signed.orthonormal),
+            "basis_is_standard": bool(signed.standard)}
+
+
+#: How each measure is named in report.md.
+MEASURE_NAMES = {
+    "kurtosis": "kurtosis across dimensions (mean over tokens; Gaussian: 3)",
+    "outlier_share": r"largest share of tokens with \|c\| ≥ 6 in one dimension (absolute)",
+    "outlier_share_relative": r"largest share of tokens with \|c\| ≥ 6 × RMS of the others "
+                              "(scale-free)",
+    "proximity": r"median over samples of max \|cos\| with a basis vector",
+}
+#: The measures whose verdicts are compared with SRM's (the scale-free outlier form).
+VERDICT_MEASURES = ("kurtosis", "outlier_share_relative", "proximity")
+
+
+def measures_table(test: _measures.MeasuresTest, streamed: _measures.BasisMeasures | None,
+                   signed: _neurons.SignedBasis, srm_kind: str, top: int) -> dict:
+    """``measures`` of ``report.json``: each measure's value, its rotation null and p-values,
+    the outlier dimensions, and whether the measures agree with SRM's verdict."""
+    observed = np.asarray(test.observed)
+    null = np.asarray(test.null)
+    values = (None if streamed is None else
+              np.asarray(_measures.measure_statistics(streamed)))
+    rows = {}
+    for i, name in enumerate(_measures.MEASURES):
+        p_greater, p_less = _float(test.p_greater[i]), _float(test.p_less[i])
+        kind, p_value, _ = verdict(p_greater, p_less)
+        finite = null[:, i][np.isfinite(null[:, i])]
+        quantiles = (np.quantile(finite, [0.025, 0.5, 0.975]) if finite.size
+                     else np.full(3, np.nan))
+        rows[name] = {
+            "value": _float(observed[i] if values is None else values[i]),
+            "value_test_samples": _float(observed[i]),
+            "null_quantiles": _floats(quantiles.astype(np.float32)),
+            "null": _floats(null[:, i]),
+            "p_value": p_value,
+            "p_value_greater": p_greater,
+            "p_value_less": p_less,
+            "evidence": {"aligned": "higher than rotations", "anti-aligned":
+                         "lower than rotations"}.get(kind, "no evidence"),
+        }
+    source = test.measures if streamed is None else streamed
+    dims = {}
+    for name, shares in (("outlier_dimensions", source.outlier_shares),
+                         ("outlier_dimensions_relative", source.relative_outlier_shares)):
+        shares = np.asarray(shares)
+        hits = np.nonzero(np.asarray(_measures.outlier_dimensions(shares)))[0]
+        hits = hits[np.argsort(-shares[hits], kind="stable")][:int(top)]
+        dims[name] = [{"dimension": int(signed.neuron[k]), "share": _float(shares[k])}
+                      for k in hits]
+    wanted = {"aligned": "higher than rotations", "anti-aligned": "lower than rotations"}.get(
+        srm_kind, "no evidence")
+    agree = [n for n in VERDICT_MEASURES if rows[n]["evidence"] == wanted]
+    differ = [n for n in VERDICT_MEASURES if n not in agree]
+    words = {"kurtosis": "kurtosis", "outlier_share_relative": "outlier share (scale-free)",
+             "proximity": "proximity"}
+    if not differ:
+        sentence = f"All three measures ({', '.join(words[n] for n in agree)}) agree with SRM."
+    elif not agree:
+        sentence = "None of the three measures agrees with SRM: " + "; ".join(
+            f"{words[n]}: {rows[n]['evidence']}" for n in differ) + "."
+    else:
+        sentence = (f"{', '.join(words[n] for n in agree).capitalize()} agree"
+                    f"{'s' if len(agree) == 1 else ''} with SRM; " + "; ".join(
+                        f"{words[n]}: {rows[n]['evidence']}" for n in differ) + ".")
+    coordinates = ("the standard basis' coordinates" if signed.standard else
+                   f"the coordinates in the basis' {signed.num_directions} distinct directions"
+                   if signed.orthonormal else
+                   f"the {signed.num_directions} projections d·b̂_k on the basis vectors")
+    return {
+        **rows,
+        **dims,
+        "coordinates": coordinates,
+        "num_samples": int(source.num_samples),
+        "num_test_samples": int(test.measures.num_samples),
+        "outlier_threshold": _measures.OUTLIER_THRESHOLD,
+        "relative_outlier_threshold": _measures.RELATIVE_OUTLIER_THRESHOLD,
+        "outlier_dimension_share": _measures.OUTLIER_SHARE,
+        "proximity_bins": _measures.PROXIMITY_BINS,
+        "verdict_measures": list(VERDICT_MEASURES),
+        "rotations_per_batch": int(test.rotations_per_batch),
+        "agreement": sentence,
+        "agrees_with_srm": not differ,
+    }
+
+
 def srm_report(
     activations: jax.Array,
     basis: jax.Array,
@@ -341,6 +538,9 @@ def srm_report(
     epsilons=DEFAULT_SWEEP,
     result: SRMResult | None = None,
     num_rows: int | None = None,
+    top: int | None = None,
+    memory_budget: float = DEFAULT_MEMORY_BUDGET_GIB * 2**30,
+    measures: _measures.MeasureSums | None = None,
 ) -> Report:
     """The SRM report of ``activations`` on ``basis``: numbers (``Report.summary``) and figures.
 
@@ -365,6 +565,13 @@ def srm_report(
         of ``activations``.
       num_rows: the number of rows read, counted or not (default ``S``); ``num_excluded`` is
         ``num_rows − result.num_samples``.
+      top: basis vectors and planes listed (``top_basis_vectors``, ``top_planes``); default
+        ``min(20, P)``.
+      memory_budget: bytes the report may hold at once (:func:`check_memory`): the rotation
+        batches of the field's measures are sized from it.
+      measures: :class:`srm_jax.basis_measures.MeasureSums` of *all* samples on the basis'
+        directions (streamed by the caller); default those of ``activations``. The rotation
+        null of the measures is computed on ``activations``, with the SRM test's key.
 
     Returns:
       :class:`Report`.
@@ -391,6 +598,11 @@ def srm_report(
     if num_samples == 0 or num_finite == 0:
         raise ReportError("every row of the activations contains NaN or Inf: nothing to measure")
     n, m = int(b.shape[1]), int(b.shape[0])
+    num_top = check_top(top, int(pairs.shape[0]))
+    signed = _neurons.signed_neurons(b)
+    rotations_per_batch = check_memory(
+        int(x.shape[0]), n, m, signed.num_directions, int(pairs.shape[0]),
+        int(result.angles.shape[0]), int(num_resamples), float(memory_budget))
 
     reference = self_srm(b, epsilon=epsilon, planes=pairs)
     score = _float(alignment_score(result, reference))
@@ -434,6 +646,13 @@ def srm_report(
     top_pair = pairs[top]
     density = projection_density(k_proj, x, b, top_pair, bins=PROJECTION_BINS)
 
+    plane_arrays = _neurons.plane_summaries(result.counts, result.angles)
+    tables = neuron_tables(signed, plane_arrays, pairs, num_samples, num_top)
+    test_measures = _measures.measures_rotation_test(
+        k_test, x, b, int(num_resamples), map_batch_size=rotations_per_batch, neurons=signed)
+    streamed = None if measures is None else _measures.finalise_measures(measures)
+    measure_rows = measures_table(test_measures, streamed, signed, kind, num_top)
+
     values = np.asarray(result.values)
     summary: dict[str, Any] = {
         "verdict": kind,
@@ -467,8 +686,12 @@ def srm_report(
         "top_plane": [int(a) for a in np.asarray(top_pair)],
         "null_band_samples": band_samples,
         "class_selectivity": summary_classes,
+        "top": num_top,
+        **tables,
+        "measures": measure_rows,
     }
-    return Report(summary, result, reference, band, test, sweep, selectivity, distinct, density)
+    return Report(summary, result, reference, band, test, sweep, selectivity, distinct, density,
+                  signed, plane_arrays, test_measures)
 
 
 # ------------------------------------------------------------------------------- outputs
@@ -515,6 +738,30 @@ def write_figures(report: Report, directory: str) -> dict[str, str]:
     fig, ax = plt.subplots(figsize=(5, 4.3))
     plotting.plot_projection_density(report.density, ax=ax, min_expected=0.2)
     save("projection", fig)
+    if report.signed is not None and report.planes is not None:
+        signed, pairs = report.signed, np.asarray(report.result.planes)
+        shares = _neurons.vector_shares(report.planes.totals, pairs, signed.direction.shape[0])
+        if signed.orthonormal:
+            per_neuron = np.asarray(_neurons.neuron_shares(shares, signed.direction,
+                                                           signed.num_directions))
+            mean_srm = np.asarray(report.planes.totals, np.float64) / max(
+                int(report.result.angles.shape[0]) * int(report.result.num_samples), 1)
+            image = _neurons.neuron_map(mean_srm, pairs, signed.direction, signed.num_directions)
+            top = np.argsort(-np.nan_to_num(per_neuron, nan=-1.0), kind="stable")[:MAP_LABELS]
+            fig, ax = plt.subplots(figsize=(6, 5.2))
+            plotting.plot_neuron_map(image, neurons=signed.neuron, labelled=top, ax=ax)
+            save("neuron_map", fig)
+            labels = signed.neuron
+        else:
+            per_neuron, labels = np.asarray(shares), None
+        fig = plt.figure(figsize=(max(4.0, 0.16 * min(CHART_NEURONS, len(per_neuron)) + 1.5),
+                                  3.4))
+        plotting.plot_neuron_shares(per_neuron, neurons=labels, top=CHART_NEURONS,
+                                    ax=fig.add_subplot(),
+                                    title=None if signed.orthonormal else
+                                    f"top {min(CHART_NEURONS, len(per_neuron))} basis vectors "
+                                    "by share of SRM")
+        save("neuron_shares", fig)
     return written
 
 
@@ -531,6 +778,14 @@ def report_markdown(summary: dict, figures: dict[str, str], *, source: str = "")
     sentence = s["verdict_sentence"]
     lines.append(f"**Verdict: {sentence[0].upper() + sentence[1:]}.**")
     lines.append("")
+    if s.get("top_neurons"):
+        names = ", ".join(str(t["neuron"]) for t in s["top_neurons"][:MAP_LABELS])
+        lines += [f"Top neurons (by share of the lit counts): {names}.", ""]
+    elif s.get("top_basis_vectors"):
+        names = ", ".join(str(t["index"]) for t in s["top_basis_vectors"][:MAP_LABELS])
+        lines += [f"Top basis vectors (by share of the lit counts): {names}.", ""]
+    if s.get("measures"):
+        lines += [s["measures"]["agreement"], ""]
     subset = ""
     if s["num_test_samples"] < s["num_samples"]:
         subset = f" (on a random subset of {s['num_test_samples']:,} samples)"
@@ -567,10 +822,14 @@ def report_markdown(summary: dict, figures: dict[str, str], *, source: str = "")
         "rotation_test": "the basis' score among randomly rotated bases",
         "per_class": "per-class signed SRM of the most class-selective plane",
         "projection": "density of the samples in the top plane relative to isotropic data",
+        "neuron_map": "mean SRM of the planes of every pair of neurons (log scale), top neurons "
+                      "labelled",
+        "neuron_shares": "share of the lit counts carried by the planes of each neuron, top 50",
     }
     for name, file in figures.items():
         caption = captions[name][0].upper() + captions[name][1:]
         lines += [f"![{captions[name]}]({file})", "", f"*{caption}.*", ""]
+    lines += _neurons_markdown(s) + _measures_markdown(s)
     classes = s.get("class_selectivity")
     if classes:
         lines += [
@@ -588,6 +847,120 @@ def report_markdown(summary: dict, figures: dict[str, str], *, source: str = "")
         lines += [f"| {v['vector']} | {_number(v['selectivity'])} | {_number(v['z'])} | "
                   f"{_number(v['p_value'])} | {_number(v['p_family_wise'])} |"
                   for v in classes["vectors"]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _neurons_markdown(s: dict) -> list[str]:
+    """The "Which neurons" section: the top basis vectors and planes."""
+    if not s.get("top_basis_vectors"):
+        return []
+    signed = s.get("basis_is_signed_orthonormal")
+    lines = ["## Which neurons", "",
+             "Basis vectors ranked by the share of the lit counts (Σ over θ of SRM counts) "
+             "their planes carry" + ("; ±q_k is neuron k" if signed else "") + ".", "",
+             "| rank | vector | neuron | sign | share |", "| --- | --- | --- | --- | --- |"]
+    for rank, v in enumerate(s["top_basis_vectors"], 1):
+        neuron = "–" if v["neuron"] is None else str(v["neuron"])
+        sign = "–" if v["sign"] is None else ("+" if v["sign"] > 0 else "−")
+        lines.append(f"| {rank} | {v['index']} | {neuron} | {sign} | {_number(v['score'])} |")
+    lines += ["", "Planes with the highest SRM peak:", "",
+              "| rank | plane | vectors | peak SRM | angle of the peak |",
+              "| --- | --- | --- | --- | --- |"]
+    for rank, p in enumerate(s["top_planes"], 1):
+        lines.append(f"| {rank} | ({p['plane'][0]}, {p['plane'][1]}) | "
+                     f"{p['neurons'][0]}, {p['neurons'][1]} | {_number(p['peak_srm'])} | "
+                     f"{_number(p['peak_angle'])} |")
+    return lines + [""]
+
+
+def _measures_markdown(s: dict) -> list[str]:
+    """The "measures beside SRM" section: one table, the agreement with SRM."""
+    m = s.get("measures")
+    if not m:
+        return []
+    lines = [
+        "## The field's measures beside SRM", "",
+        f"Taken on {m['coordinates']}; the value on all {m['num_samples']:,} samples, and the "
+        f"basis against the same {s['num_rotations']} random rotations as the SRM test on "
+        f"{m['num_test_samples']:,} samples (two-sided p as SRM's). The verdict uses the "
+        "scale-free outlier share; the proximity median is read from "
+        f"{m['proximity_bins']} bins on [0, 1] (within {0.5 / m['proximity_bins']:.1g}).", "",
+        "| measure | basis | rotations: median [2.5 %, 97.5 %] | p | reading |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name in _measures.MEASURES:
+        row = m[name]
+        q = row["null_quantiles"]
+        lines.append(f"| {MEASURE_NAMES[name]} | {_number(row['value'])} | {_number(q[1])} "
+                     f"[{_number(q[0])}, {_number(q[2])}] | {_number(row['p_value'])} | "
+                     f"{row['evidence']} |")
+    relative = ", ".join(f"{d['dimension']} ({d['share']:.2g})"
+                         for d in m["outlier_dimensions_relative"][:MAP_LABELS])
+    share = m["outlier_dimension_share"]
+    lines += ["", f"Outlier dimensions (scale-free, ≥ {share:.0%} of tokens): "
+              f"{relative or 'none'}.", "", m["agreement"], ""]
+    return lines
+
+
+def layer_table(summaries: list[dict]) -> list[dict]:
+    """One row per layer: key, verdict, p, top neurons (or basis vectors) and kurtosis."""
+    rows = []
+    for s in summaries:
+        tops = s.get("top_neurons") or [{"neuron": v["index"]} for v in s["top_basis_vectors"]]
+        kurt = s["measures"]["kurtosis"]
+        rows.append({
+            "key": s["input"]["key"],
+            "verdict": s["verdict"],
+            "p_value": s["p_value"],
+            "top_neurons": [t["neuron"] for t in tops[:5]],
+            "kurtosis": kurt["value"],
+            "kurtosis_p_value": kurt["p_value"],
+            "measures_agree": s["measures"]["agrees_with_srm"],
+        })
+    return rows
+
+
+def layers_sentence(summaries: list[dict]) -> str:
+    """Which layers are aligned, in one sentence."""
+    aligned = [str(s["input"]["key"]) for s in summaries if s["verdict"] == "aligned"]
+    anti = [str(s["input"]["key"]) for s in summaries if s["verdict"] == "anti-aligned"]
+    parts = []
+    if aligned:
+        parts.append(f"aligned with the basis: {', '.join(aligned)}")
+    if anti:
+        parts.append(f"anti-aligned: {', '.join(anti)}")
+    if not parts:
+        return f"no evidence of alignment in any of the {len(summaries)} layers"
+    return f"of {len(summaries)} layers, " + "; ".join(parts)
+
+
+def layers_summary(summaries: list[dict]) -> dict:
+    """``report.json`` of a multi-layer report: one entry per layer and the table across them."""
+    return {
+        "layers": summaries,
+        "layer_table": layer_table(summaries),
+        "aligned_layers": [s["input"]["key"] for s in summaries if s["verdict"] == "aligned"],
+        "sentence": layers_sentence(summaries),
+    }
+
+
+def layers_markdown(summaries: list[dict], figures: list[dict], *, source: str = "") -> str:
+    """``report.md`` of a multi-layer report: the table across layers, then a section a layer."""
+    lines = ["# SRM report" + (f": `{source}`" if source else ""), "",
+             f"**{layers_sentence(summaries)[0].upper()}{layers_sentence(summaries)[1:]}.**", "",
+             "| layer | verdict | p | top neurons | kurtosis (p) | measures agree |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for row in layer_table(summaries):
+        lines.append(f"| {row['key']} | {row['verdict']} | {_number(row['p_value'])} | "
+                     f"{', '.join(map(str, row['top_neurons']))} | {_number(row['kurtosis'])} "
+                     f"({_number(row['kurtosis_p_value'])}) | "
+                     f"{'yes' if row['measures_agree'] else 'no'} |")
+    lines.append("")
+    for summary, figs in zip(summaries, figures, strict=True):
+        section = report_markdown(summary, figs).splitlines()
+        section[0] = f"## Layer `{summary['input']['key']}`"
+        lines += ["#" + line if line.startswith("## ") else line for line in section]
         lines.append("")
     return "\n".join(lines)
 

@@ -80,4 +80,5 @@ def test_readme_report_command_parses():
     assert commands
     for command in commands:
         args = cli.build_parser().parse_args(command.split()[1:])
-        assert args.command == "report" and args.activations.endswith(".safetensors")
+        assert args.command == "report"
+        assert all(a.endswith((".safetensors", "/")) for a in args.activations)

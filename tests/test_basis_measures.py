@@ -1,0 +1,189 @@
+"""The field's measures beside SRM (srm_jax.basis_measures) and the neuron rankings
+(srm_jax.neurons), against scipy and direct NumPy definitions."""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import numpy as np
+import pytest
+import scipy.stats
+
+import srm_jax
+from srm_jax import basis_measures as bm
+from srm_jax import neurons
+from tests.conftest import random_orthogonal
+
+N, DIM, ROTATIONS = 300, 16, 39
+
+
+def planted_outliers(rng, num=N, n=DIM, channels=2, share=0.3):
+    """Gaussian tokens with ``channels`` outlier channels at random indices."""
+    x = rng.normal(size=(num, n))
+    index = rng.choice(n, channels, replace=False)
+    for i in index:
+        rows = rng.random(num) < share
+        x[rows, i] = rng.choice([-1, 1], rows.sum()) * rng.uniform(10, 14, rows.sum())
+    return x.astype(np.float32), index
+
+
+def test_kurtosis_equals_scipy_averaged_over_tokens(rng):
+    x = rng.standard_t(3, size=(N, DIM)).astype(np.float32)
+    q = random_orthogonal(rng, DIM)
+    for directions in (np.eye(DIM), q):
+        coords = x.astype(np.float64) @ directions.T
+        expected = np.mean(scipy.stats.kurtosis(coords, axis=1, fisher=False))
+        sums = bm.activation_sums(x, directions.astype(np.float32))
+        assert float(bm.finalise_measures(sums).kurtosis) == pytest.approx(expected, rel=1e-4)
+    # Gaussian coordinates: 3 (the Fisher correction's reference), up to sampling error.
+    gauss = rng.normal(size=(4000, 64)).astype(np.float32)
+    value = float(bm.finalise_measures(bm.activation_sums(gauss, np.eye(64))).kurtosis)
+    assert abs(value - 3.0) < 0.1
+
+
+def test_outliers_and_proximity_against_direct_definitions(rng):
+    x, _ = planted_outliers(rng)
+    x[[4, 9]] = np.nan
+    x[17] = 0.0
+    basis = srm_jax.thompson_basis(jax.random.key(1), 20, DIM)  # a general (non-±) basis
+    signed = neurons.signed_neurons(basis)
+    assert not signed.orthonormal and signed.num_directions == 20
+    unit = np.asarray(basis, np.float64)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    measures = bm.finalise_measures(bm.activation_sums(x, unit.astype(np.float32)))
+    keep = np.all(np.isfinite(x), axis=1) & np.any(x != 0, axis=1)
+    d = x[keep].astype(np.float64)
+    c = d @ unit.T
+    assert int(measures.num_samples) == keep.sum() == N - 3
+    np.testing.assert_allclose(measures.outlier_shares, np.mean(np.abs(c) >= 6, axis=0),
+                               atol=1.5 / N)
+    others = np.sqrt((np.sum(c**2, axis=1, keepdims=True) - c**2) / (c.shape[1] - 1))
+    np.testing.assert_allclose(measures.relative_outlier_shares,
+                               np.mean(np.abs(c) >= 6 * others, axis=0), atol=1.5 / N)
+    cosine = np.max(np.abs(c), axis=1) / np.linalg.norm(d, axis=1)
+    # The binned median is within one bin of the exact one.
+    assert abs(float(measures.proximity) - np.median(cosine)) <= 0.5 / bm.PROXIMITY_BINS + 1e-7
+
+
+def test_histogram_median_against_numpy(rng):
+    for size in (1, 2, 7, 1000):
+        values = rng.random(size)
+        hist = np.histogram(values, bins=bm.PROXIMITY_BINS, range=(0, 1))[0]
+        error = abs(float(bm.histogram_median(hist)) - np.median(values))
+        assert error <= 0.5 / bm.PROXIMITY_BINS + 1e-7
+    assert np.isnan(float(bm.histogram_median(np.zeros(8, np.int32))))
+
+
+def test_batches_add_up_to_the_whole(rng):
+    x, _ = planted_outliers(rng)
+    directions = random_orthogonal(rng, DIM).astype(np.float32)
+    whole = bm.activation_sums(x, directions)
+    parts = [bm.activation_sums(part, directions) for part in np.array_split(x, [37, 200])]
+    total = bm.zero_sums(DIM)
+    for part in parts:
+        total = bm.combine_sums(total, part)
+    for name, a, b in zip(bm.MeasureSums._fields, total, whole, strict=True):
+        if np.issubdtype(np.asarray(b).dtype, np.integer):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-5, err_msg=name)
+
+
+def test_planted_outlier_channels_are_named_first_and_significant(rng):
+    # n = 32: a magnitude-12 outlier rotated away spreads to about 12/√32 per dimension, below 6.
+    x, index = planted_outliers(rng, n=32)
+    basis = srm_jax.standard_basis(32)
+    measures = bm.finalise_measures(bm.activation_sums(x, np.eye(32, dtype=np.float32)))
+    for shares in (measures.outlier_shares, measures.relative_outlier_shares):
+        assert set(np.argsort(-np.asarray(shares))[:2]) == set(index)
+        assert np.sum(bm.outlier_dimensions(shares)) == 2
+    test = bm.measures_rotation_test(jax.random.key(0), x, basis, ROTATIONS)
+    for name, p in zip(bm.MEASURES, np.asarray(test.p_greater), strict=True):
+        assert p == pytest.approx(1 / (ROTATIONS + 1)), name
+
+
+def test_isotropic_data_give_no_evidence_on_any_measure(rng):
+    x = rng.normal(size=(N, DIM)).astype(np.float32)
+    for basis in (srm_jax.standard_basis(DIM), srm_jax.thompson_basis(jax.random.key(2), 24, DIM)):
+        test = bm.measures_rotation_test(jax.random.key(5), x, basis, ROTATIONS)
+        for name, pg, pl in zip(bm.MEASURES, np.asarray(test.p_greater), np.asarray(test.p_less),
+                                strict=True):
+            assert bm.two_sided(float(pg), float(pl)) > 0.05, name
+
+
+def test_rotation_convention_and_batching(rng):
+    """Row i of the null is the basis rotated by random_orthogonal(split(key, R)[i], n); the
+    rotations per batch do not change it."""
+    x, _ = planted_outliers(rng, num=100, n=8)
+    basis = srm_jax.orthoplex_basis(jax.random.key(3), 8)
+    key = jax.random.key(11)
+    one = bm.measures_rotation_test(key, x, basis, 5, map_batch_size=1)
+    three = bm.measures_rotation_test(key, x, basis, 5, map_batch_size=3)
+    np.testing.assert_allclose(one.null, three.null, rtol=1e-5)
+    signed = neurons.signed_neurons(basis)
+    for i, k in enumerate(jax.random.split(key, 5)):
+        rotated = srm_jax._precision.exact_matmul(basis, srm_jax.random_orthogonal(k, 8).T)
+        expected = bm.measure_statistics(bm.finalise_measures(
+            bm.activation_sums(x, signed.directions(rotated))))
+        np.testing.assert_allclose(one.null[i], expected, rtol=1e-5, err_msg=str(i))
+
+
+def test_memory_budget_batches_rotations_and_refuses_what_cannot_fit():
+    per = bm.rotation_bytes(64, 128, 64, bm.ROW_CHUNK)
+    fixed = 2 * 4 * 2048 * 64
+    assert bm.rotation_batch_size(2000, 64, 128, 64, 199, fixed + 3.5 * per) == 3
+    assert bm.rotation_batch_size(2000, 64, 128, 64, 2, 1e12) == 2
+    with pytest.raises(MemoryError, match="reduce --max-samples or raise --memory-budget"):
+        bm.rotation_batch_size(2000, 64, 128, 64, 199, fixed + 0.5 * per)
+
+
+def test_signed_neurons_of_standard_orthoplex_and_other_bases(rng):
+    n = 7
+    order = rng.permutation(2 * n)
+    basis = np.concatenate([np.eye(n), -np.eye(n)])[order]
+    signed = neurons.signed_neurons(basis)
+    assert signed.orthonormal and signed.standard and signed.num_directions == n
+    # The neuron of ±e_i is the coordinate i, whatever the row order.
+    np.testing.assert_array_equal(signed.neuron[signed.direction], order % n)
+    np.testing.assert_array_equal(signed.sign, np.where(order < n, 1, -1))
+    np.testing.assert_allclose(signed.directions(basis), np.eye(n)[signed.neuron])
+    partial = np.eye(n)[[5, 2]] * np.array([[-1.0], [1.0]])  # -e_5, e_2
+    signed = neurons.signed_neurons(partial)
+    assert list(signed.neuron) == [5, 2] and list(signed.sign) == [-1, 1]
+    ortho = np.asarray(srm_jax.orthoplex_basis(jax.random.key(0), n))
+    signed = neurons.signed_neurons(ortho)
+    assert signed.orthonormal and not signed.standard
+    np.testing.assert_array_equal(signed.direction, np.tile(np.arange(n), 2))
+    np.testing.assert_array_equal(signed.sign, np.repeat([1, -1], n))
+    for basis in (srm_jax.simplex_basis(jax.random.key(0), n), np.eye(n) + 0.01):
+        signed = neurons.signed_neurons(basis)
+        assert not signed.orthonormal and signed.num_directions == len(basis)
+
+
+def test_rankings_against_direct_definitions(rng):
+    m = 9
+    pairs = np.array(list(itertools.combinations(range(m), 2)), np.int32)
+    counts = rng.integers(0, 50, size=(len(pairs), 12)).astype(np.int32)
+    angles = np.linspace(0, 2 * np.pi, 12)
+    summary = neurons.plane_summaries(counts, angles)
+    np.testing.assert_array_equal(summary.totals, counts.sum(1))
+    np.testing.assert_array_equal(summary.peaks, counts.max(1))
+    np.testing.assert_allclose(summary.peak_angles, angles[counts.argmax(1)])
+    totals = counts.sum(1)
+    share = np.array([totals[(pairs == v).any(1)].sum() for v in range(m)]) / (2 * totals.sum())
+    ranking = neurons.rank_basis_vectors(summary.totals, pairs, m, 4)
+    np.testing.assert_allclose(ranking.all_scores, share, rtol=1e-6)
+    np.testing.assert_array_equal(ranking.indices, np.argsort(-share, kind="stable")[:4])
+    assert float(np.sum(ranking.all_scores)) == pytest.approx(1.0)
+    planes = neurons.rank_planes(summary.peaks, 5)
+    np.testing.assert_array_equal(planes.scores, np.sort(counts.max(1))[::-1][:5])
+    # The neuron map of an orthoplex-like labelling: mean over the planes of each neuron pair.
+    direction = np.arange(m) % 3
+    image = np.asarray(neurons.neuron_map(totals, pairs, direction, 3))
+    for a, b in itertools.permutations(range(3), 2):
+        mask = ((direction[pairs[:, 0]] == a) & (direction[pairs[:, 1]] == b)) | (
+            (direction[pairs[:, 0]] == b) & (direction[pairs[:, 1]] == a))
+        assert image[a, b] == pytest.approx(totals[mask].mean())
+    shares = neurons.neuron_shares(share, direction, 3)
+    np.testing.assert_allclose(shares, [share[direction == k].sum() for k in range(3)], rtol=1e-6)

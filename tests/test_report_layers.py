@@ -1,0 +1,187 @@
+"""``srm-jax report`` at language-model width (issue 17): which neurons, the field's measures
+beside SRM, shards and layers, the memory budget, and their bad inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+import srm_jax
+from srm_jax import cli
+
+N, DIM, RESAMPLES = 400, 16, 39  # two-sided p down to 0.05
+ARGS = ["--resamples", str(RESAMPLES), "--max-samples", str(N)]
+
+
+def run(argv, capsys):
+    status = cli.main(["report", *(str(a) for a in argv)])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def load(out_dir) -> dict:
+    with open(os.path.join(out_dir, "report.json")) as fh:
+        return json.load(fh)
+
+
+def outlier_tokens(rng, num=N, n=DIM, channels=(3, 11)):
+    """Gaussian tokens with outlier channels (magnitude 10-14 on 30 % of the tokens)."""
+    x = rng.normal(size=(num, n))
+    for i in channels:
+        rows = rng.random(num) < 0.3
+        x[rows, i] = rng.choice([-1, 1], rows.sum()) * rng.uniform(10, 14, rows.sum())
+    return x.astype(np.float32)
+
+
+def clustered(rng, basis, num=N, noise=0.3):
+    """Samples near the rows of ``basis`` (every vector equally often)."""
+    basis = np.asarray(basis)
+    return (3 * basis[rng.integers(0, len(basis), num)]
+            + noise * rng.normal(size=(num, basis.shape[1]))).astype(np.float32)
+
+
+def test_outlier_channels_named_first_and_shards_equal_their_concatenation(
+        rng, tmp_path, capsys):
+    channels = sorted(int(c) for c in rng.choice(DIM, 2, replace=False))
+    x = outlier_tokens(rng, channels=channels)
+    np.save(tmp_path / "whole.npy", x)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for i, part in enumerate(np.array_split(x, [150, 151])):  # one shard of a single row
+        np.save(shards / f"shard-{i:02d}.npy", part)
+    status, _, err = run([tmp_path / "whole.npy", "--out", tmp_path / "whole", *ARGS], capsys)
+    assert status == 0, err
+    whole = load(tmp_path / "whole")
+    # The planted channels are the top neurons: both signs of each, then the rest.
+    top = whole["top_basis_vectors"]
+    assert len(top) == 20 and all(v["neuron"] in channels for v in top[:4])
+    assert {v["sign"] for v in top[:4]} == {-1, 1}
+    assert sorted(t["neuron"] for t in whole["top_neurons"][:2]) == channels
+    assert len(whole["top_planes"]) == 20
+    measures = whole["measures"]
+    for name in ("outlier_dimensions", "outlier_dimensions_relative"):
+        assert sorted(d["dimension"] for d in measures[name][:2]) == channels, name
+    assert measures["kurtosis"]["evidence"] == "higher than rotations"
+    markdown = (tmp_path / "whole" / "report.md").read_text()
+    assert "Top neurons (by share of the lit counts): " in markdown
+    assert "## The field's measures beside SRM" in markdown and measures["agreement"] in markdown
+    for name in ("neuron_map", "neuron_shares"):
+        assert (tmp_path / "whole" / whole["figures"][name]).stat().st_size > 1000
+    # Shards (a directory, and the same files listed) give exactly the concatenation's numbers.
+    files = sorted(shards.iterdir())
+    source = cli.ShardedSource(cli.shard_paths([str(shards)]), None)
+    assert source.shape == x.shape and source.name.startswith("3 shards (")
+    np.testing.assert_array_equal(np.concatenate(list(source.rows(64))), x)
+    for i, inputs in enumerate(([shards], files)):
+        status, _, err = run([*inputs, "--out", tmp_path / f"sharded{i}", *ARGS], capsys)
+        assert status == 0, err
+        sharded = load(tmp_path / f"sharded{i}")
+        assert sharded["input"]["num_shards"] == 3
+        for name in ("num_samples", "mean_srm", "max_srm", "alignment_score", "p_value",
+                     "top_basis_vectors", "top_planes", "measures"):
+            assert sharded[name] == whole[name], name
+
+
+def test_rotated_planted_basis_is_found_in_that_basis_not_the_standard_one(
+        rng, tmp_path, capsys):
+    n = 8
+    basis = np.asarray(srm_jax.orthoplex_basis(jax.random.key(int(rng.integers(1 << 30))), n))
+    np.save(tmp_path / "basis.npy", basis)
+    np.save(tmp_path / "acts.npy", clustered(rng, basis[[0, 1, 2, n, n + 1, n + 2]]))
+    status, _, err = run([tmp_path / "acts.npy", "--basis", tmp_path / "basis.npy", "--out",
+                          tmp_path / "own", *ARGS], capsys)
+    assert status == 0, err
+    own = load(tmp_path / "own")
+    assert own["verdict"] == "aligned" and own["basis_is_signed_orthonormal"]
+    assert not own["basis_is_standard"]
+    # Neurons 0, 1, 2 of the planted basis (its directions q_0, q_1, q_2) lead.
+    assert sorted(t["neuron"] for t in own["top_neurons"][:3]) == [0, 1, 2]
+    assert own["measures"]["coordinates"].startswith("the coordinates in the basis' 8")
+    assert own["measures"]["proximity"]["evidence"] == "higher than rotations"
+    status, _, err = run([tmp_path / "acts.npy", "--out", tmp_path / "std", *ARGS], capsys)
+    assert status == 0, err
+    std = load(tmp_path / "std")
+    assert std["verdict"] == "no evidence", std["verdict_sentence"]
+    assert std["measures"]["proximity"]["evidence"] == "no evidence"
+
+
+def test_key_all_gives_a_section_per_layer_and_the_table(rng, tmp_path, capsys):
+    from safetensors.numpy import save_file
+
+    layers = {"embed": rng.normal(size=(N, DIM)).astype(np.float32),
+              "mlp": clustered(rng, np.concatenate([np.eye(DIM), -np.eye(DIM)])),
+              "out": rng.normal(size=(N, DIM)).astype(np.float32)}
+    save_file({**layers, "labels": np.zeros(N, np.int64)}, str(tmp_path / "acts.safetensors"))
+    status, stdout, err = run([tmp_path / "acts.safetensors", "--key", "all", "--out",
+                               tmp_path / "r", *ARGS], capsys)
+    assert status == 0, err
+    report = load(tmp_path / "r")
+    assert [s["input"]["key"] for s in report["layers"]] == list(layers)  # labels: not a layer
+    assert [row["key"] for row in report["layer_table"]] == list(layers)
+    assert report["aligned_layers"] == ["mlp"]
+    assert stdout.startswith("Of 3 layers, aligned with the basis: mlp.")
+    for summary in report["layers"]:
+        if summary["input"]["key"] != "mlp":  # isotropic: no evidence on every measure
+            assert summary["verdict"] == "no evidence"
+            for name in ("kurtosis", "outlier_share", "outlier_share_relative", "proximity"):
+                assert summary["measures"][name]["evidence"] == "no evidence", name
+        for file in summary["figures"].values():
+            assert (tmp_path / "r" / file).exists()
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    assert "| layer | verdict | p | top neurons | kurtosis (p) | measures agree |" in markdown
+    for key in layers:
+        assert f"## Layer `{key}`" in markdown
+    # The same two keys given with --key, in that order, and a single-key report over it.
+    status, _, err = run([tmp_path / "acts.safetensors", "--key", "out", "--key", "mlp",
+                          "--out", tmp_path / "r", *ARGS], capsys)
+    assert status == 0, err
+    assert [s["input"]["key"] for s in load(tmp_path / "r")["layers"]] == ["out", "mlp"]
+    assert not (tmp_path / "r" / "layers" / "embed").exists()
+
+
+def test_bad_inputs_exit_2_with_one_line_and_write_nothing(rng, tmp_path, capsys):
+    from safetensors.numpy import save_file
+
+    x = rng.normal(size=(50, DIM)).astype(np.float32)
+    np.save(tmp_path / "a.npy", x)
+    np.save(tmp_path / "wide.npy", rng.normal(size=(50, DIM + 1)).astype(np.float32))
+    save_file({"h": x}, str(tmp_path / "h.safetensors"))
+    save_file({"g": x}, str(tmp_path / "g.safetensors"))
+    cases = {
+        "top 0": ([tmp_path / "a.npy", "--top", "0"], "--top must be >= 1"),
+        "top above planes": ([tmp_path / "a.npy", "--top", "1000"], "larger than the 480"),
+        "shard width": ([tmp_path / "a.npy", tmp_path / "wide.npy"], "wide.npy"),
+        "shard without the key": ([tmp_path / "h.safetensors", tmp_path / "g.safetensors",
+                                   "--key", "h"], "g.safetensors"),
+        "memory budget": ([tmp_path / "a.npy", "--memory-budget", "0.00001"],
+                          "raise --memory-budget"),
+        "memory budget sign": ([tmp_path / "a.npy", "--memory-budget", "-1"],
+                               "--memory-budget"),
+        "empty directory": ([tmp_path / "empty"], "no .npy"),
+        "key all of a .npy": ([tmp_path / "a.npy", "--key", "all"], "--key"),
+    }
+    (tmp_path / "empty").mkdir()
+    for name, (argv, needle) in cases.items():
+        out = tmp_path / "out" / name.replace(" ", "_")
+        status = cli.main(["report", *map(str, argv), "--out", str(out), *ARGS])
+        _, err = capsys.readouterr()
+        lines = err.strip().splitlines()
+        assert status == 2, (name, err)
+        assert len(lines) == 1 and "error" in lines[0] and needle in lines[0], (name, err)
+        assert not (tmp_path / "out").exists(), name
+
+
+@pytest.mark.parametrize("budget_gib", [0.0015])
+def test_measures_rotations_are_batched_within_the_budget(rng, budget_gib):
+    """At a budget that holds a few rotations, they are applied a few at a time, not all."""
+    from srm_jax import basis_measures as bm
+
+    x = rng.normal(size=(300, 32)).astype(np.float32)
+    test = bm.measures_rotation_test(jax.random.key(0), x, srm_jax.standard_basis(32), 40,
+                                     memory_budget=budget_gib * 2**30)
+    assert 1 <= test.rotations_per_batch < 40
+    assert test.null.shape == (40, 4)

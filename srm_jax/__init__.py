@@ -9,7 +9,7 @@ SRM / signed SRM / self-SRM, generalised tanh, Thompson bases).
 from srm_jax.alignment import alignment_score
 from srm_jax.planes import angle_grid, num_planes, planes, spanning_planes
 from srm_jax.resonance import SRMResult, combine_results, self_srm, spotlight_resonance
-from srm_jax.summaries import SRMSummary, combine_summaries, rank_planes, resonance_summary
+from srm_jax.summaries import SRMSummary, combine_summaries, resonance_summary
 from srm_jax.rotation import (
     normalise_rows,
     plane_coordinates,

@@ -7,8 +7,8 @@ questions need (issue 16):
 * the mean SRM curve over planes (Eqn. 2 averaged over planes; the dashed line of the paper's
   figures): per-angle counts summed over planes;
 * per-plane totals: each plane's counts summed over the angles (its mean SRM over θ), from which
-  :meth:`SRMSummary.vector_shares` gives each basis vector's (each neuron's) share of the lit
-  counts, and :func:`rank_planes` the planes worth a full curve.
+  :func:`srm_jax.neurons.vector_shares` gives each basis vector's (each neuron's) share of the
+  lit counts (:attr:`SRMSummary.lit_plane_totals`).
 
 Summaries are integers and add over batches and devices like counts (SPEC §4): ``a + b`` is the
 summary of the union. Sums that can pass ``2**31`` are kept in two int32 limbs
@@ -91,18 +91,12 @@ class SRMSummary:
         num_angles = self.angles.shape[0]
         return self._values("plane_totals", num_angles, num_angles)
 
-    def vector_shares(self) -> jax.Array:
-        """Each basis vector's share of the lit counts, ``(m,)`` (sums to 1; NaN if none lit).
-
-        A plane's lit counts (``d̂·s ≥ ε`` over its angles) are split evenly between its two
-        vectors; for a ``±`` orthonormal basis, add the shares of ``+e_i`` and ``−e_i`` for
-        neuron ``i``.
-        """
-        totals, _ = self._pair("plane_totals", self.angles.shape[0])
-        m = int(jnp.max(self.planes)) + 1 if self.planes.shape[0] else 0
-        per_vector = (jax.ops.segment_sum(totals, self.planes[:, 0], num_segments=m)
-                      + jax.ops.segment_sum(totals, self.planes[:, 1], num_segments=m))
-        return per_vector / (2 * jnp.sum(totals))
+    @property
+    def lit_plane_totals(self) -> jax.Array:
+        """Each plane's lit counts (``d̂·s ≥ ε``) summed over the angles, ``(P,)`` float: the
+        ``plane_totals`` of :func:`srm_jax.neurons.vector_shares` and
+        :func:`srm_jax.neurons.rank_basis_vectors` (which neurons carry the signal)."""
+        return self._pair("plane_totals", self.angles.shape[0])[0]
 
     def __add__(self, other: SRMSummary) -> SRMSummary:
         return combine_summaries(self, other)
@@ -231,14 +225,3 @@ def resonance_summary(
     )
     sums = plan_summaries(plan, activations, basis, pairs, angles, epsilon)
     return summary_from_sums(sums, pairs, epsilon, plan)
-
-
-def rank_planes(summary: SRMSummary, k: int) -> jax.Array:
-    """Indices of the ``k`` planes with the most lit counts over the angles, best first.
-
-    A plane's peak over θ is at least its total over ``T`` angles divided by ``T``; the
-    candidates for the best peaks are measured exactly on their own (explicit ``planes=``).
-    """
-    totals, _ = summary._pair("plane_totals", summary.angles.shape[0])
-    k = min(int(k), totals.shape[0])
-    return jax.lax.top_k(totals, k)[1]

@@ -10,6 +10,7 @@ from conftest import random_orthogonal, reference_count_bounds, reference_dots
 
 import srm_jax
 from srm_jax import resonance, sample_major
+from srm_jax.neurons import vector_shares
 
 
 def _data(rng, kind: str, num: int, n: int) -> np.ndarray:
@@ -165,7 +166,7 @@ def test_summaries_equal_sums_of_the_full_counts_and_add_over_batches(rng):
             np.testing.assert_allclose(summary.plane_means, values.mean(1), atol=2e-6)
         np.testing.assert_array_equal(np.asarray(whole.plane_totals),
                                       np.asarray(parts.plane_totals))
-        shares = np.asarray(whole.vector_shares())
+        shares = np.asarray(vector_shares(whole.lit_plane_totals, whole.planes, basis.shape[0]))
         counts = np.asarray(full.counts, np.float64).sum(1)
         pairs = np.asarray(full.planes)
         expected = np.zeros(basis.shape[0])

@@ -51,7 +51,7 @@ from train import input_pipeline, plots
 from train.configs import Config
 from train.finished import finished_summary
 from train.measure import Measurer, json_float
-from train.models import build_model, mse
+from train.models import build_model, equalise_correction_pairs, mse
 
 # Settings that may differ between an interrupted run and the run that resumes it.
 RESUMABLE_CHANGES = ("epochs", "measure_every", "data_dir", "description", "checkpoints_to_keep")
@@ -103,9 +103,13 @@ def create_optimizer(config: Config) -> optax.GradientTransformation:
 def create_train_state(config: Config, in_features: int, key: jax.Array):
     """A fresh model and optimiser state; returns ``(state, model)``."""
     model = build_model(config, in_features, key)
+    return _state_of(config, model), model
+
+
+def _state_of(config: Config, model) -> TrainState:
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     opt_state = create_optimizer(config).init(params)
-    return TrainState(graphdef, params, rest, opt_state), model
+    return TrainState(graphdef, params, rest, opt_state)
 
 
 def seed_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -121,13 +125,15 @@ def _stack(trees: Sequence[Any]) -> Any:
 def create_ensemble_state(config: Config, in_features: int, seeds: Sequence[int]):
     """The stacked :class:`TrainState` of one model per seed, and their latent bases ``(K, m, n)``.
 
-    Each seed's model is built from :func:`seed_keys` exactly as a single run of that seed.
+    Each seed's model is built from :func:`seed_keys` exactly as a single run of that seed
+    (where the seeds' generalised tanhs store positive-cosine pair lists of different lengths,
+    the shorter ones are padded with pairs of weight 0:
+    :func:`train.models.equalise_correction_pairs`).
     """
-    states, latent_bases = [], []
-    for seed in seeds:
-        state, model = create_train_state(config, in_features, seed_keys(seed)[0])
-        states.append(state)
-        latent_bases.append(np.asarray(model.latent_basis))
+    models = [build_model(config, in_features, seed_keys(seed)[0]) for seed in seeds]
+    equalise_correction_pairs(models)
+    states = [_state_of(config, model) for model in models]
+    latent_bases = [np.asarray(model.latent_basis) for model in models]
     stacked = TrainState(
         states[0].graphdef,
         _stack([s.params for s in states]),

@@ -1,6 +1,6 @@
 """Rotation test of a second alignment statistic on the trained models of the study runs.
 
-    python docs/study/max_cos_test.py RUNS_DIR STUDY_NAME [STUDY_NAME ...]
+    python -m docs.study.max_cos_test RUNS_DIR STUDY_NAME [STUDY_NAME ...]   # repository root
 
 For every run of a study (``RUNS_DIR/<study>/<variant>/<arm>/``, with checkpoints) and every
 seed: the test-split latents of the trained model, the statistic "median over samples of the

@@ -89,6 +89,7 @@ def main(argv: list[str]) -> None:
                   f"{np.mean([s['null_quantiles_2.5_50_97.5'][1] for s in seeds]):.3f} | "
                   f"{sum(s['p_greater'] <= 0.05 for s in seeds)}/{k} | "
                   f"{sum(s['p_less'] <= 0.05 for s in seeds)}/{k} |", flush=True)
+        (HERE / name).mkdir(parents=True, exist_ok=True)
         (HERE / name / "max_cos_test.json").write_text(json.dumps(result, indent=2) + "\n")
 
 

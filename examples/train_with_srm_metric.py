@@ -13,7 +13,8 @@ that compiled step:
 * the measured activations are a fixed held-out probe batch, encoded only on measured steps
   (``lambda: model.encode(probe)``).
 
-Run: ``python examples/train_with_srm_metric.py [--steps 1500 --every 100 --out curve.png]``.
+Run from the repository root (``train`` is not installed with the package):
+``python -m examples.train_with_srm_metric [--steps 1500 --every 100 --out curve.png]``.
 """
 
 from __future__ import annotations

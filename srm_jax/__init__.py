@@ -105,4 +105,4 @@ from srm_jax.metrics import SRMMetric, SRMMetricState, srm_alignment, srm_metric
 # pure update of streaming_srm), srm_jax.distributed.sharded_counts (the compiled sharded kernel)
 # and srm_jax.nn.CorrectionPairs (the pair-list variable of GeneralisedTanh).
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

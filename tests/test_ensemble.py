@@ -203,3 +203,30 @@ def test_update_that_breaks_params_at_the_last_step_is_caught(config, data, tmp_
     assert "non-finite" in str(info.value)
     _, _, epoch = train_lib.load_run(tmp_path)
     assert epoch == 0
+
+
+def test_ensemble_of_thompson_bases_with_unequal_correction_pair_lists(data, tmp_path):
+    """Overcomplete Thompson bases have seed-dependent numbers of positive-cosine pairs (fig9):
+    the ensemble pads them with weight-0 pairs and every seed's model computes what it computes
+    when built alone."""
+    from train.models import build_model
+    from train.train import seed_keys
+
+    cfg = get_config("fig9").replace(
+        dataset="digits", latent_dim=4, num_basis=16, hidden_widths=(6,), thompson_steps=200,
+        epochs=1, measure_every=1, num_angles=16, epsilon_sweep=(0.6,), srm_method="direct",
+        num_rotations=9,
+    )
+    seeds = [0, 3, 5]
+    singles = [build_model(cfg, data.num_features, seed_keys(s)[0]) for s in seeds]
+    lengths = {int(m.latent_activation.correction_pairs[...].shape[0]) for m in singles}
+    assert len(lengths) > 1  # the case under test: pair lists of different lengths
+    x = np.asarray(data.test_x[:32])
+    train_lib.train_and_evaluate(cfg, tmp_path, seeds=seeds, dataset=data, progress=False)
+    for seed, single in zip(seeds, singles, strict=True):
+        model, _, epoch = train_lib.load_run(tmp_path, 0, seed=seed)
+        assert epoch == 0
+        np.testing.assert_array_equal(np.asarray(model.latent_basis),
+                                      np.asarray(single.latent_basis))
+        np.testing.assert_allclose(np.asarray(model(x)), np.asarray(single(x)),
+                                   rtol=1e-6, atol=1e-6)

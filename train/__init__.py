@@ -3,8 +3,13 @@
 * :mod:`train.configs` — one config per preset (fig1, fig2, fig5–fig9, isotropic);
 * :mod:`train.input_pipeline` — mnist5k, digits, and MNIST / CIFAR-10 through TFDS;
 * :mod:`train.models` — the small and large reconstruction autoencoders (Flax NNX);
-* :mod:`train.train` — the training loop, checkpoints, metrics and SRM measurements;
-* :mod:`train.measure` — SRM of the latent layer and the alignment score;
+* :mod:`train.train` — the train state, the epoch and ensemble steps, the training loop;
+* :mod:`train.checkpoints` — save, restore, ``load_run`` and the compatibility of a resumed run;
+* :mod:`train.run_files` — ``config.json``, ``metrics.jsonl`` and the measurement files;
+* :mod:`train.guard` — the non-finite guard (frozen seeds, a stopped run);
+* :mod:`train.measure` — SRM of the latent layer, the alignment score and the schedule;
+* :mod:`train.summary` — ``summary.json``: aggregation over seeds, the claims and their verdicts;
+* :mod:`train.cli` — the start shared by ``python -m train`` and ``python -m train.study``;
 * :mod:`train.plots` — the paper-style SRM ensemble figures;
 * :mod:`train.study` — variants × seeds with the paired isotropic control (a reproduction study).
 

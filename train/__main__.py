@@ -17,74 +17,24 @@ import sys
 import time
 from pathlib import Path
 
-from train import input_pipeline
-from train.configs import PRESETS, get_config, override
-
-# What each preset reproduces, in a user's words (shown by --help).
-PRESET_HELP = {
-    "fig1": "Fig. 1: small MNIST autoencoder, 24-d latent on a 48-vector (elementwise tanh) "
-            "basis; the paper: trained latents align with the basis",
-    "fig2": "Fig. 2: the same on n=10, SRM on a random, the standard and the privileged basis; "
-            "the paper: only the privileged basis shows structure",
-    "fig5": "Fig. 5: large CIFAR-10 autoencoder (needs --dataset cifar10 or an embedded set)",
-    "fig6": "Fig. 6: large MNIST autoencoder, 10-d latent, eps=0.8",
-    "fig7": "Fig. 7: small autoencoder on simplex bases (24-d latent, 25 vectors); the paper: "
-            "anti-alignment",
-    "fig8": "Fig. 8: large MNIST autoencoder, overcomplete Thompson basis (n=10, m=40)",
-    "fig9": "Fig. 9: large MNIST autoencoder, overcomplete Thompson basis (n=24, m=96), eps=0.6",
-    "isotropic": "control: the Fig. 1 model with isotropic tanh everywhere; expected: no "
-                 "alignment with the (unused) reference basis",
-}
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``--seeds``: ``K`` (seeds 0 … K−1) or a comma-separated list (``0,3,7``)."""
-    try:
-        if "," in text:
-            seeds = [int(s) for s in text.split(",") if s.strip()]
-        else:
-            seeds = list(range(int(text)))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(
-            f"--seeds takes a count K or a list like 0,3,7, got {text!r}") from err
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"--seeds must name distinct seeds, got {text!r}")
-    return seeds
-
-
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options shared by ``python -m train`` and ``python -m train.study``."""
-    parser.add_argument("preset", choices=PRESETS, metavar="PRESET",
-                        help="the experiment to run (listed above)")
-    parser.add_argument(
-        "--dataset", choices=input_pipeline.DATASETS,
-        help="data set: mnist5k (default, 5,000 real MNIST digits, no download), digits "
-             "(scikit-learn 8x8), mnist, cifar10 (need a prepared TFDS directory)",
-    )
-    parser.add_argument("--epochs", type=int, help="number of epochs (paper: 100)")
-    parser.add_argument("--measure-every", type=int, help="measure SRM every K epochs (10)")
-    parser.add_argument("--data-dir", help="TFDS data directory (mnist, cifar10)")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="change any setting, e.g. --set hidden_widths=256,128 --set epsilon=0.8 "
-             "--set bias_init=torch (python -m train PRESET --print-config lists them)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+from train.cli import (
+    PRESET_HELP,
+    add_run_arguments,
+    new_parser,
+    parse_config,
+    parse_seeds,
+    resolve_config,
+    run_errors,
+    stage_log,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m train`` argument parser."""
-    presets = "\n".join(f"  {name:<10} {PRESET_HELP[name]}" for name in PRESETS)
-    parser = argparse.ArgumentParser(
-        prog="python -m train",
-        description="Train one of the paper's autoencoders and measure SRM on its latent "
-                    "layer.\n\npresets:\n" + presets,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = new_parser(
+        "python -m train",
+        "Train one of the paper's autoencoders and measure SRM on its latent layer.",
     )
-    add_run_arguments(parser)
     parser.add_argument("--out", type=Path, help="output directory (default: runs/<preset>)")
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, help="seed of weights, bases and data order (0)")
@@ -99,33 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_config(args: argparse.Namespace):
-    """The preset's config with the command-line overrides applied."""
-    config = get_config(args.preset)
-    flags = {
-        "dataset": args.dataset,
-        "epochs": args.epochs,
-        "seed": getattr(args, "seed", None),
-        "measure_every": args.measure_every,
-        "data_dir": args.data_dir,
-    }
-    config = config.replace(**{k: v for k, v in flags.items() if v is not None})
-    return override(config, args.set)
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     start = time.time()
     parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        config = resolve_config(args)
-    except ValueError as err:
-        parser.error(str(err))
+    args, config, _ = parse_config(parser, argv)
     if args.print_config:
         print(config.to_json())
         return 0
@@ -140,24 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     if done is not None:
         print(already_complete(config.preset, done, out))
         return 0
-    _stderr(f"{config.preset}: starting (importing JAX) ...")
-    from train.train import IncompatibleRunError, NonFiniteLossError, train_and_evaluate
-
-    def log(message: str) -> None:
-        _stderr(f"{config.preset}: {message} [{time.time() - start:.0f} s]")
+    print(f"{config.preset}: starting (importing JAX) ...", file=sys.stderr, flush=True)
+    from train.train import train_and_evaluate
 
     try:
         summary = train_and_evaluate(config, out, seeds=args.seeds,
-                                     progress=not args.no_progress, log=log)
-    except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except (
-        IncompatibleRunError,
-        input_pipeline.MissingDependencyError,
-        input_pipeline.DatasetUnavailableError,
-        ValueError,
-    ) as err:
+                                     progress=not args.no_progress,
+                                     log=stage_log(config.preset, start))
+    except run_errors() as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if summary.get("already_complete"):
@@ -221,6 +139,10 @@ def describe(summary: dict, out: Path) -> str:
     ))
     return "\n".join(lines)
 
+
+# The start shared with ``python -m train.study`` lives in train.cli; these names stay here too.
+__all__ = ["PRESET_HELP", "add_run_arguments", "already_complete", "build_parser", "describe",
+           "main", "parse_seeds", "resolve_config"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import srm_jax
+from srm_jax import bases as srm_bases
+from train.configs import Config
 
 
 def plane_layout(
@@ -210,6 +213,67 @@ class Measurer:
             "median_max_abs_cos": self._unstack(np.asarray(data, np.float64)),
             "isotropic_median_max_abs_cos": self._unstack(np.asarray(iso, np.float64)),
         }
+
+
+def measured_epochs(config: Config) -> list[int]:
+    """The SRM schedule: before training (0), every ``measure_every`` epochs, and the last."""
+    every = range(0, config.epochs + 1, config.measure_every)
+    return sorted({0, config.epochs, *every})
+
+
+class RunMeasurements:
+    """SRM measurements of a run, vmapped over its seeds: the latent bases and, for Fig. 2,
+    random and standard bases, plus the ε sweep."""
+
+    def __init__(self, config: Config, latent_bases: np.ndarray, measure_keys: jax.Array):
+        split = jax.vmap(jax.random.split)(measure_keys)  # (K, 2)
+        plane_keys, random_keys = split[:, 0], split[:, 1]
+        self.test_keys = jax.vmap(lambda k: jax.random.fold_in(k, 7))(measure_keys)
+        self.cosine_key = jax.random.fold_in(jax.random.key(0), 11)
+        common = dict(
+            epsilon=config.epsilon,
+            planes=config.planes,
+            num_angles=config.num_angles,
+            max_planes=config.max_planes,
+            key=plane_keys if config.max_planes is not None else None,
+            method=config.srm_method,
+            antipodal=config.antipodal_planes,
+        )
+        self.bases = {"privileged": Measurer(latent_bases, **common)}
+        if config.compare_bases:
+            m, n = config.num_basis, config.latent_dim
+            random = np.stack([np.asarray(srm_bases.random_basis(k, m, n)) for k in random_keys])
+            standard = np.broadcast_to(np.asarray(srm_bases.standard_basis(n)),
+                                       (len(latent_bases), 2 * n, n))
+            self.bases["random"] = Measurer(random, **common)
+            self.bases["standard"] = Measurer(standard, **common)
+        # The same planes of the latent basis at other spotlight sizes (a diagnostic).
+        self.sweep_epsilon = np.asarray(config.epsilon_sweep, np.float64)
+        self.sweep = [
+            Measurer(latent_bases, **{**common, "epsilon": float(e)}) for e in self.sweep_epsilon
+        ]
+
+    def measure(self, latents):
+        """Every basis's :class:`BasisMeasurement` and the sweep's, of ``(K, N, n)`` latents."""
+        results = {name: measurer(latents) for name, measurer in self.bases.items()}
+        sweep = [measurer(latents) for measurer in self.sweep]
+        return results, sweep
+
+    def save(self, path: Path, epoch: int, measured) -> None:
+        """Save what :meth:`measure` returned (``measurements/epoch_XXXX.npz``)."""
+        results, sweep = measured
+        arrays = {"epoch": np.asarray(epoch)}
+        for name, r in results.items():
+            arrays[f"{name}_values"] = r.values.astype(np.float32)
+            arrays[f"{name}_alignment"] = np.asarray(r.alignment, np.float64)
+            arrays[f"{name}_num_samples"] = np.asarray(r.num_samples)
+        arrays["sweep_epsilon"] = self.sweep_epsilon
+        # (K, E): seeds first.
+        arrays["sweep_alignment"] = np.asarray([r.alignment for r in sweep], np.float64).T
+        arrays["sweep_srm_mean"] = np.asarray(
+            [r.values.mean(axis=(1, 2)) for r in sweep], np.float64
+        ).T
+        np.savez_compressed(path, **arrays)
 
 
 # Module-level jitted kernels: basis, angles and planes are arguments, so one compilation serves

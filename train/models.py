@@ -302,6 +302,42 @@ def build_model(config, in_features: int, key: jax.Array) -> Autoencoder:
     return Autoencoder(int(in_features), **dict(model_kwargs(config)), rngs=rngs)
 
 
+def equalise_correction_pairs(models: Sequence[Autoencoder]) -> None:
+    """Give the generalised tanhs at the same place in ``models`` pair lists of one length.
+
+    A generalised tanh stores the positive-cosine pairs of its basis (a static shape); for an
+    overcomplete Thompson basis their number depends on the seed (e.g. 1,613 and 1,622 of the
+    4,560 pairs of ``m = 96`` in ``n = 24``), so the models of an ensemble could not be stacked.
+    Each shorter list is padded, in place, with its basis's most negative-cosine pair: a pair
+    whose cosine is at or below the tolerance has weight 0 in the correction (Eqn. 13) and adds 0
+    to every denominator, so the activation is unchanged.
+
+    Raises:
+      ValueError: a basis that needs padding has no pair with a cosine well below the
+        tolerance (every pair of its vectors has a positive cosine).
+    """
+    per_model = [[m for _, m in nnx.iter_graph(model) if isinstance(m, srm_nn.GeneralisedTanh)]
+                 for model in models]
+    for modules in zip(*per_model, strict=True):
+        lengths = [int(m.correction_pairs[...].shape[0]) for m in modules]
+        size = max(lengths)
+        for module, length in zip(modules, lengths, strict=True):
+            if length == size:
+                continue
+            unit = np.asarray(module.basis, np.float64)
+            unit = unit / np.linalg.norm(unit, axis=1, keepdims=True)
+            i, j = np.triu_indices(unit.shape[0], k=1)
+            cos = np.sum(unit[i] * unit[j], axis=1)
+            k = int(np.argmin(cos))
+            if cos[k] > module.tolerance - 1e-3:
+                raise ValueError(
+                    "cannot pad the correction pairs of a basis whose vectors all have positive "
+                    "cosines; build the ensemble's models one by one instead.")
+            pad = np.tile(np.asarray([[i[k], j[k]]], np.int32), (size - length, 1))
+            pairs = np.concatenate([np.asarray(module.correction_pairs[...]), pad])
+            module.correction_pairs = srm_nn.CorrectionPairs(jnp.asarray(pairs, jnp.int32))
+
+
 def mse(prediction: jax.Array, target: jax.Array) -> jax.Array:
     """Mean-squared reconstruction error over every element (the paper's loss)."""
     return jnp.mean(jnp.square(prediction - target))

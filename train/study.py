@@ -86,7 +86,7 @@ def _stat(summary: dict, name: str) -> dict:
 
 def arm_statistics(summary: dict) -> dict:
     """The per-variant statistics of one ensemble run (its ``summary.json``)."""
-    from train.train import mean_interval
+    from train.summary import SIGNIFICANCE_LEVEL, mean_interval
 
     per_seed = summary["per_seed"]
     out = {name: _stat(summary, name) for name in (
@@ -116,7 +116,8 @@ def arm_statistics(summary: dict) -> dict:
         if all("rotation_p_value" in s for s in sweep):
             out["epsilon_sweep"]["fraction_significant"] = [
                 float(np.mean([s["rotation_p_value"][i] is not None
-                               and s["rotation_p_value"][i] <= 0.05 for s in sweep]))
+                               and s["rotation_p_value"][i] <= SIGNIFICANCE_LEVEL
+                               for s in sweep]))
                 for i in range(len(eps))]
     out["isotropic_expectation"] = summary["isotropic_expectation"]
     out["frozen_seeds"] = summary.get("frozen_seeds", [])
@@ -136,7 +137,7 @@ def arm_statistics(summary: dict) -> dict:
 def paired_differences(model: dict, control: dict) -> dict:
     """Model − control, seed by seed (same seeds, data order, initial weights): mean and 95 %
     interval of the differences of the alignment, the rotation statistic and the mean SRM."""
-    from train.train import mean_interval
+    from train.summary import mean_interval
 
     out = {}
     for name in ("alignment_after", "rotation_score", "srm_mean_after", "median_max_abs_cos"):
@@ -325,7 +326,7 @@ def run_study(config: Config, seeds: list[int], axes, out: Path, *, control: boo
         "wall_time_s": round(time.time() - start, 1),
     }
     out.mkdir(parents=True, exist_ok=True)
-    from train.train import write_json
+    from train.run_files import write_json
 
     write_json(out / "study.json", study)
     write_markdown(out / "study.md", study)
@@ -336,18 +337,13 @@ def run_study(config: Config, seeds: list[int], axes, out: Path, *, control: boo
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m train.study`` argument parser."""
-    from train.__main__ import PRESET_HELP, add_run_arguments, parse_seeds
-    from train.configs import PRESETS
+    from train.cli import new_parser, parse_seeds
 
-    presets = "\n".join(f"  {name:<10} {PRESET_HELP[name]}" for name in PRESETS)
-    parser = argparse.ArgumentParser(
-        prog="python -m train.study",
-        description="Reproduction study: variants x seeds of a preset, each paired with the "
-                    "isotropic-tanh control on the same seeds and data order.\n\npresets:\n"
-                    + presets,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = new_parser(
+        "python -m train.study",
+        "Reproduction study: variants x seeds of a preset, each paired with the isotropic-tanh "
+        "control on the same seeds and data order.",
     )
-    add_run_arguments(parser)
     parser.add_argument("--seeds", type=parse_seeds, default=list(range(4)),
                         metavar="K|S1,S2,...", help="seeds: K (0..K-1) or a list (default 4)")
     parser.add_argument("--vary", action="append", default=[], metavar="NAME=V1,V2",
@@ -358,34 +354,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _grid_axes(args: argparse.Namespace, config: Config):
+    """The ``--vary`` axes, every grid point validated before anything trains."""
+    axes = parse_vary(args.vary)
+    variants(config, axes)
+    return axes
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    from train.__main__ import resolve_config
+    from train.cli import parse_config, run_errors, stage_log
 
     start = time.time()
     parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        config = resolve_config(args)
-        axes = parse_vary(args.vary)
-        variants(config, axes)  # validate every grid point before training anything
-    except ValueError as err:
-        parser.error(str(err))
+    args, config, axes = parse_config(parser, argv, _grid_axes)
     out = args.out or Path("study") / config.preset
-
-    def log(message: str) -> None:
-        print(f"study {config.preset}: {message} [{time.time() - start:.0f} s]",
-              file=sys.stderr, flush=True)
-
+    log = stage_log(f"study {config.preset}", start)
     log("starting (importing JAX) ...")
-    from train import input_pipeline
-    from train.train import IncompatibleRunError, NonFiniteLossError
-
     try:
         study = run_study(config, args.seeds, axes, out, control=not args.no_control,
                           progress=not args.no_progress, log=log)
-    except (NonFiniteLossError, IncompatibleRunError, input_pipeline.MissingDependencyError,
-            input_pipeline.DatasetUnavailableError, ValueError) as err:
+    except run_errors() as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print((out / "study.md").read_text())

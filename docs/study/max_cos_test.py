@@ -1,6 +1,6 @@
 """Rotation test of a second alignment statistic on the trained models of the study runs.
 
-    python docs/study/max_cos_test.py RUNS_DIR STUDY_NAME [STUDY_NAME ...]
+    python -m docs.study.max_cos_test RUNS_DIR STUDY_NAME [STUDY_NAME ...]   # repository root
 
 For every run of a study (``RUNS_DIR/<study>/<variant>/<arm>/``, with checkpoints) and every
 seed: the test-split latents of the trained model, the statistic "median over samples of the
@@ -89,6 +89,7 @@ def main(argv: list[str]) -> None:
                   f"{np.mean([s['null_quantiles_2.5_50_97.5'][1] for s in seeds]):.3f} | "
                   f"{sum(s['p_greater'] <= 0.05 for s in seeds)}/{k} | "
                   f"{sum(s['p_less'] <= 0.05 for s in seeds)}/{k} |", flush=True)
+        (HERE / name).mkdir(parents=True, exist_ok=True)
         (HERE / name / "max_cos_test.json").write_text(json.dumps(result, indent=2) + "\n")
 
 

@@ -34,3 +34,6 @@ run fig1_widths_mnist5k fig1 --dataset mnist5k --seeds 4 --epochs 100 --vary "hi
 run fig6_mnist5k fig6 --dataset mnist5k --seeds 4 --epochs 50
 run fig8_mnist5k fig8 --dataset mnist5k --seeds 4 --epochs 50
 run fig1_seeds8to15_mnist5k fig1 --dataset mnist5k --seeds 8,9,10,11,12,13,14,15 --epochs 100
+# Issue 18 (2026-12-02): Fig. 9, the one claim not run before; 50 epochs as fig6 and fig8.
+run fig9_mnist5k fig9 --dataset mnist5k --seeds 4 --epochs 50
+run fig9_seeds4to7_mnist5k fig9 --dataset mnist5k --seeds 4,5,6,7 --epochs 50

@@ -1,6 +1,6 @@
 """Print the verdict evidence of docs/reproduction.md from the committed study files.
 
-    python docs/study/tables.py            # every docs/study/*/study.json
+    python -m docs.study.tables            # every docs/study/*/study.json (repository root)
 
 Each row: a variant and arm of one study; the fraction of seeds whose rotation test
 (statistic "projection", the claimed direction, 99 rotations) is significant at 0.05, at the

@@ -72,7 +72,7 @@ def test_sample_major_equals_arc_and_the_definition(rng, case):
     # Equal to the arc kernel except where d̂·s lies within rounding of ±ε (SPEC §5).
     pairs = np.asarray(srm_jax.spotlight_resonance(x[:2], basis, **kw).planes)
     angles = np.asarray(srm_jax.angle_grid())
-    if n <= 64:  # the float64 definition: every count within its rounding bounds
+    if n <= 24:  # the float64 definition: every count within its rounding bounds
         dots = reference_dots(x, basis, pairs, angles)
         for sign, counts in ((1, major[0]), (-1, major[1])):
             if counts is None:

@@ -126,7 +126,7 @@ def test_per_class_counts_and_traced_angles_match_arc(rng):
 
 
 def test_auto_picks_sample_major_for_a_wide_pm_basis_only(rng):
-    wide = srm_jax.standard_basis(96)
+    wide = srm_jax.standard_basis(256)  # work L·K·J = 4,096 ≤ P/16 = 8,160
     plan, *_ = resonance.plan_measurement(None, wide, epsilon=0.9)
     assert plan.sample_major is not None and plan.gather
     dense = jnp.asarray(rng.standard_normal((48, 24)), jnp.float32)

@@ -181,7 +181,8 @@ def test_wide_sums_pass_int32():
     value = jnp.asarray([2**30, 2**30 + 5, 7], jnp.int32)
     for _ in range(9):
         total = sample_major.wide_add(total, value)
-    np.testing.assert_array_equal(np.asarray(sample_major.wide_value(total, jnp.float32)),
-                                  np.float32(9) * np.asarray(value, np.float64))
+    limbs = np.asarray(total, np.int64)
+    np.testing.assert_array_equal(limbs[:, 0] * 2**24 + limbs[:, 1],
+                                  9 * np.asarray(value, np.int64))
     doubled = sample_major.wide_sum(total, total)
     assert float(sample_major.wide_value(doubled)[0]) == 18 * 2**30

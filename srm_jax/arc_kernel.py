@@ -14,14 +14,13 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from srm_jax._precision import exact_matmul
 from srm_jax.kernel_ops import (
     _arc_bins,
     _atan2,
     _compact,
-    _traced_grid,
+    grid_bins,
     pad_samples,
     portable_kernel,
 )
@@ -295,13 +294,7 @@ def arc_counts(
         copies=2 if signed else 1, portable=portable_kernel(backend),
     )
     geometry = _plane_geometry(unit_basis, pairs, epsilon, unit.dtype)
-    if grid is None:
-        grid = _traced_grid(angles)
-        period, out_index = grid["period"], grid["out_index"]
-    elif grid.theta0 is not None:
-        period, out_index = grid.period, np.arange(num_angles) % grid.period
-    else:
-        period, out_index = grid.period, np.asarray(grid.inverse)
+    grid, period, out_index = grid_bins(grid, angles)
 
     def body(diff, chunk_data):
         sorted_chunk = _arc_sort_and_bound(layout, geometry, unit_basis, *chunk_data)

@@ -194,6 +194,25 @@ def _traced_grid(angles):
     )
 
 
+def grid_bins(grid, angles):
+    """The grid the kernels bin arcs on, its period and each angle's lattice position.
+
+    ``grid`` is the static :class:`_Grid` of concrete angles, or ``None`` to decide the layout of
+    traced ``angles`` inside the kernel (:func:`_traced_grid`).
+
+    Returns:
+      ``(grid, period, out_index)``: the grid to pass to :func:`_arc_bins`, the number of
+      lattice bins per turn and the ``(T,)`` bin of each angle.
+    """
+    num_angles = angles.shape[0]
+    if grid is None:
+        traced = _traced_grid(angles)
+        return traced, traced["period"], traced["out_index"]
+    if grid.theta0 is not None:
+        return grid, grid.period, np.arange(num_angles) % grid.period
+    return grid, grid.period, np.asarray(grid.inverse)
+
+
 def _arc_bins(lo, half_width, shift, grid):
     """Extended bins ``[start, stop)`` of the grid angles on the arcs ``[lo, lo + 2w] + shift``.
 

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from srm_jax._precision import exact_matmul
-from srm_jax.kernel_ops import _arc_bins, _atan2, _compact, _traced_grid, pad_samples
+from srm_jax.kernel_ops import _arc_bins, _atan2, _compact, grid_bins, pad_samples
 
 # Samples per chunk: the per-chunk temporaries hold about this many elements (C · K floats).
 SAMPLE_MAJOR_CHUNK_ELEMENTS = 1 << 22
@@ -285,13 +285,7 @@ def sample_major_counts(
         directions = unit_basis[jnp.asarray(plan.structure.representative)]
         direction_cosine = exact_matmul(directions, directions.T)
         direction_cosine = direction_cosine * (1 - jnp.eye(k, dtype=dtype))
-    if grid is None:
-        grid = _traced_grid(angles)
-        period, out_index = grid["period"], grid["out_index"]
-    elif grid.theta0 is not None:
-        period, out_index = grid.period, np.arange(num_angles) % grid.period
-    else:
-        period, out_index = grid.period, np.asarray(grid.inverse)
+    grid, period, out_index = grid_bins(grid, angles)
     # Grid angles per extended bin (angle 0 and 2π share a bin): an arc's total is a difference
     # of this prefix sum at its bins.
     multiplicity = jnp.zeros(num_angles, jnp.int32).at[jnp.asarray(out_index)].add(1)

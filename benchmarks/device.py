@@ -287,6 +287,28 @@ def timing(names: list[str], quick: bool, rates: dict) -> dict:
     return out
 
 
+def wide_timing(quick: bool) -> dict:
+    """``llm768`` (issue 16): every plane of a 768-wide ``±e_i`` basis with the sample-major
+    kernel, summaries and full counts; N = 10⁶ on an accelerator, 2·10⁴ on a CPU, 2,000 quick."""
+    import jax
+
+    from benchmarks.wide_benchmark import measure
+
+    w = workloads.LLM768
+    rows = 2_000 if quick else (20_000 if jax.default_backend() == "cpu" else 1_000_000)
+    x = jax.device_put(workloads.make_wide_activations(w.n, rows))
+    import srm_jax
+
+    row = measure(x, srm_jax.standard_basis(w.n), 1 if quick else 3, arc=False,
+                  epsilon=w.epsilon)
+    row["workload"] = w.describe()
+    row["peak_device_bytes"] = _peak_device_memory()
+    _log(f"  llm768, N={rows:,}: summaries {row['sample_major_summary_s']:.3g} s, "
+         f"full counts {row['sample_major_counts_s']:.3g} s, "
+         f"one read {row['floor_read_s'] * 1e3:.3g} ms")
+    return row
+
+
 def crossover(quick: bool) -> dict:
     points = sorted(srm_benchmark.crossover_points(quick), key=lambda p: p["work"])
     # Largest work below which direct always wins (the measured auto limit for this backend).
@@ -326,6 +348,14 @@ def results_block(report: dict) -> list[str]:
             f"{row['auto']['first_call_s']:.2f} s | "
             f"{'—' if mem is None else f'{mem / 2**20:.0f} MiB'} | "
             f"{row['floor_s'] * 1e3:.3g} ms | {row['auto_over_floor']:.1f}× |")
+    wide = report["wide"]
+    lines += [
+        "",
+        f"Language-model width, {wide['workload']}, N = {wide['rows']:,} (sample-major kernel): "
+        f"summaries {wide['sample_major_summary_s']:.3g} s, full counts "
+        f"{wide['sample_major_counts_s']:.3g} s, one read of the activations "
+        f"{wide['floor_read_s'] * 1e3:.3g} ms.",
+    ]
     prec = report["precision"]
     lines += [
         "",
@@ -384,6 +414,8 @@ def main(argv=None) -> int:
          f"{report['rates']['bytes_per_s'] / 1e9:.3g} GB/s")
     _log("timing:")
     report["timing"] = timing(names, args.quick, report["rates"])
+    _log("language-model width (sample-major kernel):")
+    report["wide"] = wide_timing(args.quick)
     _log("direct/arc crossover:")
     report["crossover"] = crossover(args.quick)
     _log(f"  suggested auto limit: {report['crossover']['suggested_auto_direct_limit']:,}")

@@ -4,17 +4,27 @@ Workload ``llm768`` (:data:`benchmarks.workloads.LLM768`): n = 768, the ``±e_i`
 spanning comb plane (1,178,112), T = 100, ε = 0.9, heavy-tailed tokens with outlier channels.
 Times are after compilation, best of ``--repeats``; the arc kernel and the sample-major kernel
 run in the same process on the same data, so their ratio is a same-run ratio. The floor is one
-read of the activations (a reduction over them: memory bandwidth).
+read of the activations (a reduction over them: memory bandwidth, nothing allocated).
+
+Sections (each optional):
+
+- ``--rows``: full counts and summaries against ``"arc"`` (counts compared entry by entry);
+- ``--epsilons``: summaries over ε at the first ``--rows`` size, with the tile kernel's time
+  at the same size (its cost does not depend on ε) and the choice of ``method="auto"``;
+- ``--rotations``: the rotation test over every plane (:func:`srm_jax.alignment_test`), and its
+  floor: the same number of Haar rotations and ``(N, n) × (n, n)`` products alone.
 
 Run::
 
-    python -m benchmarks.wide_benchmark --rows 2000 20000 [--skip-arc-above 20000]
+    python -m benchmarks.wide_benchmark --rows 2000 20000 --epsilons 0.3 0.5 0.7 0.9 0.95 \\
+        --rotations 199
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import os
 import time
 
@@ -26,6 +36,8 @@ import srm_jax
 from benchmarks.srm_benchmark import cpu_model
 from benchmarks.workloads import LLM768, make_wide_activations
 from srm_jax import resonance, summaries
+from srm_jax._precision import exact_matmul
+from srm_jax.significance import haar_rotation
 
 
 def _best(fn, repeats: int) -> float:
@@ -38,46 +50,90 @@ def _best(fn, repeats: int) -> float:
     return min(times)
 
 
-def measure(rows: int, repeats: int, arc: bool) -> dict:
-    w = LLM768
-    x = jnp.asarray(make_wide_activations(w.n, rows))
-    basis = srm_jax.standard_basis(w.n)
-    plan, pairs, angles = resonance.plan_measurement(x, basis, epsilon=w.epsilon)
-    assert plan.sample_major is not None, "method='auto' must pick the sample-major kernel"
+def _kernels(plan, epsilon):
     # Arrays are arguments, never closed over: XLA would constant-fold million-row gathers.
-    counts = jax.jit(lambda x, b, p, a: resonance.plan_counts(plan, x, b, p, a, w.epsilon)[0])
-    sums = jax.jit(lambda x, b, p, a: summaries.plan_summaries(plan, x, b, p, a, w.epsilon)[0])
+    counts = jax.jit(lambda x, b, p, a: resonance.plan_counts(plan, x, b, p, a, epsilon)[0])
+    sums = jax.jit(lambda x, b, p, a: summaries.plan_summaries(plan, x, b, p, a, epsilon)[0])
+    return counts, sums
+
+
+def measure(x, basis, repeats: int, arc: bool, epsilon: float) -> dict:
+    plan, pairs, angles = resonance.plan_measurement(x, basis, epsilon=epsilon)
+    assert plan.sample_major is not None, "method='auto' must pick the sample-major kernel"
+    counts, sums = _kernels(plan, epsilon)
     args = (basis, pairs, angles)
     floor = jax.jit(lambda x: jnp.sum(x))
     out = {
-        "rows": rows,
+        "rows": x.shape[0],
         "sample_major_counts_s": _best(lambda: counts(x, *args), repeats),
         "sample_major_summary_s": _best(lambda: sums(x, *args), repeats),
         "floor_read_s": _best(lambda: floor(x), repeats),
     }
     if arc:
         arc_plan = resonance.CountPlan(method="arc", grid=plan.grid, backend=plan.backend)
-        arc_counts = jax.jit(
-            lambda x, b, p, a: resonance.plan_counts(arc_plan, x, b, p, a, w.epsilon)[0])
+        arc_counts, _ = _kernels(arc_plan, epsilon)
         out["arc_counts_s"] = _best(lambda: arc_counts(x, *args), 1)
         same = np.array_equal(np.asarray(arc_counts(x, *args)), np.asarray(counts(x, *args)))
         out["counts_equal_arc"] = bool(same)
     return out
 
 
+def epsilon_sweep(x, basis, epsilons, repeats: int) -> list[dict]:
+    """Summaries over ε (sample-major where it applies), and the tile kernel at one ε."""
+    out = []
+    for eps in epsilons:
+        plan, pairs, angles = resonance.plan_measurement(x, basis, epsilon=eps,
+                                                         method="sample_major")
+        auto, *_ = resonance.plan_measurement(x, basis, epsilon=eps)
+        _, sums = _kernels(plan, eps)
+        out.append({"epsilon": eps, "leaders": plan.sample_major.leaders,
+                    "summary_s": _best(functools.partial(sums, x, basis, pairs, angles),
+                                       repeats),
+                    "auto": "sample_major" if auto.sample_major is not None else "arc"})
+    return out
+
+
+def rotation_test(x, basis, num_rotations: int, epsilon: float) -> dict:
+    """The rotation test over every plane, and its floor (rotations and products alone)."""
+    key = jax.random.key(0)
+    start = time.perf_counter()
+    result = srm_jax.alignment_test(key, x, basis, epsilon=epsilon,
+                                    num_rotations=num_rotations)
+    jax.block_until_ready(result.p_value)
+    total = time.perf_counter() - start
+
+    @jax.jit
+    def products(key, x):
+        def one(carry, k):
+            q = haar_rotation(k, x.shape[1], x.dtype)
+            y = exact_matmul(x, q.T)
+            return carry + jnp.sum(y * y), None
+        return jax.lax.scan(one, jnp.float32(0), jax.random.split(key, num_rotations))[0]
+
+    floor = _best(lambda: products(key, x), 1)
+    return {"rotations": num_rotations, "test_s": total, "floor_s": floor,
+            "p_value": float(result.p_value)}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[2000, 20000])
+    parser.add_argument("--rows", type=int, nargs="*", default=[2000, 20000])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip-arc-above", type=int, default=20000)
+    parser.add_argument("--epsilons", type=float, nargs="*", default=[])
+    parser.add_argument("--rotations", type=int, default=0)
+    parser.add_argument("--rotation-rows", type=int, default=20000)
     args = parser.parse_args(argv)
-    print(f"# {LLM768.describe()}")
+    w = LLM768
+    print(f"# {w.describe()}")
     print(f"# {cpu_model()}, {os.cpu_count()} cores, {jax.default_backend()}, "
           f"{datetime.date.today()}")
+    basis = srm_jax.standard_basis(w.n)
     for rows in args.rows:
-        r = measure(rows, args.repeats, rows <= args.skip_arc_above)
-        line = (f"N={rows:,}: sample-major counts {r['sample_major_counts_s']:.2f} s, "
-                f"summaries {r['sample_major_summary_s']:.2f} s, "
+        x = jnp.asarray(make_wide_activations(w.n, rows))
+        r = measure(x, basis, args.repeats, rows <= args.skip_arc_above, w.epsilon)
+        line = (f"N={rows:,}: sample-major counts {r['sample_major_counts_s']:.3f} s, "
+                f"summaries {r['sample_major_summary_s']:.3f} s, "
                 f"floor (one read) {r['floor_read_s'] * 1e3:.2f} ms")
         if "arc_counts_s" in r:
             line += (f", arc {r['arc_counts_s']:.2f} s; ratios arc/counts "
@@ -85,6 +141,19 @@ def main(argv=None) -> None:
                      f"{r['arc_counts_s'] / r['sample_major_summary_s']:.1f}x; counts equal: "
                      f"{r['counts_equal_arc']}")
         print(line, flush=True)
+    if args.epsilons:
+        rows = args.rows[0] if args.rows else 2000
+        x = jnp.asarray(make_wide_activations(w.n, rows))
+        for r in epsilon_sweep(x, basis, args.epsilons, args.repeats):
+            print(f"eps={r['epsilon']}: N={rows:,} summaries {r['summary_s']:.3f} s "
+                  f"(L={r['leaders']}), auto picks {r['auto']}", flush=True)
+    if args.rotations:
+        x = jnp.asarray(make_wide_activations(w.n, args.rotation_rows))
+        r = rotation_test(x, basis, args.rotations, w.epsilon)
+        print(f"rotation test, {r['rotations']} rotations, every plane, "
+              f"N={args.rotation_rows:,}: {r['test_s']:.1f} s with compilation "
+              f"(p = {r['p_value']:.3f}); floor ({r['rotations']} Haar rotations and products) "
+              f"{r['floor_s']:.1f} s; ratio {r['test_s'] / r['floor_s']:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -64,7 +64,17 @@ def _all_pairs(m: int, kind: str) -> np.ndarray:
 
 
 def _draw(pairs: np.ndarray, max_planes: int | None, key: jax.Array | None) -> jax.Array:
-    """``max_planes`` of ``pairs`` drawn without replacement from ``key``, in their order."""
+    """``max_planes`` of ``pairs`` drawn without replacement from ``key``, in their order.
+
+    Evaluated eagerly even inside a trace (``jax.ensure_compile_time_eval``), so that planes
+    built inside a jitted function stay concrete (the sample-major plan needs their values); a
+    traced ``key`` is still traced.
+    """
+    with jax.ensure_compile_time_eval():
+        return _draw_now(pairs, max_planes, key)
+
+
+def _draw_now(pairs: np.ndarray, max_planes: int | None, key: jax.Array | None) -> jax.Array:
     if max_planes is None:
         return jnp.asarray(pairs)
     if key is None:

@@ -37,6 +37,7 @@ from srm_jax.sample_major import (
     SampleMajorPlan,
     basis_structure,
     check_plane_table_pairs,
+    planes_orientations,
     sample_major_counts,
     sample_major_plan,
     sample_major_work,
@@ -342,6 +343,7 @@ def _plan_sample_major(basis, pairs, epsilon, method) -> SampleMajorPlan | None:
         if wanted:
             raise ValueError(f"method='sample_major' cannot count these planes: {why}.")
         return None
+    major = dataclasses.replace(major, both_orientations=planes_orientations(structure, pairs))
     if not wanted and sample_major_work(major) > SAMPLE_MAJOR_WORK_FRACTION * num_planes:
         return None
     return major

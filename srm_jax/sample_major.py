@@ -13,14 +13,17 @@ basis ``±e_i``, an orthoplex, any rotation of them).
 Per chunk of samples the kernel (1) projects the chunk onto the directions (one
 :func:`exact_matmul`, or a gather when every direction is a coordinate axis ``±e_i``), (2)
 compacts the leading ``(sample, direction)`` pairs into a queue of *rows* (at most ``L`` a
-sample, so a chunk's queue has a static capacity), (3) evaluates each row against every partner
-direction and every plane of that direction pair (a plane whose two directions both lead is
-taken by the leader of lower index only), and (4)
-histograms the lit arcs exactly as the arc kernel does (:func:`srm_jax.kernel_ops._arc_bins`,
-the same ``x``, ``y`` and rounding). Work: ``O(N·n·K)`` for the projection (``O(N·n)`` for
-``±e_i``), plus ``K · J`` per row (``J`` planes per direction pair), plus the lit arcs. Rows are
-processed ``rows_per_step`` at a time in a while loop, so any number of lit rows (a chunk of
-one-hot samples lights every plane of its direction) is exact.
+sample, so a chunk's queue has a static capacity), (3) tests each row against every partner
+direction with a bound on the radius of all the planes of that direction pair,
+``r² ≤ (z_a² + z_b² + 2|c||z_a z_b|)/(1 − c²)`` (equality for orthogonal directions), and
+compacts the *candidate* ``(row, partner)`` pairs that may reach ε (a plane whose two
+directions both lead is taken by the leader of lower index only), and (4) evaluates every plane
+of each candidate exactly and histograms the lit arcs as the arc kernel does
+(:func:`srm_jax.kernel_ops._arc_bins`, the same ``x``, ``y`` and rounding). Work:
+``O(N·n·K)`` for the projection (``O(N·n)`` for ``±e_i``), plus ``K`` cheap tests per row,
+plus ``J`` planes per candidate (``J`` planes per direction pair): in proportion to the lit
+planes. Rows and candidates are processed a fixed number at a time in while loops, so any
+number of them (a chunk of one-hot samples lights every plane of its direction) is exact.
 
 ε ≤ 0: every sample lights every plane, so there is nothing to skip. For ε < 0 the kernel uses
 the complement ``#{d̂·s ≥ ε} = N − #{d̂·s < ε} = N − #{(−d̂)·s > |ε|}``, counting the
@@ -45,14 +48,17 @@ import numpy as np
 from srm_jax._precision import exact_matmul
 from srm_jax.kernel_ops import _arc_bins, _atan2, _compact, grid_bins, pad_samples
 
-# Samples per chunk: the per-chunk temporaries hold about this many elements (C · K floats).
+# Samples per chunk: the candidate queue holds C · L · K int32 (at most this many).
 SAMPLE_MAJOR_CHUNK_ELEMENTS = 1 << 22
-# (row, partner, plane) entries evaluated per step of the histogram loop.
+# (row, partner) pairs tested per step of the candidate search, and (candidate, plane) entries
+# histogrammed per step.
 SAMPLE_MAJOR_STEP_ENTRIES = 1 << 16
 # Cosines beyond ±(1 − this) make two basis vectors one direction (SPEC §2: they span no plane).
 PARALLEL_TOLERANCE = 1e-6
 # Slack on the leader threshold τ: rounding never drops a leader the exact test would keep.
 LEADER_SLACK = 1e-4
+# Slack on ε² for the candidate (row, partner) pairs: rounding never drops a lit plane.
+CANDIDATE_SLACK = 1e-4
 # Low limb of the wide (two int32) sums of :func:`wide_add`.
 WIDE_BITS = 24
 
@@ -145,13 +151,17 @@ class SampleMajorPlan:
 
     ``threshold`` is the ε the kernel's leader bound was made for (``|ε|``; the kernel is exact
     for any traced ε of the same sign with ``|ε| ≥ threshold``); ``complement`` says ε < 0
-    (SPEC §5: counted through the opposite cone). ``leaders`` is ``L``.
+    (SPEC §5: counted through the opposite cone). ``leaders`` is ``L``. ``both_orientations``
+    says the planes may hold a pair of vectors in both orders (``planes="perm"``): the plane
+    table then needs a slot per orientation (:func:`plane_table`); :func:`planes_orientations`
+    decides it from concrete pairs.
     """
 
     structure: BasisStructure
     threshold: float
     leaders: int
     complement: bool = False
+    both_orientations: bool = True
 
     @property
     def leader_threshold(self) -> float:
@@ -160,8 +170,9 @@ class SampleMajorPlan:
 
     @property
     def planes_per_pair(self) -> int:
-        """``J``: table slots per ordered direction pair (orientation × members²)."""
-        return 2 * self.structure.num_members ** 2
+        """``J``: table slots per ordered direction pair (members², times 2 orientations when
+        ``both_orientations``)."""
+        return (2 if self.both_orientations else 1) * self.structure.num_members ** 2
 
 
 def sample_major_plan(structure: BasisStructure, epsilon: float) -> SampleMajorPlan | None:
@@ -183,23 +194,44 @@ def sample_major_work(plan: SampleMajorPlan) -> int:
 
 def plane_table(plan: SampleMajorPlan, pairs: jax.Array) -> jax.Array:
     """int32 ``(K, K, J)``: for a leader direction ``a`` and a partner ``b``, the planes whose two
-    directions are ``{a, b}`` (−1 where none). Slot ``j = o·M² + member_a·M + member_b``, with
-    ``o = 0`` when ``α`` lies along ``a`` and ``M`` members per direction.
+    directions are ``{a, b}``, as ``2·p + o`` (−1 where none; ``o = 0`` when ``α`` lies along
+    ``a``). Slot ``j = o·M² + member_a·M + member_b`` (``member_a``: the member of the vector
+    along ``a``; ``M`` members per direction; the ``o·M²`` term only when
+    ``plan.both_orientations``).
 
     Every pair must span a plane and appear once (checked by :func:`check_plane_table_pairs`).
     """
+    first, second = _table_positions(plan, pairs)
     s = plan.structure
-    k, mm = s.num_directions, s.num_members
+    k, j = s.num_directions, plan.planes_per_pair
+    ids = 2 * jnp.arange(pairs.shape[0], dtype=jnp.int32)
+    table = jnp.full(k * k * j, -1, jnp.int32)
+    table = table.at[first].set(ids).at[second].set(ids + 1)
+    return table.reshape(k, k, j)
+
+
+def _table_positions(plan: SampleMajorPlan, pairs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Flat :func:`plane_table` positions of each plane, led by ``α``'s direction and by
+    ``β``'s."""
+    s = plan.structure
+    k, mm, j = s.num_directions, s.num_members, plan.planes_per_pair
     direction = jnp.asarray(s.direction, jnp.int32)
     member = jnp.asarray(s.member, jnp.int32)
     alpha, beta = pairs[:, 0], pairs[:, 1]
     da, db, ma, mb = direction[alpha], direction[beta], member[alpha], member[beta]
-    ids = jnp.arange(pairs.shape[0], dtype=jnp.int32)
-    first = (da * k + db) * (2 * mm * mm) + ma * mm + mb
-    second = (db * k + da) * (2 * mm * mm) + mm * mm + mb * mm + ma
-    table = jnp.full(k * k * 2 * mm * mm, -1, jnp.int32)
-    table = table.at[first].set(ids).at[second].set(ids)
-    return table.reshape(k, k, 2 * mm * mm)
+    turned = mm * mm if plan.both_orientations else 0
+    first = (da * k + db) * j + ma * mm + mb
+    second = (db * k + da) * j + turned + mb * mm + ma
+    return first, second
+
+
+def planes_orientations(structure: BasisStructure, pairs) -> bool:
+    """Whether concrete ``pairs`` hold some pair of vectors in both orders (see
+    :attr:`SampleMajorPlan.both_orientations`)."""
+    pairs = np.asarray(pairs, np.int64)
+    m = len(structure.direction)
+    unordered = np.minimum(pairs[:, 0], pairs[:, 1]) * m + np.maximum(pairs[:, 0], pairs[:, 1])
+    return np.unique(unordered).shape[0] != unordered.shape[0]
 
 
 def check_plane_table_pairs(structure: BasisStructure, pairs) -> str | None:
@@ -293,15 +325,23 @@ def sample_major_counts(
     extended = jnp.where(jnp.arange(width) < 2 * jnp.asarray(period), extended, 0)
     angle_prefix = jnp.concatenate([jnp.zeros(1, jnp.int32), jnp.cumsum(extended)])
 
-    chunk = chunk or max(1, min(unit.shape[0], SAMPLE_MAJOR_CHUNK_ELEMENTS // max(k, 1)))
-    rows_per_step = max(1, SAMPLE_MAJOR_STEP_ENTRIES // (k * j_slots))
-    num_rows = chunk * leaders
-    capacity = num_rows + rows_per_step + 1
+    chunk = chunk or max(1, min(unit.shape[0],
+                                SAMPLE_MAJOR_CHUNK_ELEMENTS // max(k * leaders, 1)))
+    rows_per_step = max(1, SAMPLE_MAJOR_STEP_ENTRIES // k)
+    capacity = chunk * leaders + rows_per_step + 1
+    block = max(1, SAMPLE_MAJOR_STEP_ENTRIES // j_slots)  # candidates per histogram step
+    # Every candidate of a chunk fits its queue, plus one step's overshoot and a spare slot.
+    candidate_capacity = chunk * leaders * k + rows_per_step * k + block + 1
     partners = jnp.arange(k, dtype=jnp.int32)
     slot = jnp.arange(j_slots, dtype=jnp.int32)
-    orient, member_a, member_b = slot // (mm * mm), (slot % (mm * mm)) // mm, slot % mm
+    member_a, member_b = (slot % (mm * mm)) // mm, slot % mm
     sign_a = jnp.where(member_a == 1, -1, 1).astype(dtype)
     sign_b = jnp.where(member_b == 1, -1, 1).astype(dtype)
+    # Candidates are pairs (row, partner) whose radius may reach ε:
+    # r² ≤ (z_a² + z_b² + 2|c||z_a z_b|)/(1 − c²) for every plane of the pair (equality for
+    # orthogonal directions); the slack keeps every pair that the exact test below may light.
+    abs_cosine = jnp.abs(direction_cosine)
+    candidate_eps2 = eps2 * (1 - CANDIDATE_SLACK)
 
     def chunk_body(carry, chunk_data):
         unit_chunk, valid_chunk, group_chunk = chunk_data
@@ -310,23 +350,48 @@ def sample_major_counts(
         # Rows (sample, leader) in order; at most L per sample (the frame bound).
         queue, queued = _compact(leads.ravel(), capacity, portable)
 
-        def step(state):
-            i, acc = state
+        # Stage 1: the (row, partner) candidates, rows_per_step rows at a time, appended to one
+        # queue of flat indices row·K + partner (row: position in ``queue``).
+        def find(state):
+            i, found, count = state
             rows = jax.lax.dynamic_slice(queue, (i * rows_per_step,), (rows_per_step,))
             in_range = i * rows_per_step + jnp.arange(rows_per_step) < queued
             sample, a = rows // k, rows % k
             z_rows = z[sample]  # (R, K)
-            z_a = z_rows[jnp.arange(rows_per_step), a]
+            z_a = z_rows[jnp.arange(rows_per_step), a][:, None]
+            cosine = abs_cosine[a]
+            bound = (z_a * z_a + z_rows * z_rows + 2 * cosine * jnp.abs(z_a * z_rows))
+            near = bound >= candidate_eps2 * (1 - cosine * cosine)
             # A plane whose two directions both lead is taken by the lower direction index.
-            earlier = leads[sample] & (partners[None, :] < a[:, None])  # (R, K)
-            plane = table[a]  # (R, K, J)
-            entry = ((plane >= 0) & ~earlier[..., None] & in_range[:, None, None])
-            plane = jnp.maximum(plane, 0)
-            lead_value = sign_a * z_a[:, None, None]
-            partner_value = sign_b * z_rows[..., None]
+            earlier = leads[sample] & (partners[None, :] < a[:, None])
+            flags = near & ~earlier & (partners[None, :] != a[:, None]) & in_range[:, None]
+            local, n_local = _compact(flags.ravel(), rows_per_step * k + 1, portable)
+            local = local + i * rows_per_step * k
+            found = jax.lax.dynamic_update_slice(found, local[:-1], (count,))
+            return i + 1, found, count + n_local
+
+        num_steps = -(-queued // rows_per_step)
+        _, found, num_found = jax.lax.while_loop(
+            lambda s: s[0] < num_steps, find,
+            (jnp.int32(0), jnp.zeros(candidate_capacity, jnp.int32), jnp.int32(0)))
+
+        # Stage 2: every plane of ``block`` candidates a step, its arc histogrammed.
+        def step(state):
+            i, acc = state
+            cand = jax.lax.dynamic_slice(found, (i * block,), (block,))
+            in_range = i * block + jnp.arange(block) < num_found
+            row, b = cand // k, cand % k
+            sample, a = queue[row] // k, queue[row] % k
+            z_a, z_b = z[sample, a][:, None], z[sample, b][:, None]
+            code = table[a, b]  # (B, J): 2·plane + orientation
+            entry = (code >= 0) & in_range[:, None]
+            code = jnp.maximum(code, 0)
+            plane, orient = code >> 1, code & 1
+            lead_value = sign_a * z_a
+            partner_value = sign_b * z_b
             x = jnp.where(orient == 0, lead_value, partner_value)
             p_beta = jnp.where(orient == 0, partner_value, lead_value)
-            c = sign_a * sign_b * direction_cosine[a][:, :, None]  # (R, K, J)
+            c = sign_a * sign_b * direction_cosine[a, b][:, None]  # (B, J)
             y = (p_beta - c * x) / jnp.sqrt(1 - c * c)
             r2 = x * x + y * y
             lit = entry & (r2 >= eps2)
@@ -334,25 +399,25 @@ def sample_major_counts(
             half_width = _atan2(jnp.sqrt(jnp.maximum(r2 - eps2, 0)),
                                 jnp.broadcast_to(eps, x.shape), portable)
             lo = -phi - half_width
-            group = group_chunk[sample][:, None, None]
+            group = group_chunk[sample][:, None]
             for copy, shift in enumerate((0.0, math.pi)[:copies]):
                 start, stop = _arc_bins(lo, half_width, shift, grid)
                 start = jnp.where(lit, start, 0)
                 stop = jnp.where(lit, stop, 0)
                 acc = _accumulate(acc, summary, group * copies + copy, plane, start, stop,
-                                  angle_prefix, num_planes, width)
+                                  angle_prefix, num_planes, width, a * k + b)
             return i + 1, acc
 
-        num_steps = -(-queued // rows_per_step)
+        num_blocks = -(-num_found // block)
         if summary:
             curve, totals = carry
             acc = (jnp.zeros(num_groups * copies * width, jnp.int32), totals)
             _, (curve_diff, totals) = jax.lax.while_loop(
-                lambda s: s[0] < num_steps, step, (jnp.int32(0), acc))
+                lambda s: s[0] < num_blocks, step, (jnp.int32(0), acc))
             chunk_curve = _fold(curve_diff.reshape(num_groups * copies, width), period,
                                 out_index, num_angles)
             return (wide_add(curve, chunk_curve), totals), None
-        _, diff = jax.lax.while_loop(lambda s: s[0] < num_steps, step, (jnp.int32(0), carry))
+        _, diff = jax.lax.while_loop(lambda s: s[0] < num_blocks, step, (jnp.int32(0), carry))
         return diff, None
 
     chunks = pad_samples(unit, valid, groups, chunk)
@@ -362,10 +427,18 @@ def sample_major_counts(
                 f"{unit.shape[0]:,} samples × {num_angles} angles overflow int32 per-plane "
                 "totals in one call: measure in batches (srm_jax.accumulate_srm) and add them."
             )
+        # Per-plane totals are summed in the layout of the plane table, (G·copies, K·K, J): a
+        # step adds its candidates' J slots in place, instead of scattering every entry to a
+        # plane far apart in a P-long array (random scatters into a 1.18 M-long array cost
+        # about ten times more per element on XLA:CPU). Each plane has two slots (led by α's and
+        # by β's direction), gathered once at the end.
         init = (jnp.zeros((num_groups * copies, num_angles, 2), jnp.int32),
-                jnp.zeros(num_groups * copies * num_planes, jnp.int32))
-        (curve, totals), _ = jax.lax.scan(chunk_body, init, chunks)
+                jnp.zeros((num_groups * copies, k * k, j_slots), jnp.int32))
+        (curve, dense), _ = jax.lax.scan(chunk_body, init, chunks)
         curve = curve.reshape(num_groups, copies, num_angles, 2)
+        first, second = _table_positions(plan, pairs)
+        flat = dense.reshape(num_groups * copies, -1)
+        totals = flat[:, first] + flat[:, second]
         totals = wide_add(jnp.zeros((num_groups, copies, num_planes, 2), jnp.int32),
                           totals.reshape(num_groups, copies, num_planes))
         return curve, totals
@@ -376,17 +449,18 @@ def sample_major_counts(
     return counts.reshape(num_groups, copies, num_planes, num_angles)
 
 
-def _accumulate(acc, summary, row, plane, start, stop, angle_prefix, num_planes, width):
-    """Adds one copy's arcs (bins ``[start, stop)``; empty where ``start == stop``)."""
+def _accumulate(acc, summary, row, plane, start, stop, angle_prefix, num_planes, width, pair):
+    """Adds one copy's arcs (bins ``[start, stop)``; empty where ``start == stop``) of the
+    ``(B, J)`` entries of direction pairs ``pair = a·K + b`` ``(B,)``; ``row`` is the
+    accumulator row (group and copy), ``(B, 1)``."""
     if summary:
-        curve_diff, totals = acc
+        curve_diff, dense = acc
         base = row * width
         curve_diff = curve_diff.at[(base + start).ravel()].add(1, mode="promise_in_bounds")
         curve_diff = curve_diff.at[(base + stop).ravel()].add(-1, mode="promise_in_bounds")
         total = angle_prefix[stop] - angle_prefix[start]
-        totals = totals.at[(row * num_planes + plane).ravel()].add(
-            total.ravel(), mode="promise_in_bounds")
-        return curve_diff, totals
+        dense = dense.at[row[:, 0], pair].add(total, mode="promise_in_bounds")
+        return curve_diff, dense
     base = (row * num_planes + plane) * width
     both = jnp.concatenate([(base + start).ravel(), (base + stop).ravel()])
     ones = jnp.concatenate([jnp.ones(start.size, jnp.int32), -jnp.ones(stop.size, jnp.int32)])

@@ -31,6 +31,7 @@ def test_quick_device_check_passes_and_writes_its_report(tmp_path):
     for row in report["timing"].values():
         assert row["auto"]["median_s"] > 0 and row["floor_s"] > 0
     assert all(v["ok"] for v in report["exactness"].values())
+    assert report["wide"]["rows"] == 2_000 and report["wide"]["sample_major_summary_s"] > 0
     assert report["exactness"]["fig1-dense"]["lit"] > 0  # the reference compared something
     with open(results) as fh:
         assert fh.read() == before  # --quick leaves RESULTS.md alone
@@ -49,3 +50,22 @@ def test_float64_reference_bounds_match_the_definition(rng):
         reference_dots(x, basis, pairs, angles), 0.4, 1e-9)
     np.testing.assert_array_equal(low, ref_low)
     np.testing.assert_array_equal(high, ref_high)
+
+
+def test_device_check_imports_without_the_data_packages(tmp_path):
+    """A GPU image has neither mlxtend nor TFDS: the device check's modules import without them."""
+    blocker = tmp_path / "sitecustomize.py"
+    blocker.write_text(
+        "import sys\n"
+        "class _Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('mlxtend', 'tensorflow_datasets', 'sklearn'):\n"
+        "            raise ImportError(f'{name} is hidden')\n"
+        "sys.meta_path.insert(0, _Hide())\n")
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}")
+    code = ("import benchmarks.device, benchmarks.wide_benchmark, srm_jax\n"
+            "try:\n    import mlxtend\nexcept ImportError:\n    print('hidden')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "hidden" in proc.stdout

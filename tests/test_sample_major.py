@@ -72,7 +72,7 @@ def test_sample_major_equals_arc_and_the_definition(rng, case):
     # Equal to the arc kernel except where d̂·s lies within rounding of ±ε (SPEC §5).
     pairs = np.asarray(srm_jax.spotlight_resonance(x[:2], basis, **kw).planes)
     angles = np.asarray(srm_jax.angle_grid())
-    if n <= 24:  # the float64 definition: every count within its rounding bounds
+    if n <= 16:  # the float64 definition: every count within its rounding bounds
         dots = reference_dots(x, basis, pairs, angles)
         for sign, counts in ((1, major[0]), (-1, major[1])):
             if counts is None:
@@ -156,7 +156,9 @@ def test_summaries_equal_sums_of_the_full_counts_and_add_over_batches(rng):
     x = _in_basis(_data(rng, "heavy", 400, 32), basis)
     for eps, signed in ((0.8, False), (0.6, True), (-0.5, True)):
         kw = dict(epsilon=eps, signed=signed)
-        full = srm_jax.spotlight_resonance(x, basis, method="arc", **kw)
+        # The same kernel's full counts: against "arc" a sample within rounding of ±ε may
+        # fall either way (SPEC §5; the equality tests above allow for it).
+        full = srm_jax.spotlight_resonance(x, basis, method="sample_major", **kw)
         whole = srm_jax.resonance_summary(x, basis, method="sample_major", **kw)
         parts = (srm_jax.resonance_summary(x[:150], basis, method="sample_major", **kw)
                  + srm_jax.resonance_summary(x[150:], basis, method="sample_major", **kw))

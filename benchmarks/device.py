@@ -292,13 +292,12 @@ def wide_timing(quick: bool) -> dict:
     kernel, summaries and full counts; N = 10⁶ on an accelerator, 2·10⁴ on a CPU, 2,000 quick."""
     import jax
 
+    import srm_jax
     from benchmarks.wide_benchmark import measure
 
     w = workloads.LLM768
     rows = 2_000 if quick else (20_000 if jax.default_backend() == "cpu" else 1_000_000)
     x = jax.device_put(workloads.make_wide_activations(w.n, rows))
-    import srm_jax
-
     row = measure(x, srm_jax.standard_basis(w.n), 1 if quick else 3, arc=False,
                   epsilon=w.epsilon)
     row["workload"] = w.describe()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -155,3 +156,18 @@ def run_x64(rng):
         return run_python(source.replace("SEED", str(seed)), {"JAX_ENABLE_X64": "1"})
 
     return run
+
+
+def run_report(argv, capsys):
+    """``srm-jax report ARGV`` in this process: ``(status, stdout, stderr)``."""
+    from srm_jax import cli
+
+    status = cli.main(["report", *(str(a) for a in argv)])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def load_report(out_dir) -> dict:
+    """The ``report.json`` that ``srm-jax report`` wrote in ``out_dir``."""
+    with open(os.path.join(out_dir, "report.json")) as fh:
+        return json.load(fh)

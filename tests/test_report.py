@@ -8,7 +8,6 @@ expectation against scipy's incomplete beta function.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -21,7 +20,9 @@ import scipy.special
 
 from srm_jax import cli
 from srm_jax.report import basis_from_spec, verdict
+from tests.conftest import load_report as load
 from tests.conftest import reference_pairs, reference_spotlights
+from tests.conftest import run_report as run
 
 N, DIM, RESAMPLES, SUBSET = 1200, 6, 39, 1000  # two-sided p down to 2/40 = 0.05
 # Every run analyses a subset of the same size, so the compiled computations are shared.
@@ -41,17 +42,6 @@ def planted(rng, num: int = N, n: int = DIM):
     index = rng.integers(0, 2 * n, num)
     x = 3 * standard(n)[index] + 0.5 * rng.normal(size=(num, n))
     return x.astype(np.float32), index
-
-
-def run(argv, capsys):
-    status = cli.main(["report", *(str(a) for a in argv)])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def load(out_dir) -> dict:
-    with open(os.path.join(out_dir, "report.json")) as fh:
-        return json.load(fh)
 
 
 def assert_same(report, expected, names=SAME):

@@ -3,29 +3,17 @@ beside SRM, shards and layers, the memory budget, and their bad inputs."""
 
 from __future__ import annotations
 
-import json
-import os
-
 import jax
 import numpy as np
 import pytest
+from conftest import load_report as load
+from conftest import run_report as run
 
 import srm_jax
 from srm_jax import cli
 
 N, DIM, RESAMPLES = 400, 16, 39  # two-sided p down to 0.05
 ARGS = ["--resamples", str(RESAMPLES), "--max-samples", str(N)]
-
-
-def run(argv, capsys):
-    status = cli.main(["report", *(str(a) for a in argv)])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def load(out_dir) -> dict:
-    with open(os.path.join(out_dir, "report.json")) as fh:
-        return json.load(fh)
 
 
 def outlier_tokens(rng, num=N, n=DIM, channels=(3, 11)):

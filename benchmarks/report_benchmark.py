@@ -16,11 +16,14 @@ Run (it takes a few minutes; the 10^7-row .npy is 320 MB at n = 8)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -30,14 +33,25 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHUNK = 1 << 20
 
 
-def write_file(path: str, rows: int, n: int, fmt: str, seed: int = 0) -> None:
-    """``rows × n`` float32 standard-normal activations, generated chunk by chunk."""
-    rng = np.random.default_rng(seed)
+def write_file(path: str, rows: int, n: int, fmt: str, seed: int = 0, *,
+               block: Callable[[int, int], np.ndarray] | None = None,
+               chunk: int = CHUNK) -> None:
+    """``rows × n`` float32 activations, generated and written ``chunk`` rows at a time.
+
+    ``block(start, count)`` gives rows ``start…start + count`` (``(count, n)``, float32); by
+    default standard-normal rows from one generator seeded with ``seed``.
+    """
+    if block is None:
+        rng = np.random.default_rng(seed)
+
+        def block(start: int, count: int) -> np.ndarray:
+            return rng.standard_normal((count, n), dtype=np.float32)
+
     if fmt == "npy":
         out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, n))
-        for start in range(0, rows, CHUNK):
-            stop = min(rows, start + CHUNK)
-            out[start:stop] = rng.standard_normal((stop - start, n), dtype=np.float32)
+        for start in range(0, rows, chunk):
+            stop = min(rows, start + chunk)
+            out[start:stop] = block(start, stop - start)
         out.flush()
         del out
         return
@@ -51,26 +65,62 @@ def write_file(path: str, rows: int, n: int, fmt: str, seed: int = 0) -> None:
     header += b" " * (-len(header) % 8)
     with open(path, "wb") as fh:
         fh.write(struct.pack("<Q", len(header)) + header)
-        for start in range(0, rows, CHUNK):
-            stop = min(rows, start + CHUNK)
-            fh.write(rng.standard_normal((stop - start, n), dtype=np.float32).tobytes())
+        for start in range(0, rows, chunk):
+            stop = min(rows, start + chunk)
+            fh.write(np.asarray(block(start, stop - start), dtype="<f4").tobytes())
 
 
-def run_report(path: str, out: str, args) -> dict:
+def _tail(fh) -> str:
+    """The last non-empty line written to the (temporary) file ``fh``."""
+    fh.seek(0)
+    lines = [line.strip() for line in fh.read().decode(errors="replace").splitlines()]
+    return next((line for line in reversed(lines) if line), "")
+
+
+def run_report(path: str, out: str, args, extra: Sequence[str] = (), *,
+               timeout: float | None = None, check: bool = True, root: str = ROOT) -> dict:
+    """``python -m srm_jax report PATH --out OUT`` in a fresh process: its wall time and peak RSS.
+
+    Passes ``--resamples args.resamples``, ``--max-samples args.max_samples`` (when ``args`` has
+    it and it is not None) and ``--seed 0``, then ``extra`` (later options win). ``timeout``:
+    seconds before the process (and its children) is killed. ``check``: raise on a non-zero exit
+    or a timeout; otherwise the result says what happened (``returncode``, ``timed_out``,
+    ``stderr_tail``: the last line of its standard error). ``root``: the checkout whose
+    ``srm_jax`` runs (its working directory; default this one).
+    """
     command = [sys.executable, "-m", "srm_jax", "report", path, "--out", out,
-               "--resamples", str(args.resamples), "--max-samples", str(args.max_samples),
-               "--seed", "0"]
-    started = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    stdout = proc.stdout.read().strip()
-    proc.stdout.close()
-    if status != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({status}): {stdout}")
-    verdict = stdout.split(". Report:")[0]
-    return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024, "verdict": verdict}
+               "--resamples", str(args.resamples)]
+    if getattr(args, "max_samples", None) is not None:
+        command += ["--max-samples", str(args.max_samples)]
+    command += ["--seed", "0", *extra]
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, cwd=root, stdout=stdout, stderr=stderr,
+                                start_new_session=True)
+        timed_out = False
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if timeout is not None and time.perf_counter() - started > timeout:
+                timed_out = True
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                _, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.05)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        stdout.seek(0)
+        printed = stdout.read().decode(errors="replace").strip()
+        stderr_tail = _tail(stderr)
+    if check and (timed_out or proc.returncode != 0):
+        why = f"timed out after {timeout} s" if timed_out else f"exit {proc.returncode}"
+        raise RuntimeError(f"{' '.join(command)} failed ({why}): {printed} {stderr_tail}")
+    verdict = printed.split(". Report:")[0] if proc.returncode == 0 else None
+    return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024, "verdict": verdict,
+            "returncode": proc.returncode, "timed_out": timed_out, "stderr_tail": stderr_tail,
+            "command": command}
 
 
 def main(argv=None) -> None:

@@ -87,6 +87,7 @@ from srm_jax.plotting import (
 from srm_jax.streaming import (
     StreamingSRM,
     accumulate_srm,
+    accumulate_summary,
     fixed_size_batches,
     streaming_srm,
 )

@@ -6,10 +6,11 @@ import jax
 import jax.numpy as jnp
 
 from srm_jax.resonance import SRMResult
+from srm_jax.summaries import SRMSummary
 
 
 def _mean_curve(x) -> jax.Array:
-    if isinstance(x, SRMResult):
+    if isinstance(x, SRMResult | SRMSummary):
         return x.mean_curve
     x = jnp.asarray(x)
     return x if x.ndim == 1 else jnp.mean(x.reshape(-1, x.shape[-1]), axis=0)
@@ -33,7 +34,8 @@ def alignment_score(
     2π).
 
     Args:
-      result: an :class:`SRMResult`, a ``(T,)`` curve or ``(P, T)`` values.
+      result: an :class:`SRMResult` or :class:`srm_jax.SRMSummary`, a ``(T,)`` curve or
+        ``(P, T)`` values.
       reference: the same for self-SRM (must share the angles).
 
     Returns:

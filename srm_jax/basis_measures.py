@@ -268,6 +268,12 @@ class MeasuresTest(NamedTuple):
     rotations_per_batch: int
 
 
+#: Rotations applied together at most, whatever the budget: a larger batch is no faster on CPU
+#: (the work is the products), and at 768 units XLA:CPU was seen to hang, idle, on a batch of
+#: 108 rotations of 5,112 samples (16 ran 199 rotations in 35 s).
+MAX_ROTATIONS_PER_BATCH = 16
+
+
 def rotation_bytes(n: int, m: int, num_directions: int, row_chunk: int = ROW_CHUNK) -> int:
     """Bytes one rotation of the null holds at once (an estimate, float32): the normal draw, its
     QR and ``q`` (``3 n²``), the rotated basis and directions, and one chunk's coordinates."""
@@ -278,7 +284,8 @@ def rotation_bytes(n: int, m: int, num_directions: int, row_chunk: int = ROW_CHU
 
 def rotation_batch_size(num_samples: int, n: int, m: int, num_directions: int,
                         num_rotations: int, memory_budget: float) -> int:
-    """Rotations to draw and apply together within ``memory_budget`` bytes (at least 1).
+    """Rotations to draw and apply together within ``memory_budget`` bytes (at least 1, at most
+    :data:`MAX_ROTATIONS_PER_BATCH`).
 
     The samples themselves (``num_samples × n`` float32, padded to whole row chunks) are held
     once; each rotation in flight adds :func:`rotation_bytes`. Raises ``MemoryError`` with one
@@ -296,7 +303,7 @@ def rotation_batch_size(num_samples: int, n: int, m: int, num_directions: int,
             f"width {n} but the memory budget is {memory_budget / 2**30:.2f} GiB: reduce "
             "--max-samples or raise --memory-budget"
         )
-    return int(max(1, min(int(num_rotations), room // per_rotation)))
+    return int(max(1, min(int(num_rotations), MAX_ROTATIONS_PER_BATCH, room // per_rotation)))
 
 
 def measures_rotation_test(
@@ -352,20 +359,13 @@ def measures_rotation_test(
                                              int(num_rotations), memory_budget)
     chunk = min(ROW_CHUNK, max(1, int(x.shape[0])))
     keys = jax.random.split(key, int(num_rotations))
-    observed, null, measures = _measures_null(
+    _, null, measures = _measures_null(
         keys, x, jnp.asarray(basis, jnp.float32), jnp.asarray(signed.representative),
         jnp.asarray(signed.sign[signed.representative], jnp.float32),
         rotations_per_batch=int(map_batch_size), row_chunk=chunk, threshold=float(threshold),
         relative_threshold=float(relative_threshold),
     )
-    return MeasuresTest(
-        observed=observed,
-        null=null,
-        p_greater=permutation_p_value(observed, null, "greater"),
-        p_less=permutation_p_value(observed, null, "less"),
-        measures=measures,
-        rotations_per_batch=int(map_batch_size),
-    )
+    return measures_test(measures, null, int(map_batch_size))
 
 
 def measure_basis(
@@ -381,9 +381,8 @@ def measure_basis(
     """The measures of ``activations`` on ``basis`` (or on a rotated copy ``basis @ qᵀ`` with the
     same rows), ``row_chunk`` samples at a time (``jax.lax.scan``; memory ``row_chunk × K``).
 
-    The per-rotation step of :func:`measures_rotation_test`, public so that an SRM rotation loop
-    can measure the same rotated bases. Pure and jit-safe (``row_chunk`` and the thresholds
-    static).
+    The per-rotation step of :func:`measures_rotation_test`. Pure and jit-safe (``row_chunk``
+    and the thresholds static).
 
     Args:
       activations: ``(N, n)`` samples (NaN rows and zero rows count nowhere).
@@ -396,22 +395,93 @@ def measure_basis(
     Returns:
       :class:`BasisMeasures`.
     """
-    x = jnp.asarray(activations)
-    n = x.shape[1]
-    pad = (-x.shape[0]) % row_chunk
-    x = jnp.concatenate([x, jnp.full((pad, n), jnp.nan, x.dtype)]) if pad else x
-    chunks = x.reshape(-1, row_chunk, n)
     b = jnp.asarray(basis)
     unit = b / jnp.linalg.norm(b, axis=1, keepdims=True)
     directions = jnp.asarray(signs, unit.dtype)[:, None] * unit[jnp.asarray(representative)]
+    return measure_directions(activations, {"directions": directions}, row_chunk=row_chunk,
+                              threshold=threshold, relative_threshold=relative_threshold)
+
+
+def direction_arguments(signed: SignedBasis, basis) -> dict:
+    """The arrays :func:`measure_directions` needs for ``basis``: its unit ``directions``
+    ``(K, n)`` and, for the standard basis, the ``axes`` and ``signs`` that make each
+    coordinate a gather (``±x_i``) instead of a product."""
+    directions = signed.directions(jnp.asarray(basis, jnp.float32))
+    if not signed.standard:
+        return {"directions": directions}
+    values = np.asarray(directions)
+    axes = np.argmax(np.abs(values), axis=1)
+    return {"directions": directions, "axes": jnp.asarray(axes, jnp.int32),
+            "signs": jnp.asarray(np.sign(values[np.arange(len(axes)), axes]), jnp.float32)}
+
+
+def measure_directions(
+    activations: jax.Array,
+    arguments: dict,
+    *,
+    row_chunk: int = ROW_CHUNK,
+    threshold: float = OUTLIER_THRESHOLD,
+    relative_threshold: float = RELATIVE_OUTLIER_THRESHOLD,
+) -> BasisMeasures:
+    """The measures of ``activations`` on unit directions (:func:`direction_arguments`),
+    ``row_chunk`` samples at a time (``jax.lax.scan``; memory ``row_chunk × K``).
+
+    With ``axes`` the coordinates are gathered (``signs · x[:, axes]``, the standard basis);
+    otherwise they are an exact product. Pure and jit-safe (``row_chunk`` and the thresholds
+    static).
+    """
+    x = jnp.asarray(activations)
+    x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    n = x.shape[1]
+    row_chunk = int(min(row_chunk, max(1, x.shape[0])))
+    pad = (-x.shape[0]) % row_chunk
+    x = jnp.concatenate([x, jnp.full((pad, n), jnp.nan, x.dtype)]) if pad else x
+    chunks = x.reshape(-1, row_chunk, n)
+    directions = jnp.asarray(arguments["directions"], x.dtype)
+    axes = arguments.get("axes")
 
     def add(total, rows):
-        sums = activation_sums(rows, directions, threshold=threshold,
-                               relative_threshold=relative_threshold)
+        if axes is None:
+            sums = activation_sums(rows, directions, threshold=threshold,
+                                   relative_threshold=relative_threshold)
+        else:
+            norms = jnp.linalg.norm(jnp.where(jnp.isfinite(rows), rows, jnp.nan), axis=1)
+            coordinates = rows[:, axes] * jnp.asarray(arguments["signs"], rows.dtype)
+            sums = measure_sums(coordinates, norms, threshold=threshold,
+                                relative_threshold=relative_threshold)
         return combine_sums(total, sums), None
 
     sums, _ = jax.lax.scan(add, zero_sums(directions.shape[0]), chunks)
     return finalise_measures(sums)
+
+
+def rotated_statistics(rotated: jax.Array, arguments: dict, *, row_chunk: int = ROW_CHUNK,
+                       threshold: float = OUTLIER_THRESHOLD,
+                       relative_threshold: float = RELATIVE_OUTLIER_THRESHOLD) -> jax.Array:
+    """:func:`measure_statistics` of samples already rotated, ``x q``, on the basis' own
+    directions: the statistics of ``x`` on the rotated basis ``b qᵀ`` (the coordinates are the
+    same, ``(b qᵀ) xᵀ = b (x q)ᵀ``). The ``measure`` of :func:`srm_jax.alignment_test`, which
+    then measures SRM and the field's measures on one product per rotation. Pure and jit-safe.
+    """
+    return measure_statistics(measure_directions(
+        rotated, arguments, row_chunk=row_chunk, threshold=threshold,
+        relative_threshold=relative_threshold))
+
+
+def measures_test(measures: BasisMeasures, null: jax.Array,
+                  rotations_per_batch: int) -> MeasuresTest:
+    """:class:`MeasuresTest` from the measures of the basis and the ``(R, 4)`` statistics of
+    its rotations (:func:`measure_statistics`), with the p-values of
+    :func:`srm_jax.permutation_p_value`."""
+    observed = measure_statistics(measures)
+    return MeasuresTest(
+        observed=observed,
+        null=null,
+        p_greater=permutation_p_value(observed, null, "greater"),
+        p_less=permutation_p_value(observed, null, "less"),
+        measures=measures,
+        rotations_per_batch=int(rotations_per_batch),
+    )
 
 
 @partial(jax.jit, static_argnames=("rotations_per_batch", "row_chunk", "threshold",

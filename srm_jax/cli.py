@@ -29,22 +29,24 @@ import numpy as np
 from srm_jax.report import (
     BASIS_SPECS,
     DEFAULT_EPSILON,
+    DEFAULT_MAX_SAMPLES,
     DEFAULT_MEMORY_BUDGET_GIB,
     DEFAULT_RESAMPLES,
+    DEFAULT_SAMPLED_PLANES,
     DEFAULT_STATISTIC,
     DEFAULT_TOP,
     FIGURES,
+    MIN_MAX_SAMPLES,
     ReportError,
 )
 
 PROG = "srm-jax"
 SUFFIXES = (".npy", ".npz", ".safetensors")
-#: Rows of the analysis subset (rotation test, ε sweep, class selectivity, projection).
-DEFAULT_MAX_SAMPLES = 20_000
-#: Planes measured at most (a random subset, from --seed, when the basis has more).
-DEFAULT_MAX_PLANES = 1_000
 #: Target size of one streamed batch, in float32 elements.
 BATCH_ELEMENTS = 1 << 19
+#: The same when every plane is measured through summaries: a batch's fixed cost (adding the
+#: ``(P,)`` plane totals, the kernel's per-plane accumulator) is paid once per batch.
+SUMMARY_BATCH_ELEMENTS = 1 << 23
 MAX_BATCH_SAMPLES = 1 << 16
 OUTPUT_FILES = ("report.json", "report.md", *FIGURES.values())
 #: Folder of the per-layer figures of a multi-layer report.
@@ -297,7 +299,11 @@ class Samples:
         self.total = shape[0] * self.per_row
         if self.total == 0:
             raise ReportError(f"{source.name} has no samples (shape {shape})")
-        target = max(1, min(MAX_BATCH_SAMPLES, BATCH_ELEMENTS // self.n))
+        self.resize(BATCH_ELEMENTS, MAX_BATCH_SAMPLES)
+
+    def resize(self, elements: int, max_samples: int) -> None:
+        """Streams batches of about ``elements`` float32 values (at most ``max_samples`` rows)."""
+        target = max(1, min(int(max_samples), int(elements) // self.n))
         self.rows_per_batch = max(1, target // self.per_row)
         self.batch_samples = self.rows_per_batch * self.per_row
 
@@ -420,13 +426,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="rotation-test statistic: projection (default; the amplitude of the "
                         "mean SRM curve in phase with self-SRM) or correlation (the alignment "
                         "score)")
-    report.add_argument("--max-samples", type=int, default=DEFAULT_MAX_SAMPLES, metavar="S",
-                        help="the rotation test, ε sweep, class selectivity and projection use "
-                        f"a random subset of this many samples (default {DEFAULT_MAX_SAMPLES:,}); "
-                        "SRM itself counts every sample")
-    report.add_argument("--max-planes", type=int, default=DEFAULT_MAX_PLANES, metavar="P",
-                        help="measure a random subset of this many planes when the basis has "
-                        f"more (default {DEFAULT_MAX_PLANES:,})")
+    report.add_argument("--max-samples", type=int, default=None, metavar="S",
+                        help="the rotation tests, ε sweep, class selectivity and projection use "
+                        f"a random subset of this many samples (default {DEFAULT_MAX_SAMPLES:,}, "
+                        "fewer at width: about a minute of rotation products, at least "
+                        f"{MIN_MAX_SAMPLES:,}); SRM, the neuron ranking and the measures' values "
+                        "count every sample")
+    report.add_argument("--max-planes", type=int, default=None, metavar="P",
+                        help="measure a random subset of this many planes (default: every "
+                        "plane of a ± orthonormal basis, measured through summaries; "
+                        f"otherwise {DEFAULT_SAMPLED_PLANES:,} when the basis has more)")
     report.add_argument("--top", type=int, default=None, metavar="K",
                         help=f"basis vectors and planes listed (default {DEFAULT_TOP}, or every "
                         "plane when there are fewer)")
@@ -522,15 +531,24 @@ class _Layer:
         import jax
 
         k_planes, self.k_report = jax.random.split(jax.random.key(args.seed))
+        self.max_planes = (report_lib.default_max_planes(self.basis, args.planes, args.epsilon)
+                           if args.max_planes is None else args.max_planes)
         self.pairs = report_lib.report_planes(self.basis, args.planes,
-                                              max_planes=args.max_planes, key=k_planes)
+                                              max_planes=self.max_planes, key=k_planes)
         num_planes = int(self.pairs.shape[0])
+        self.summaries = report_lib.uses_summaries(self.basis, self.pairs, args.epsilon)
+        if self.summaries:
+            self.samples.resize(SUMMARY_BATCH_ELEMENTS, self.samples.total)
         self.top = report_lib.check_top(args.top, num_planes)
         self.signed = neurons.signed_neurons(self.basis)
-        self.chosen = _subset(self.samples.total, args.max_samples, args.seed)
+        self.max_samples = (report_lib.default_max_samples(
+            self.samples.n, self.signed.num_directions, args.resamples)
+            if args.max_samples is None else args.max_samples)
+        self.chosen = _subset(self.samples.total, self.max_samples, args.seed)
         report_lib.check_memory(
             int(self.chosen.shape[0]), self.samples.n, int(self.basis.shape[0]),
-            self.signed.num_directions, num_planes, NUM_ANGLES, args.resamples, budget)
+            self.signed.num_directions, num_planes, NUM_ANGLES, args.resamples, budget,
+            summaries=self.summaries)
 
 
 #: Angles of the report's SRM curves (the default grid).
@@ -561,7 +579,8 @@ def run_report(args) -> int:
                       "num_shards": len(source.shards)},
             "basis": args.basis,
             "planes": args.planes,
-            "max_planes": args.max_planes,
+            "max_planes": layer.max_planes,
+            "max_samples": layer.max_samples,
             "seed": args.seed,
             "labels": args.labels,
             "memory_budget_gib": args.memory_budget,
@@ -610,12 +629,26 @@ def _analyse(layer: _Layer, args, budget: float):
                 bar.update(batch.shape[0])
                 yield batch
 
-    result = srm_jax.accumulate_srm(stream(), layer.basis, epsilon=args.epsilon,
-                                    planes=layer.pairs, batch_size=samples.batch_samples)
+    accumulate = srm_jax.accumulate_summary if layer.summaries else srm_jax.accumulate_srm
+    result = accumulate(stream(), layer.basis, epsilon=args.epsilon, planes=layer.pairs,
+                        batch_size=samples.batch_samples)
     if int(result.num_samples) == 0:
         raise ReportError(
             f"every row of {source.name} contains NaN or Inf: nothing to measure"
         )
+    peaks = None
+    if layer.summaries:  # a second pass: the exact curves of the planes with most lit counts
+        candidates = np.sort(report_lib.candidate_planes(result))
+        with tqdm(total=samples.total, unit=" samples", unit_scale=True, disable=None,
+                  desc=f"top planes {source.key or ''}".strip(), file=sys.stderr) as bar:
+            def again():
+                for batch in samples.batches():
+                    bar.update(batch.shape[0])
+                    yield batch
+
+            peaks = srm_jax.accumulate_srm(again(), layer.basis, epsilon=args.epsilon,
+                                           planes=layer.pairs[candidates],
+                                           batch_size=samples.batch_samples)
     subset = np.concatenate(picked, axis=0)
     labels = layer.labels
     return report_lib.srm_report(
@@ -623,6 +656,7 @@ def _analyse(layer: _Layer, args, budget: float):
         labels=None if labels is None else labels[chosen], planes=layer.pairs,
         num_resamples=args.resamples, statistic=args.statistic, result=result,
         num_rows=samples.total, top=layer.top, memory_budget=budget, measures=sums[0],
+        peaks=peaks,
     )
 
 

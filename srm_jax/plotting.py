@@ -54,37 +54,44 @@ def plot_srm(
     show_planes: bool = True,
     title: str | None = None,
     color: str = "C0",
+    curves=None,
 ):
     """SRM ensemble plot: every plane's curve, the mean curve, the isotropic null band and the
     isotropic expectation (paper Fig. 1 style, SPEC §6).
 
     Args:
-      result: an :class:`srm_jax.SRMResult` (``(P, T)`` counts).
+      result: an :class:`srm_jax.SRMResult` (``(P, T)`` counts), or an
+        :class:`srm_jax.SRMSummary` (its mean curve; the plane curves drawn are ``curves``).
       null: an optional :class:`srm_jax.NullBand` of the same planes and angles; draws the band
         of one plane's value (lighter, ``levels[0]``–``levels[-1]`` averaged over planes, whose
-        marginals are identical) and the band of the mean curve (darker).
+        marginals are identical; absent from a band of the mean curve only) and the band of the
+        mean curve (darker).
       n: dimension, for the isotropic expectation when no ``null`` is given (signed SRM: 0).
       ax: axes to draw on; default a new figure.
       show_planes: draw each plane's curve (thin).
       title: axes title.
       color: colour of the plane curves.
+      curves: an :class:`srm_jax.SRMResult` whose plane curves are drawn (default ``result``
+        when it holds counts; for a summary, for instance the top planes' exact curves).
 
     Returns:
       The axes.
     """
     ax = _axes(ax, figsize=(5, 3.5))
     angles = np.asarray(result.angles)
-    values = np.asarray(result.values)
-    if show_planes:
+    curves = curves if curves is not None else (result if hasattr(result, "values") else None)
+    if show_planes and curves is not None:
+        values = np.asarray(curves.values)
         for curve in values.reshape(-1, angles.shape[0]):
             ax.plot(angles, curve, color=color, alpha=max(0.15, min(0.6, 8.0 / len(values))),
                     linewidth=0.6)
     if null is not None:
-        q = np.asarray(null.quantiles)
         levels = np.asarray(null.levels)
-        label = f"isotropic null, one plane ({100 * levels[0]:g}–{100 * levels[-1]:g}%)"
-        ax.fill_between(np.asarray(null.angles), q[0].mean(0), q[-1].mean(0), color="0.6",
-                        alpha=0.25, linewidth=0, label=label)
+        if null.quantiles is not None:
+            q = np.asarray(null.quantiles)
+            label = f"isotropic null, one plane ({100 * levels[0]:g}–{100 * levels[-1]:g}%)"
+            ax.fill_between(np.asarray(null.angles), q[0].mean(0), q[-1].mean(0), color="0.6",
+                            alpha=0.25, linewidth=0, label=label)
         cq = np.asarray(null.curve_quantiles)
         ax.fill_between(np.asarray(null.angles), cq[0], cq[-1], color="0.3", alpha=0.35,
                         linewidth=0, label="isotropic null, mean curve")

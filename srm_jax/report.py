@@ -55,7 +55,7 @@ from srm_jax.per_class import Selectivity, distinct_planes, rank_selectivity
 from srm_jax.planes import PLANE_KINDS
 from srm_jax.planes import planes as make_planes
 from srm_jax.projection import ProjectionDensity, projection_density
-from srm_jax.resonance import SRMResult, self_srm, spotlight_resonance
+from srm_jax.resonance import SRMResult, plan_measurement, self_srm, spotlight_resonance
 from srm_jax.significance import (
     STATISTICS,
     AlignmentTest,
@@ -66,6 +66,7 @@ from srm_jax.significance import (
     permutation_p_value,
 )
 from srm_jax.spectrum import EpsilonSweep, alignment_sweep
+from srm_jax.summaries import SRMSummary, resonance_summary
 
 #: Default spotlight ``ε`` (the paper's Fig. 1).
 DEFAULT_EPSILON = 0.9
@@ -82,6 +83,24 @@ SIGNIFICANCE_LEVEL = 0.05
 NULL_BAND_SAMPLES = 20_000
 #: Isotropic data sets drawn for the null band.
 NULL_BAND_DRAWS = 40
+#: Samples of each null-band draw when every plane is measured through summaries (the band of
+#: the mean curve only; scaled to the report's N like any band, :func:`_scaled_band`).
+SUMMARY_NULL_BAND_SAMPLES = 2_000
+#: Planes measured when the sample-major kernel does not apply and the basis has more (a random
+#: subset; ``--max-planes``).
+DEFAULT_SAMPLED_PLANES = 1_000
+#: Planes whose exact curves a report of every plane measures: the best by lit counts
+#: (:func:`candidate_planes`); ``top_planes`` and ``max_srm`` come from them.
+PEAK_CANDIDATES = 1_000
+#: Planes of the ε sweep when every plane is measured through summaries (a random subset: the
+#: sweep only locates the best ε).
+SWEEP_PLANES = 1_000
+#: Multiply-adds of the rotation tests' products that the default analysis subset is sized for
+#: at width (:func:`default_max_samples`): about a minute on 2 CPU cores.
+ROTATION_TEST_WORK = 6e11
+#: The analysis subset's default size, and its floor at width.
+DEFAULT_MAX_SAMPLES = 20_000
+MIN_MAX_SAMPLES = 2_000
 #: Bins per axis of the projection density of the top plane (every sample, the whole disc).
 PROJECTION_BINS = 32
 #: Planes and basis vectors listed in the class-selectivity table.
@@ -107,6 +126,11 @@ FIGURES = {
 }
 
 
+#: The measures of each rotation of the report's rotation test (:func:`srm_jax.alignment_test`'s
+#: ``measure``; one function object, so that its compilation is cached across reports).
+_ROTATED_STATISTICS = _measures.rotated_statistics
+
+
 class ReportError(ValueError):
     """A problem with the report's inputs, stated in one line for the user."""
 
@@ -116,8 +140,9 @@ class Report(NamedTuple):
 
     Attributes:
       summary: dict of plain Python numbers, strings and lists (NaN where undefined).
-      result: SRM over all samples (:class:`srm_jax.SRMResult`, ``(P, T)`` counts).
-      reference: self-SRM of the basis on the same planes and angles.
+      result: SRM over all samples: :class:`srm_jax.SRMResult` (``(P, T)`` counts) or, when
+        every plane of a wide basis is measured, :class:`srm_jax.SRMSummary`.
+      reference: self-SRM of the basis on the same planes and angles (the same type).
       band: isotropic null band of ``result`` (:class:`srm_jax.NullBand`).
       test: the rotation test (:class:`srm_jax.AlignmentTest`, ``alternative="greater"``).
       sweep: the ε sweep (:class:`srm_jax.EpsilonSweep`).
@@ -128,11 +153,13 @@ class Report(NamedTuple):
       planes: per-plane totals, peaks and peak angles (:class:`srm_jax.neurons.PlaneSummaries`).
       measures: the field's measures against the rotations
         (:class:`srm_jax.basis_measures.MeasuresTest`).
+      peaks: exact ``(C, T)`` counts over all samples of the candidate planes (every plane when
+        ``result`` holds counts), whose peaks rank ``top_planes``.
     """
 
     summary: dict
-    result: SRMResult
-    reference: SRMResult
+    result: SRMResult | SRMSummary
+    reference: SRMResult | SRMSummary
     band: NullBand
     test: AlignmentTest
     sweep: EpsilonSweep
@@ -142,6 +169,7 @@ class Report(NamedTuple):
     signed: _neurons.SignedBasis | None = None
     planes: _neurons.PlaneSummaries | None = None
     measures: _measures.MeasuresTest | None = None
+    peaks: SRMResult | None = None
 
 
 # --------------------------------------------------------------------------------- inputs
@@ -188,6 +216,13 @@ def basis_from_spec(spec: str, n: int) -> jax.Array:
     return _bases.random_basis(key, m, n)
 
 
+def subset_indices(total: int, size: int, key: jax.Array) -> np.ndarray:
+    """``size`` distinct indices of ``range(total)``, sorted, drawn from ``key`` (host NumPy:
+    the report's subsets are chosen before anything is compiled)."""
+    seed = int(jax.random.randint(key, (), 0, np.iinfo(np.int32).max))
+    return np.sort(np.random.default_rng(seed).choice(int(total), int(size), replace=False))
+
+
 def _plane_pairs(m: int, kind: str, max_planes: int | None, key) -> np.ndarray:
     """The ``kind`` pairs of ``m`` vectors in ``itertools`` order, or a random subset of
     ``max_planes`` of them (from ``key``), decoded from pair indices without listing every pair
@@ -195,8 +230,7 @@ def _plane_pairs(m: int, kind: str, max_planes: int | None, key) -> np.ndarray:
     total = m * (m - 1) // (2 if kind == "comb" else 1)
     if max_planes is None or max_planes >= total:
         return np.asarray(make_planes(m, kind))
-    seed = int(jax.random.randint(key, (), 0, np.iinfo(np.int32).max))
-    k = np.sort(np.random.default_rng(seed).choice(total, max_planes, replace=False))
+    k = subset_indices(total, max_planes, key)
     if kind == "perm":
         alpha, beta = k // (m - 1), k % (m - 1)
         return np.stack([alpha, beta + (beta >= alpha)], axis=1).astype(np.int32)
@@ -231,6 +265,58 @@ def report_planes(
     if pairs.shape[0] == 0:
         raise ReportError("no pair of basis vectors spans a plane: the basis has no planes")
     return pairs
+
+
+def uses_summaries(basis, pairs, epsilon: float) -> bool:
+    """Whether a report of ``pairs`` is measured through summaries (:class:`srm_jax.SRMSummary`)
+    rather than ``(P, T)`` counts: where ``method="auto"`` takes the sample-major kernel (a wide
+    ``±`` orthonormal basis: the standard basis, an orthoplex, a rotated one, a file basis that
+    is one; :mod:`srm_jax.sample_major`)."""
+    plan, _, _ = plan_measurement(None, jnp.asarray(basis), epsilon=float(epsilon),
+                                  planes=jnp.asarray(pairs, jnp.int32))
+    return plan.sample_major is not None
+
+
+def default_max_planes(basis, kind: str, epsilon: float) -> int | None:
+    """The report's default ``--max-planes``: every plane (``None``) where the report measures
+    them through summaries (:func:`uses_summaries`) or where there are at most
+    :data:`DEFAULT_SAMPLED_PLANES`; otherwise a random subset of that many."""
+    m = int(np.shape(basis)[0])
+    total = m * (m - 1) // (2 if kind == "comb" else 1)
+    if total <= DEFAULT_SAMPLED_PLANES:
+        return None
+    if uses_summaries(basis, report_planes(basis, kind), epsilon):
+        return None
+    return DEFAULT_SAMPLED_PLANES
+
+
+def default_max_samples(n: int, num_directions: int, num_rotations: int) -> int:
+    """The report's default ``--max-samples`` (the analysis subset of the rotation tests).
+
+    :data:`DEFAULT_MAX_SAMPLES`, or fewer at width: the rotation tests project the subset on
+    every rotated basis, ``S · n · K`` multiply-adds a rotation, so ``S`` is cut to keep
+    ``R · S · n · K`` under :data:`ROTATION_TEST_WORK` (about a minute on 2 CPU cores), but not
+    below :data:`MIN_MAX_SAMPLES`. A setting (``--max-samples``); SRM itself, the neuron ranking
+    and the measures' values count every row.
+    """
+    work = max(1, int(num_rotations)) * int(n) * int(num_directions)
+    return int(min(DEFAULT_MAX_SAMPLES, max(MIN_MAX_SAMPLES, ROTATION_TEST_WORK // work)))
+
+
+def candidate_planes(summary: SRMSummary, k: int = PEAK_CANDIDATES) -> np.ndarray:
+    """Indices of the ``k`` planes with the most lit counts (Σ over θ, Eqn. 2), best first.
+
+    A plane's peak count is at most its total, so the planes whose peaks rank highest are found
+    among those with the largest totals: :func:`srm_report` measures the exact curves of these
+    candidates and says whether its ``top_planes`` are provably the best by peak
+    (``top_planes_exact``).
+    """
+    totals = np.asarray(summary.lit_plane_totals, np.float64)
+    k = int(min(int(k), totals.shape[0]))
+    if k < 1:
+        raise ReportError("there are no planes to rank")
+    best = np.argpartition(-totals, k - 1)[:k]  # O(P); a full sort of 18.9 M totals is not
+    return best[np.lexsort((best, -totals[best]))].astype(np.int64)  # ties: lower index first
 
 
 def check_basis(basis, n: int) -> np.ndarray:
@@ -305,10 +391,11 @@ def _scaled_band(band: NullBand, num_samples: int) -> NullBand:
     e = band.expectation
 
     def shrink(q):
-        return e + (q - e) * s
+        return None if q is None else e + (q - e) * s
 
     return band.replace(
-        std=band.std * s, quantiles=shrink(band.quantiles), curve_std=band.curve_std * s,
+        std=None if band.std is None else band.std * s, quantiles=shrink(band.quantiles),
+        curve_std=band.curve_std * s,
         curve_quantiles=shrink(band.curve_quantiles),
         curve_sup_quantiles=band.curve_sup_quantiles * s, num_samples=int(num_samples),
     )
@@ -373,27 +460,49 @@ def memory_budget_bytes(gib: float) -> float:
 
 
 def check_memory(num_samples: int, n: int, m: int, num_directions: int, num_planes: int,
-                 num_angles: int, num_rotations: int, memory_budget: float) -> int:
+                 num_angles: int, num_rotations: int, memory_budget: float, *,
+                 summaries: bool = False) -> int:
     """The up-front memory check of a report; returns the measures' rotations per batch.
 
-    Counts what the report holds at once: the analysis subset (``S × n``), SRM's ``(P, T)``
-    counts, the neuron map (``K × K``) and one batch of rotations of the field's measures
-    (:func:`srm_jax.basis_measures.rotation_batch_size`). Raises :class:`ReportError` in one
-    line naming what to reduce when even one rotation does not fit in ``memory_budget`` bytes.
+    Counts what the report holds at once (:func:`report_bytes`) and one batch of rotations of
+    the field's measures (:func:`srm_jax.basis_measures.rotation_batch_size`). Raises
+    :class:`ReportError` in one line naming what to reduce when even one rotation does not fit
+    in ``memory_budget`` bytes.
     """
-    held = 4 * (num_samples * n + 2 * num_planes * num_angles + num_directions**2)
+    held = report_bytes(num_samples, n, num_directions, num_planes, num_angles,
+                        summaries=summaries)
     if held >= memory_budget:
+        reduce = "--max-samples" if summaries else "--max-samples or --max-planes"
         raise ReportError(
             f"the report needs {held / 2**30:.2f} GiB before any rotation ({num_samples:,} samples "
             f"of width {n}, {num_planes:,} planes) but the memory budget is "
-            f"{memory_budget / 2**30:.2f} GiB: reduce --max-samples or --max-planes, or raise "
-            "--memory-budget"
+            f"{memory_budget / 2**30:.2f} GiB: reduce {reduce}, or raise --memory-budget"
         )
     try:
         return _measures.rotation_batch_size(num_samples, n, m, num_directions, num_rotations,
                                              memory_budget - held)
     except MemoryError as error:
         raise ReportError(str(error)) from None
+
+
+def report_bytes(num_samples: int, n: int, num_directions: int, num_planes: int,
+                 num_angles: int, *, summaries: bool = False) -> int:
+    """Bytes a report holds beside the rotation batches (an estimate, 4-byte entries).
+
+    The analysis subset (``S × n``), the planes (``P × 2``), the neuron map (``K × K``) and SRM:
+    with counts, the ``(P, T)`` counts, the self-SRM reference and the per-plane band (three
+    ``(P, T)`` arrays, one of them transient); with summaries, the per-plane totals of the data,
+    the reference and a rotation (two limbs each: ``6 P``), the sample-major kernel's per-plane
+    accumulator and plane table (``2 K² · 4`` for a ``±`` basis) and the candidates' ``(C, T)``
+    counts, never ``(P, T)``.
+    """
+    k = int(num_directions)
+    fixed = int(num_samples) * int(n) + 2 * int(num_planes) + k * k
+    if summaries:
+        srm = 6 * int(num_planes) + 8 * k * k + PEAK_CANDIDATES * int(num_angles)
+    else:
+        srm = 3 * int(num_planes) * int(num_angles)
+    return 4 * (fixed + srm)
 
 
 def _neuron_label(signed: _neurons.SignedBasis, vector: int) -> str:
@@ -405,16 +514,19 @@ def _neuron_label(signed: _neurons.SignedBasis, vector: int) -> str:
 
 
 def neuron_tables(signed: _neurons.SignedBasis, planes: _neurons.PlaneSummaries,
-                  pairs, num_samples: int, top: int) -> dict:
+                  pairs, num_samples: int, top: int, *, peak_pairs=None) -> dict:
     """``top_basis_vectors``, ``top_planes`` and ``top_neurons`` of ``report.json``.
 
     Ranked by :func:`srm_jax.neurons.rank_basis_vectors` (share of the lit counts) and
-    :func:`srm_jax.neurons.rank_planes` (SRM peak) from per-plane arrays only.
+    :func:`srm_jax.neurons.rank_planes` (SRM peak) from per-plane arrays only: ``planes.totals``
+    of every plane in ``pairs``; ``planes.peaks`` and ``peak_angles`` of the planes in
+    ``peak_pairs`` (default ``pairs``; the candidate planes of a report of summaries).
     """
     pairs = np.asarray(pairs)
+    peak_pairs = pairs if peak_pairs is None else np.asarray(peak_pairs)
     m = int(signed.direction.shape[0])
     vectors = _neurons.rank_basis_vectors(planes.totals, pairs, m, min(int(top), m))
-    best = _neurons.rank_planes(planes.peaks, min(int(top), pairs.shape[0]))
+    best = _neurons.rank_planes(planes.peaks, min(int(top), peak_pairs.shape[0]))
     top_vectors = []
     for v, score in zip(np.asarray(vectors.indices), np.asarray(vectors.scores), strict=True):
         k = int(signed.direction[v])
@@ -425,8 +537,8 @@ def neuron_tables(signed: _neurons.SignedBasis, planes: _neurons.PlaneSummaries,
             "score": _float(score),
         })
     top_planes = [
-        {"plane": [int(a) for a in pairs[p]],
-         "neurons": ([_neuron_label(signed, int(a)) for a in pairs[p]]),
+        {"plane": [int(a) for a in peak_pairs[p]],
+         "neurons": ([_neuron_label(signed, int(a)) for a in peak_pairs[p]]),
          "peak_srm": _float(np.float32(peak) / max(int(num_samples), 1)),
          "peak_angle": _float(np.asarray(planes.peak_angles)[p])}
         for p, peak in zip(np.asarray(best.indices), np.asarray(best.scores), strict=True)
@@ -541,6 +653,7 @@ def srm_report(
     top: int | None = None,
     memory_budget: float = DEFAULT_MEMORY_BUDGET_GIB * 2**30,
     measures: _measures.MeasureSums | None = None,
+    peaks: SRMResult | None = None,
 ) -> Report:
     """The SRM report of ``activations`` on ``basis``: numbers (``Report.summary``) and figures.
 
@@ -561,8 +674,10 @@ def srm_report(
       statistic: ``"projection"`` (default: the in-phase amplitude, see
         :func:`srm_jax.alignment_statistic`) or ``"correlation"`` (the alignment score).
       epsilons: the ε sweep.
-      result: SRM of *all* samples on the same planes (streamed by the caller); default the SRM
-        of ``activations``.
+      result: SRM of *all* samples on the same planes (streamed by the caller): an
+        :class:`srm_jax.SRMResult`, or an :class:`srm_jax.SRMSummary` (every plane of a wide
+        basis, :func:`srm_jax.accumulate_summary`); default the SRM of ``activations``, through
+        summaries where :func:`uses_summaries` says so.
       num_rows: the number of rows read, counted or not (default ``S``); ``num_excluded`` is
         ``num_rows − result.num_samples``.
       top: basis vectors and planes listed (``top_basis_vectors``, ``top_planes``); default
@@ -572,6 +687,15 @@ def srm_report(
       measures: :class:`srm_jax.basis_measures.MeasureSums` of *all* samples on the basis'
         directions (streamed by the caller); default those of ``activations``. The rotation
         null of the measures is computed on ``activations``, with the SRM test's key.
+      peaks: with a summary ``result``, the exact SRM of *all* samples on the candidate planes
+        ``pairs[np.sort(candidate_planes(result))]`` (streamed by the caller); default measured on
+        ``activations``.
+
+    Summaries (``result`` an :class:`srm_jax.SRMSummary`): the mean curve, the neuron ranking and
+    the rotation test use every plane; ``top_planes`` and ``max_srm`` come from the exact curves
+    of the :data:`PEAK_CANDIDATES` planes with the most lit counts (exact as the best by peak
+    when ``top_planes_exact``); the null band is that of the mean curve; the ε sweep and the
+    class selectivity use a random subset of :data:`SWEEP_PLANES` planes and the candidates.
 
     Returns:
       :class:`Report`.
@@ -591,35 +715,64 @@ def srm_report(
     # Rows with NaN/Inf stay (every analysis leaves them out), so the shapes, and with them the
     # compiled computations, depend only on the number of rows.
     num_finite = int(np.sum(np.asarray(jnp.all(jnp.isfinite(x), axis=1))))
+    summaries = isinstance(result, SRMSummary) or (
+        result is None and uses_summaries(b, pairs, epsilon))
     if result is None:
-        result = spotlight_resonance(x, b, epsilon=epsilon, planes=pairs)
+        result = (resonance_summary(x, b, epsilon=epsilon, planes=pairs) if summaries else
+                  spotlight_resonance(x, b, epsilon=epsilon, planes=pairs))
     num_samples = int(result.num_samples)
     num_rows = int(x.shape[0] if num_rows is None else num_rows)
     if num_samples == 0 or num_finite == 0:
         raise ReportError("every row of the activations contains NaN or Inf: nothing to measure")
     n, m = int(b.shape[1]), int(b.shape[0])
-    num_top = check_top(top, int(pairs.shape[0]))
+    num_planes = int(pairs.shape[0])
+    num_top = check_top(top, num_planes)
     signed = _neurons.signed_neurons(b)
-    rotations_per_batch = check_memory(
-        int(x.shape[0]), n, m, signed.num_directions, int(pairs.shape[0]),
-        int(result.angles.shape[0]), int(num_resamples), float(memory_budget))
+    check_memory(  # the report applies one rotation at a time (SRM and measures fused)
+        int(x.shape[0]), n, m, signed.num_directions, num_planes,
+        int(result.angles.shape[0]), int(num_resamples), float(memory_budget),
+        summaries=summaries)
 
-    reference = self_srm(b, epsilon=epsilon, planes=pairs)
+    if summaries:
+        # In plane order, so that ties in peak rank as over every plane (lower index first).
+        candidates = np.sort(candidate_planes(result, PEAK_CANDIDATES))
+        if peaks is None:
+            peaks = spotlight_resonance(x, b, epsilon=epsilon, planes=pairs[candidates])
+        if peaks.counts.shape[0] != candidates.shape[0]:
+            raise ReportError(f"peaks holds {peaks.counts.shape[0]} planes; the "
+                              f"{candidates.shape[0]} candidate planes are needed")
+        totals = np.asarray(result.lit_plane_totals, np.float64)
+        reference = resonance_summary(b, b, epsilon=epsilon, planes=pairs)
+    else:
+        candidates = np.arange(num_planes)
+        peaks = result
+        totals = None
+        reference = self_srm(b, epsilon=epsilon, planes=pairs)
+    candidate_pairs = pairs[candidates]
     score = _float(alignment_score(result, reference))
     expectation = _float(isotropic_expectation(n, epsilon))
-    band_samples = min(int(x.shape[0]), NULL_BAND_SAMPLES)
+    band_samples = min(int(x.shape[0]),
+                       SUMMARY_NULL_BAND_SAMPLES if summaries else NULL_BAND_SAMPLES)
     band = null_band(k_band, band_samples, b, epsilon=epsilon, planes=pairs,
-                     num_draws=NULL_BAND_DRAWS)
+                     num_draws=NULL_BAND_DRAWS, per_plane=not summaries)
     band = _scaled_band(band, num_samples)
-    test = alignment_test(k_test, x, b, epsilon=epsilon, num_rotations=int(num_resamples),
-                          statistic=statistic, planes=pairs)
+    # One rotation loop for SRM and the field's measures: each rotation's product x q serves
+    # both (a ±e_i basis then reads its coordinates by a gather).
+    measure_args = _measures.direction_arguments(signed, b)
+    test = alignment_test(
+        k_test, x, b, epsilon=epsilon, num_rotations=int(num_resamples), statistic=statistic,
+        planes=pairs, measure=_ROTATED_STATISTICS, measure_args=measure_args)
     p_greater = _float(test.p_value)
     p_less = _float(permutation_p_value(test.score, test.null_scores, "less"))
     kind, p_value, sentence = verdict(p_greater, p_less)
-    sweep = alignment_sweep(x, b, jnp.asarray(epsilons, jnp.float32), planes=pairs)
+    sweep_pairs = pairs
+    if summaries and num_planes > SWEEP_PLANES:
+        chosen = subset_indices(num_planes, SWEEP_PLANES, jax.random.fold_in(k_planes, 1))
+        sweep_pairs = pairs[chosen]
+    sweep = alignment_sweep(x, b, jnp.asarray(epsilons, jnp.float32), planes=sweep_pairs)
     if not math.isfinite(score):  # a flat curve: no alignment can be read at this ε
-        why = (f"the SRM curve is flat at ε = {epsilon:g}" if int(np.max(result.counts)) else
-               f"no sample falls inside a spotlight at ε = {epsilon:g}")
+        why = (f"the SRM curve is flat at ε = {epsilon:g}" if float(np.max(result.mean_curve))
+               else f"no sample falls inside a spotlight at ε = {epsilon:g}")
         best = _float(sweep.best_epsilon)
         hint = f" (the ε sweep's best is {best:g})" if math.isfinite(best) else ""
         kind, sentence = "no evidence", f"no evidence of alignment: {why}{hint}"
@@ -636,24 +789,35 @@ def srm_report(
             raise ReportError("the labels have no non-negative class")
         selectivity = rank_selectivity(
             k_sel, x, b, jnp.asarray(labels, jnp.int32), num_classes=num_classes,
-            epsilon=epsilon, planes=pairs, num_shuffles=int(num_resamples),
+            epsilon=epsilon, planes=candidate_pairs, num_shuffles=int(num_resamples),
         )
-        distinct = distinct_planes(b, pairs, selectivity.plane_order)
+        distinct = distinct_planes(b, candidate_pairs, selectivity.plane_order)
         top = int(distinct[0])
         summary_classes = _selectivity_table(selectivity, distinct, num_classes)
     else:
-        top = _top_plane_without_labels(result, expectation)
-    top_pair = pairs[top]
+        top = _top_plane_without_labels(peaks, expectation)
+    top_pair = candidate_pairs[top]
     density = projection_density(k_proj, x, b, top_pair, bins=PROJECTION_BINS)
 
-    plane_arrays = _neurons.plane_summaries(result.counts, result.angles)
-    tables = neuron_tables(signed, plane_arrays, pairs, num_samples, num_top)
-    test_measures = _measures.measures_rotation_test(
-        k_test, x, b, int(num_resamples), map_batch_size=rotations_per_batch, neurons=signed)
+    peak_arrays = _neurons.plane_summaries(peaks.counts, peaks.angles)
+    if totals is None:
+        totals = np.asarray(peak_arrays.totals)
+    # A plane's peak is at most its total: the candidates' top peaks are the best of every
+    # plane when they reach the largest total left out.
+    rest = np.delete(totals, candidates) if candidates.shape[0] < num_planes else np.zeros(0)
+    bound = float(np.max(rest)) if rest.size else -math.inf
+    candidate_peaks = np.sort(np.asarray(peak_arrays.peaks, np.float64))[::-1]
+    top_exact = bool(candidate_peaks[min(num_top, candidate_peaks.size) - 1] >= bound)
+    plane_arrays = _neurons.PlaneSummaries(jnp.asarray(totals), peak_arrays.peaks,
+                                           peak_arrays.peak_angles)
+    tables = neuron_tables(signed, plane_arrays, pairs, num_samples, num_top,
+                           peak_pairs=candidate_pairs)
+    test_measures = _measures.measures_test(
+        _measures.measure_directions(x, measure_args), test.null_measured, 1)
     streamed = None if measures is None else _measures.finalise_measures(measures)
     measure_rows = measures_table(test_measures, streamed, signed, kind, num_top)
 
-    values = np.asarray(result.values)
+    values = np.asarray(peaks.values)
     summary: dict[str, Any] = {
         "verdict": kind,
         "verdict_sentence": sentence,
@@ -663,7 +827,10 @@ def srm_report(
         "num_test_samples": num_finite,
         "n": n,
         "m": m,
-        "num_planes": int(pairs.shape[0]),
+        "num_planes": num_planes,
+        "measurement": "summaries" if summaries else "counts",
+        "peak_candidates": int(candidates.shape[0]),
+        "top_planes_exact": top_exact,
         "num_angles": int(result.angles.shape[0]),
         "epsilon": epsilon,
         "alignment_score": score,
@@ -676,10 +843,11 @@ def srm_report(
         "num_rotations": int(num_resamples),
         "min_p_value": min(1.0, 2.0 / (int(num_resamples) + 1)),
         "isotropic_expectation": expectation,
-        "mean_srm": _float(np.mean(values)),
+        "mean_srm": _float(np.mean(np.asarray(result.mean_curve))),
         "max_srm": _float(np.max(values)),
         "best_epsilon": _float(sweep.best_epsilon),
         "epsilon_sweep": {
+            "num_planes": int(sweep_pairs.shape[0]),
             "epsilons": _floats(sweep.epsilons),
             "alignment_scores": _floats(sweep.scores),
         },
@@ -691,7 +859,7 @@ def srm_report(
         "measures": measure_rows,
     }
     return Report(summary, result, reference, band, test, sweep, selectivity, distinct, density,
-                  signed, plane_arrays, test_measures)
+                  signed, plane_arrays, test_measures, peaks)
 
 
 # ------------------------------------------------------------------------------- outputs
@@ -720,7 +888,13 @@ def write_figures(report: Report, directory: str) -> dict[str, str]:
         written[name] = FIGURES[name]
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    plotting.plot_srm(report.result, null=report.band, ax=ax)
+    summaries = isinstance(report.result, SRMSummary)
+    plotting.plot_srm(
+        report.result, null=report.band, ax=ax,
+        curves=report.peaks if summaries else None,
+        title=(f"SRM, ε = {float(report.result.epsilon):g}: mean over "
+               f"{report.result.planes.shape[0]:,} planes, the {report.peaks.counts.shape[0]:,} "
+               "with most lit counts drawn") if summaries else None)
     save("srm", fig)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     plotting.plot_alignment_sweep(report.sweep, ax=ax)

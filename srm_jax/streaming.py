@@ -52,6 +52,8 @@ from srm_jax.resonance import (
     plan_counts,
     plan_measurement,
 )
+from srm_jax.sample_major import plane_table
+from srm_jax.summaries import SRMSummary, plan_summaries, summary_from_sums
 
 Batch = Any  # an array, or a pytree of arrays sharing a leading sample axis
 
@@ -333,4 +335,61 @@ def accumulate_srm(
             mask = shard_samples(mask, mesh, axis_name=axis_name)
         state = update(state, batch, mask)
         in_flight.add(state.num_samples)
+    return state
+
+
+def accumulate_summary(
+    batches: Iterable[Batch],
+    basis: jax.Array,
+    *,
+    epsilon: float,
+    select: str | Callable[[Batch], Any] | None = None,
+    batch_size: int | None = None,
+    max_in_flight: int = 2,
+    **kwargs,
+) -> SRMSummary:
+    """SRM summaries (:class:`srm_jax.SRMSummary`) of every sample an iterator yields.
+
+    The summary counterpart of :func:`accumulate_srm`: equal, sum for sum, to
+    :func:`srm_jax.resonance_summary` of the concatenated samples (summaries are additive, SPEC
+    §4), in memory that grows with neither the samples nor ``(P, T)``: with the sample-major
+    kernel it holds the ``(P,)`` plane totals and ``(T,)`` curve, never the counts (issue 17:
+    a report of every plane of a 3,072-wide layer). The per-batch summary is jitted once (a
+    ragged last batch is padded with NaN rows, which count nowhere); the sample-major plane
+    table is built once for the stream. ``epsilon`` must be concrete (the kernel's plan depends
+    on it). Single device: shard batches yourself and add the summaries (``+``).
+
+    Args:
+      batches, select, batch_size, max_in_flight: as :func:`accumulate_srm`.
+      basis: ``(m, n)`` privileged basis.
+      epsilon: ``ε``.
+      **kwargs: ``angles``, ``planes``, ``signed``, ``method``, ``max_planes``, ``key``,
+        ``chunk_size`` as in :func:`srm_jax.spotlight_resonance`.
+
+    Returns:
+      :class:`srm_jax.SRMSummary` over all samples.
+    """
+    plan, pairs, angles = plan_measurement(None, basis, epsilon=epsilon, **kwargs)
+    dtype = working_dtype(basis)
+    basis = jnp.asarray(basis, dtype)
+    angles = jnp.asarray(angles, dtype)
+    table = None if plan.sample_major is None else plane_table(plan.sample_major, pairs)
+    pick = _selector(select)
+    state = None
+    in_flight = InFlight(max_in_flight)
+    for batch, mask in fixed_size_batches(map(pick, batches), batch_size):
+        x = np.asarray(batch)
+        _validation.check_matrix(x, "activations")
+        if x.shape[1] != basis.shape[1]:
+            raise ValueError(f"activations have n={x.shape[1]} features but the basis vectors "
+                             f"have n={basis.shape[1]}.")
+        x = np.where(mask[:, None], x, np.nan).astype(dtype)
+        sums = plan_summaries(plan, x, basis, pairs, angles, epsilon, table=table)
+        summary = summary_from_sums(sums, pairs, epsilon, plan)
+        state = summary if state is None else state + summary
+        in_flight.add(state.num_samples)
+    if state is None:  # no rows: the summary of no samples (zeros)
+        empty = np.zeros((0, basis.shape[1]), dtype)
+        sums = plan_summaries(plan, empty, basis, pairs, angles, epsilon, table=table)
+        state = summary_from_sums(sums, pairs, epsilon, plan)
     return state

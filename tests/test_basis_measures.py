@@ -187,3 +187,29 @@ def test_rankings_against_direct_definitions(rng):
         assert image[a, b] == pytest.approx(totals[mask].mean())
     shares = neurons.neuron_shares(share, direction, 3)
     np.testing.assert_allclose(shares, [share[direction == k].sum() for k in range(3)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["standard", "orthoplex"])
+def test_fused_rotation_loop_equals_the_separate_tests(rng, kind):
+    """The report's one rotation loop (``alignment_test(measure=rotated_statistics)``: the data
+    rotated once, ``x q``, for SRM and the measures) gives the SRM null of the rotated bases and
+    the measures' null of :func:`measures_rotation_test`, rotation for rotation."""
+    n = 8
+    x, _ = planted_outliers(rng, num=200, n=n)
+    basis = (srm_jax.standard_basis(n) if kind == "standard"
+             else srm_jax.orthoplex_basis(jax.random.key(3), n))
+    signed = neurons.signed_neurons(basis)
+    arguments = bm.direction_arguments(signed, basis)
+    assert ("axes" in arguments) == (kind == "standard")  # a gather for ±e_i
+    key = jax.random.key(int(rng.integers(1 << 30)))
+    kw = {"epsilon": 0.7, "num_rotations": 9, "statistic": "projection"}
+    fused = srm_jax.alignment_test(key, x, basis, measure=bm.rotated_statistics,
+                                   measure_args=arguments, **kw)
+    alone = srm_jax.alignment_test(key, x, basis, **kw)
+    assert alone.null_measured is None
+    np.testing.assert_allclose(fused.null_scores, alone.null_scores, rtol=1e-4, atol=1e-6)
+    assert float(fused.p_value) == float(alone.p_value)
+    measures = bm.measures_rotation_test(key, x, basis, 9)
+    np.testing.assert_allclose(fused.null_measured, measures.null, rtol=1e-4)
+    observed = bm.measure_statistics(bm.measure_directions(x, arguments))
+    np.testing.assert_allclose(observed, measures.observed, rtol=1e-5)

@@ -173,3 +173,78 @@ def test_measures_rotations_are_batched_within_the_budget(rng, budget_gib):
                                      memory_budget=budget_gib * 2**30)
     assert 1 <= test.rotations_per_batch < 40
     assert test.null.shape == (40, 4)
+
+
+def test_every_plane_of_a_wide_standard_basis_by_default(rng, tmp_path, capsys):
+    """A wide ``±e_i`` basis: the report measures every plane through summaries by default
+    (streamed, with a second pass for the candidates' exact curves), names the planted channels
+    first, and agrees with the same report computed from the full ``(P, T)`` counts."""
+    from srm_jax import report as report_lib
+
+    n = 80  # 12,640 planes: method="auto" takes the sample-major kernel
+    channels = sorted(int(c) for c in rng.choice(n, 3, replace=False))
+    x = outlier_tokens(rng, num=300, n=n, channels=channels)
+    np.save(tmp_path / "wide.npy", x)
+    status, _, err = run([tmp_path / "wide.npy", "--out", tmp_path / "r", "--resamples", "19"],
+                         capsys)
+    assert status == 0, err
+    wide = load(tmp_path / "r")
+    assert wide["measurement"] == "summaries" and wide["max_planes"] is None
+    assert wide["num_planes"] == n * (2 * n - 1) - n  # every spanning pair of ±e_i
+    assert sorted(t["neuron"] for t in wide["top_neurons"][:3]) == channels
+    assert all(v["neuron"] in channels for v in wide["top_basis_vectors"][:6])
+    assert wide["epsilon_sweep"]["num_planes"] == report_lib.SWEEP_PLANES
+    # The same analysis from the (P, T) counts (same key, same rows): the same numbers.
+    basis = np.asarray(srm_jax.standard_basis(n))
+    counts = report_lib.srm_report(
+        x, basis, key=jax.random.split(jax.random.key(0))[1], num_resamples=19,
+        result=srm_jax.spotlight_resonance(x, basis, epsilon=0.9),
+    ).summary
+    assert counts["measurement"] == "counts"
+    for name in ("num_planes", "alignment_score", "p_value", "test_score"):
+        assert wide[name] == pytest.approx(counts[name], rel=1e-5), name
+    for name, fields in (("top_basis_vectors", ("index", "neuron", "sign")),
+                         ("top_neurons", ("neuron",))):
+        assert ([[v[f] for f in fields] for v in wide[name]]
+                == [[v[f] for f in fields] for v in counts[name]]), name
+        np.testing.assert_allclose([v["score" if "score" in v else "share"] for v in wide[name]],
+                                   [v["score" if "score" in v else "share"]
+                                    for v in counts[name]], rtol=1e-5)
+    for name in ("kurtosis", "outlier_share_relative", "proximity"):
+        for field in ("value", "p_value"):
+            assert wide["measures"][name][field] == pytest.approx(
+                counts["measures"][name][field], rel=1e-5), (name, field)
+    assert wide["mean_srm"] == pytest.approx(counts["mean_srm"], rel=1e-5)
+    if wide["top_planes_exact"]:
+        assert wide["top_planes"] == counts["top_planes"]
+    # --max-planes still samples, through the counts, and says so.
+    status, _, err = run([tmp_path / "wide.npy", "--out", tmp_path / "s", "--resamples", "19",
+                          "--max-planes", "300"], capsys)
+    assert status == 0, err
+    sampled = load(tmp_path / "s")
+    assert sampled["measurement"] == "counts" and sampled["num_planes"] <= 300
+    assert sampled["max_planes"] == 300
+
+
+def test_wide_report_fits_its_memory_budget_by_batching_rotations(rng, tmp_path, capsys):
+    """A reduced-size wide report under a budget that holds a few rotations of the measures'
+    null but not all of them: it completes, applying them a few at a time."""
+    from srm_jax import basis_measures as bm
+    from srm_jax import report as report_lib
+
+    n, num, resamples = 96, 200, 19
+    np.save(tmp_path / "t.npy", rng.standard_t(5, size=(num, n)).astype(np.float32))
+    planes = n * (2 * n - 1) - n
+    held = report_lib.report_bytes(num, n, n, planes, 100, summaries=True)
+    one = bm.rotation_bytes(n, 2 * n, n, min(bm.ROW_CHUNK, num))
+    budget = held + 2 * 4 * num * n + 3.5 * one
+    assert held + 2 * 4 * num * n + resamples * one > budget  # all at once would not fit
+    status, _, err = run([tmp_path / "t.npy", "--out", tmp_path / "r", "--resamples",
+                          str(resamples), "--memory-budget", str(budget / 2**30)], capsys)
+    assert status == 0, err
+    report = load(tmp_path / "r")
+    assert report["measurement"] == "summaries"
+    assert 1 <= report["measures"]["rotations_per_batch"] <= 3
+    # The counts of every plane would not fit that budget: refused in one line, nothing written.
+    with pytest.raises(report_lib.ReportError, match="reduce --max-samples or --max-planes"):
+        report_lib.check_memory(num, n, 2 * n, n, planes, 100, resamples, budget)

@@ -184,3 +184,20 @@ def test_alignment_test_p_values_are_uniform_for_isotropic_data():
     hist, _ = np.histogram(p, bins=[0, 0.25, 0.5, 0.75, 1.0])
     assert scipy.stats.chisquare(hist).pvalue > 0.01, hist
     assert np.mean(p <= 0.05) <= 0.15
+
+
+def test_null_band_of_the_mean_curve_only_equals_the_full_band(rng):
+    """``per_plane=False`` (the band of a wide layer: summaries, never (P, T)) gives the same
+    mean-curve band as the full band from the same key, and no per-plane arrays."""
+    n = 12
+    basis = jnp.asarray(np.concatenate([np.eye(n), -np.eye(n)]), jnp.float32)
+    key = jax.random.key(int(rng.integers(1 << 30)))
+    kw = {"epsilon": 0.5, "num_draws": 12, "method": "sample_major"}
+    full = srm_jax.null_band(key, 300, basis, **kw)  # (P, T) counts per draw
+    curve = srm_jax.null_band(key, 300, basis, per_plane=False, **kw)  # summaries per draw
+    assert curve.mean is None and curve.std is None and curve.quantiles is None
+    for field in ("curve_mean", "curve_std", "curve_quantiles", "curve_sup_quantiles"):
+        np.testing.assert_allclose(np.asarray(getattr(curve, field)),
+                                   np.asarray(getattr(full, field)), rtol=1e-5, atol=1e-7,
+                                   err_msg=field)
+    assert float(np.max(curve.curve_std)) > 0

@@ -152,3 +152,29 @@ def test_errors(rng):
         streaming_srm(basis, epsilon=1.5)
     with pytest.raises(ValueError, match="leading"):
         list(fixed_size_batches([{"a": x, "b": x[:3]}]))
+
+
+@pytest.mark.parametrize("method", ["sample_major", "arc"])
+def test_accumulate_summary_equals_the_in_memory_summary(rng, method):
+    """Summaries streamed in ragged batches (and none) equal the summary of all samples."""
+    from srm_jax.streaming import accumulate_summary
+
+    n = 12
+    x = rng.standard_t(3, size=(230, n)).astype(np.float32)
+    x[rng.random(230) < 0.3, 4] *= 6.0  # an outlier channel: planes are lit
+    x[7] = np.nan  # left out and not counted
+    basis = np.concatenate([np.eye(n), -np.eye(n)]).astype(np.float32)
+    kw = {"epsilon": 0.8, "method": method, "signed": method == "arc"}
+    whole = srm_jax.resonance_summary(x, basis, **kw)
+    streamed = accumulate_summary((x[i:i + 61] for i in range(0, 230, 61)), basis,
+                                  batch_size=50, **kw)
+    for field in ("curve_counts", "plane_totals", "negative_curve_counts", "num_samples"):
+        a, b = getattr(whole, field), getattr(streamed, field)
+        assert (a is None) == (b is None), field
+        if a is not None:
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=field)
+    assert int(streamed.num_samples) == 229
+    empty = accumulate_summary(iter([]), basis, **kw)
+    assert int(empty.num_samples) == 0 and not np.any(np.asarray(empty.plane_totals))
+    with pytest.raises(ValueError, match="features"):
+        accumulate_summary([x[:, :5]], basis, **kw)

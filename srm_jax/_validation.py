@@ -61,6 +61,22 @@ def check_matrix(x, name: str) -> None:
         )
 
 
+def check_activations(activations, basis) -> None:
+    """Raises unless ``activations`` is ``(N, n)`` with the basis' ``n`` (SPEC §1)."""
+    check_matrix(activations, "activations")
+    if activations.shape[1] != basis.shape[1]:
+        raise ValueError(
+            f"activations have n={activations.shape[1]} features but the basis vectors have "
+            f"n={basis.shape[1]}: the basis must live in the activations' space (SPEC §1)."
+        )
+
+
+def array_key(values: np.ndarray) -> tuple:
+    """A cache key for a concrete array's value: shape, dtype and a digest of its bytes."""
+    values = np.ascontiguousarray(values)
+    return values.shape, values.dtype.str, hashlib.sha1(values.tobytes()).hexdigest()
+
+
 def check_epsilon(epsilon) -> None:
     if is_concrete(epsilon):
         eps = np.asarray(epsilon)
@@ -119,8 +135,8 @@ _GRAMS: dict = {}
 def _abs_gram(basis) -> np.ndarray:
     """``|B̂ B̂ᵀ|`` in float64, cached by the basis' bytes (one entry: a report checks the same
     wide basis' planes many times, and its Gram matrix costs seconds at m = 6,144)."""
-    values = np.ascontiguousarray(np.asarray(basis))
-    key = (values.shape, values.dtype.str, hashlib.sha1(values.tobytes()).hexdigest())
+    values = np.asarray(basis)
+    key = array_key(values)
     if key not in _GRAMS:
         _GRAMS.clear()
         b = host_unit_rows(values)

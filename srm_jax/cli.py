@@ -531,12 +531,9 @@ class _Layer:
         import jax
 
         k_planes, self.k_report = jax.random.split(jax.random.key(args.seed))
-        self.max_planes = (report_lib.default_max_planes(self.basis, args.planes, args.epsilon)
-                           if args.max_planes is None else args.max_planes)
-        self.pairs = report_lib.report_planes(self.basis, args.planes,
-                                              max_planes=self.max_planes, key=k_planes)
+        self.pairs, self.max_planes, self.summaries = report_lib.choose_planes(
+            self.basis, args.planes, args.epsilon, max_planes=args.max_planes, key=k_planes)
         num_planes = int(self.pairs.shape[0])
-        self.summaries = report_lib.uses_summaries(self.basis, self.pairs, args.epsilon)
         if self.summaries:
             self.samples.resize(SUMMARY_BATCH_ELEMENTS, self.samples.total)
         self.top = report_lib.check_top(args.top, num_planes)
@@ -638,7 +635,7 @@ def _analyse(layer: _Layer, args, budget: float):
         )
     peaks = None
     if layer.summaries:  # a second pass: the exact curves of the planes with most lit counts
-        candidates = np.sort(report_lib.candidate_planes(result))
+        candidates = report_lib.candidate_planes(result)
         with tqdm(total=samples.total, unit=" samples", unit_scale=True, disable=None,
                   desc=f"top planes {source.key or ''}".strip(), file=sys.stderr) as bar:
             def again():

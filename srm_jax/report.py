@@ -277,17 +277,28 @@ def uses_summaries(basis, pairs, epsilon: float) -> bool:
     return plan.sample_major is not None
 
 
-def default_max_planes(basis, kind: str, epsilon: float) -> int | None:
-    """The report's default ``--max-planes``: every plane (``None``) where the report measures
-    them through summaries (:func:`uses_summaries`) or where there are at most
-    :data:`DEFAULT_SAMPLED_PLANES`; otherwise a random subset of that many."""
+def choose_planes(basis, kind: str, epsilon: float, *, max_planes: int | None = None,
+                  key: jax.Array | None = None) -> tuple[jax.Array, int | None, bool]:
+    """The planes of a report from the command line, each pair list built and planned once.
+
+    ``max_planes`` given: a random subset of that many (:func:`report_planes`). By default
+    every plane where the report measures them through summaries (:func:`uses_summaries`) or
+    where the basis has at most :data:`DEFAULT_SAMPLED_PLANES` pairs; otherwise a random subset
+    of that many.
+
+    Returns:
+      ``(pairs, max_planes, summaries)``: the pairs, the ``max_planes`` used (``None``: every
+      plane) and whether they are measured through summaries.
+    """
+    pairs = report_planes(basis, kind, max_planes=max_planes, key=key)
+    summaries = uses_summaries(basis, pairs, epsilon)
     m = int(np.shape(basis)[0])
     total = m * (m - 1) // (2 if kind == "comb" else 1)
-    if total <= DEFAULT_SAMPLED_PLANES:
-        return None
-    if uses_summaries(basis, report_planes(basis, kind), epsilon):
-        return None
-    return DEFAULT_SAMPLED_PLANES
+    if max_planes is None and not summaries and total > DEFAULT_SAMPLED_PLANES:
+        max_planes = DEFAULT_SAMPLED_PLANES
+        pairs = report_planes(basis, kind, max_planes=max_planes, key=key)
+        summaries = uses_summaries(basis, pairs, epsilon)
+    return pairs, max_planes, summaries
 
 
 def default_max_samples(n: int, num_directions: int, num_rotations: int) -> int:
@@ -304,7 +315,8 @@ def default_max_samples(n: int, num_directions: int, num_rotations: int) -> int:
 
 
 def candidate_planes(summary: SRMSummary, k: int = PEAK_CANDIDATES) -> np.ndarray:
-    """Indices of the ``k`` planes with the most lit counts (Σ over θ, Eqn. 2), best first.
+    """Indices of the ``k`` planes with the most lit counts (Σ over θ, Eqn. 2), in plane order
+    (so that ties in peak rank as over every plane: lower index first).
 
     A plane's peak count is at most its total, so the planes whose peaks rank highest are found
     among those with the largest totals: :func:`srm_report` measures the exact curves of these
@@ -316,7 +328,7 @@ def candidate_planes(summary: SRMSummary, k: int = PEAK_CANDIDATES) -> np.ndarra
     if k < 1:
         raise ReportError("there are no planes to rank")
     best = np.argpartition(-totals, k - 1)[:k]  # O(P); a full sort of 18.9 M totals is not
-    return best[np.lexsort((best, -totals[best]))].astype(np.int64)  # ties: lower index first
+    return np.sort(best).astype(np.int64)
 
 
 def check_basis(basis, n: int) -> np.ndarray:
@@ -688,7 +700,7 @@ def srm_report(
         directions (streamed by the caller); default those of ``activations``. The rotation
         null of the measures is computed on ``activations``, with the SRM test's key.
       peaks: with a summary ``result``, the exact SRM of *all* samples on the candidate planes
-        ``pairs[np.sort(candidate_planes(result))]`` (streamed by the caller); default measured on
+        ``pairs[candidate_planes(result)]`` (streamed by the caller); default measured on
         ``activations``.
 
     Summaries (``result`` an :class:`srm_jax.SRMSummary`): the mean curve, the neuron ranking and
@@ -734,13 +746,12 @@ def srm_report(
         summaries=summaries)
 
     if summaries:
-        # In plane order, so that ties in peak rank as over every plane (lower index first).
-        candidates = np.sort(candidate_planes(result, PEAK_CANDIDATES))
+        candidates = candidate_planes(result, PEAK_CANDIDATES)
         if peaks is None:
             peaks = spotlight_resonance(x, b, epsilon=epsilon, planes=pairs[candidates])
-        if peaks.counts.shape[0] != candidates.shape[0]:
-            raise ReportError(f"peaks holds {peaks.counts.shape[0]} planes; the "
-                              f"{candidates.shape[0]} candidate planes are needed")
+        if not np.array_equal(np.asarray(peaks.planes), np.asarray(pairs[candidates])):
+            raise ReportError(f"peaks must hold the {candidates.shape[0]} candidate planes, "
+                              "pairs[candidate_planes(result)]")
         totals = np.asarray(result.lit_plane_totals, np.float64)
         reference = resonance_summary(b, b, epsilon=epsilon, planes=pairs)
     else:

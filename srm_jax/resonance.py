@@ -17,7 +17,6 @@ lies within floating-point rounding of ``±ε``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 
 import jax
 import jax.numpy as jnp
@@ -212,11 +211,8 @@ def validate_inputs(
     if activations is not None:
         _validation.check_matrix(activations, "activations")
     _validation.check_basis(basis)
-    if activations is not None and activations.shape[1] != basis.shape[1]:
-        raise ValueError(
-            f"activations have n={activations.shape[1]} features but the basis vectors have "
-            f"n={basis.shape[1]}: the basis must live in the activations' space (SPEC §1)."
-        )
+    if activations is not None:
+        _validation.check_activations(activations, basis)
     if epsilon is not None:
         _validation.check_epsilon(epsilon)
     check_method(method)
@@ -357,8 +353,8 @@ _STRUCTURES: dict = {}
 def _basis_structure(basis) -> BasisStructure:
     """:func:`srm_jax.sample_major.basis_structure`, cached by the basis' bytes (a wide dense
     basis costs a Gram matrix; entry points plan the same basis many times)."""
-    values = np.ascontiguousarray(np.asarray(basis))
-    key = (values.shape, values.dtype.str, hashlib.sha1(values.tobytes()).hexdigest())
+    values = np.asarray(basis)
+    key = _validation.array_key(values)
     if key not in _STRUCTURES:
         if len(_STRUCTURES) >= 8:
             _STRUCTURES.pop(next(iter(_STRUCTURES)))

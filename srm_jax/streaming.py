@@ -151,12 +151,7 @@ def add_batch(
     """
     check_method(method)
     x = jnp.asarray(activations)
-    _validation.check_matrix(x, "activations")
-    if x.shape[1] != basis.shape[1]:
-        raise ValueError(
-            f"activations have n={x.shape[1]} features but the basis vectors have "
-            f"n={basis.shape[1]}."
-        )
+    _validation.check_activations(x, basis)
     dtype = working_dtype(x, basis)
     x = x.astype(dtype)
     basis = jnp.asarray(basis, dtype)
@@ -379,10 +374,7 @@ def accumulate_summary(
     in_flight = InFlight(max_in_flight)
     for batch, mask in fixed_size_batches(map(pick, batches), batch_size):
         x = np.asarray(batch)
-        _validation.check_matrix(x, "activations")
-        if x.shape[1] != basis.shape[1]:
-            raise ValueError(f"activations have n={x.shape[1]} features but the basis vectors "
-                             f"have n={basis.shape[1]}.")
+        _validation.check_activations(x, basis)
         x = np.where(mask[:, None], x, np.nan).astype(dtype)
         sums = plan_summaries(plan, x, basis, pairs, angles, epsilon, table=table)
         summary = summary_from_sums(sums, pairs, epsilon, plan)

@@ -93,9 +93,24 @@ def run_report(path: str, out: str, args, extra: Sequence[str] = (), *,
     if getattr(args, "max_samples", None) is not None:
         command += ["--max-samples", str(args.max_samples)]
     command += ["--seed", "0", *extra]
+    run = run_measured(command, timeout=timeout, cwd=root)
+    if check and (run["timed_out"] or run["returncode"] != 0):
+        why = f"timed out after {timeout} s" if run["timed_out"] else f"exit {run['returncode']}"
+        raise RuntimeError(f"{' '.join(command)} failed ({why}): {run['printed']} "
+                           f"{run['stderr_tail']}")
+    printed = run.pop("printed")
+    verdict = printed.split(". Report:")[0] if run["returncode"] == 0 else None
+    return {**run, "verdict": verdict}
+
+
+def run_measured(command: Sequence[str], *, timeout: float | None = None,
+                 cwd: str = ROOT) -> dict:
+    """Runs ``command`` in a fresh process (its own session): wall time, peak RSS (``ru_maxrss``
+    from ``os.wait4``), exit code, whether it was killed at ``timeout`` seconds (with its
+    children), its standard output (``printed``) and the last line of its standard error."""
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         started = time.perf_counter()
-        proc = subprocess.Popen(command, cwd=root, stdout=stdout, stderr=stderr,
+        proc = subprocess.Popen(command, cwd=cwd, stdout=stdout, stderr=stderr,
                                 start_new_session=True)
         timed_out = False
         while True:
@@ -114,13 +129,9 @@ def run_report(path: str, out: str, args, extra: Sequence[str] = (), *,
         stdout.seek(0)
         printed = stdout.read().decode(errors="replace").strip()
         stderr_tail = _tail(stderr)
-    if check and (timed_out or proc.returncode != 0):
-        why = f"timed out after {timeout} s" if timed_out else f"exit {proc.returncode}"
-        raise RuntimeError(f"{' '.join(command)} failed ({why}): {printed} {stderr_tail}")
-    verdict = printed.split(". Report:")[0] if proc.returncode == 0 else None
-    return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024, "verdict": verdict,
+    return {"seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024, "printed": printed,
             "returncode": proc.returncode, "timed_out": timed_out, "stderr_tail": stderr_tail,
-            "command": command}
+            "command": list(command)}
 
 
 def main(argv=None) -> None:

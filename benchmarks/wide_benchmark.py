@@ -12,12 +12,19 @@ Sections (each optional):
 - ``--epsilons``: summaries over ε at the first ``--rows`` size, with the tile kernel's time
   at the same size (its cost does not depend on ε) and the choice of ``method="auto"``;
 - ``--rotations``: the rotation test over every plane (:func:`srm_jax.alignment_test`), and its
-  floor: the same number of Haar rotations and ``(N, n) × (n, n)`` products alone.
+  floor: the same number of Haar rotations and ``(N, n) × (n, n)`` products alone;
+- ``--stream-rows``: ``llm768`` files of that many rows written as ``.npy``, each streamed through
+  :func:`srm_jax.accumulate_summary` in a fresh process (wall time with compilation, peak RSS
+  from ``os.wait4``: flat in N when the stream holds nothing but its batches), beside one read
+  of the same file (the floor); ``--llm3072-rows``: the same for ``llm3072``;
+- ``--fig1-base``: fig1 (``method="auto"``) timed with that revision's ``srm_jax`` and with the
+  working tree, alternating in fresh processes (:mod:`benchmarks.compare_revisions`).
 
-Run::
+Run (the issue's figures, in one run; about 20 minutes on 2 cores, 4 GB of scratch files)::
 
-    python -m benchmarks.wide_benchmark --rows 2000 20000 --epsilons 0.3 0.5 0.7 0.9 0.95 \\
-        --rotations 199
+    python -m benchmarks.wide_benchmark --rows 2000 20000 \\
+        --epsilons 0.2 0.3 0.5 0.7 0.9 0.95 -0.5 --rotations 199 \\
+        --stream-rows 100000 1000000 --llm3072-rows 100000 --fig1-base 4ce0595^
 """
 
 from __future__ import annotations
@@ -25,7 +32,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
+import json
 import os
+import statistics
+import sys
+import tempfile
 import time
 
 import jax
@@ -33,10 +44,13 @@ import jax.numpy as jnp
 import numpy as np
 
 import srm_jax
-from benchmarks.srm_benchmark import cpu_model
-from benchmarks.workloads import LLM768, make_wide_activations
+from benchmarks import compare_revisions, workloads
+from benchmarks.report_benchmark import run_measured, write_file
+from benchmarks.srm_benchmark import ROOT, cpu_model
+from benchmarks.workloads import LLM768, LLM3072, make_wide_activations
 from srm_jax import resonance, summaries
 from srm_jax._precision import exact_matmul
+from srm_jax.cli import ArraySource
 from srm_jax.significance import haar_rotation
 
 
@@ -115,6 +129,60 @@ def rotation_test(x, basis, num_rotations: int, epsilon: float) -> dict:
             "p_value": float(result.p_value)}
 
 
+# Rows a streamed batch holds (59 MB at 768 units, 246 MB at 3,072), and a written block.
+STREAM_BATCH = 20_000
+
+
+def stream_child(path: str, epsilon: float) -> dict:
+    """In a fresh process: one read of the ``.npy`` file ``path`` (the floor), then its summaries
+    streamed through :func:`srm_jax.accumulate_summary` (with compilation)."""
+    # The report's reader: a fresh memory map per block, so pages read do not stay resident.
+    source = ArraySource(path, None)
+    rows, n = source.shape
+    start = time.perf_counter()
+    total = 0.0
+    for block in source.rows(STREAM_BATCH):
+        total += float(np.sum(block))
+    read = time.perf_counter() - start
+    basis = srm_jax.standard_basis(n)
+    start = time.perf_counter()
+    summary = srm_jax.accumulate_summary(source.rows(STREAM_BATCH), basis, epsilon=epsilon,
+                                         batch_size=STREAM_BATCH)
+    curve = np.asarray(summary.mean_curve)
+    return {"rows": int(rows), "n": int(n), "read_s": read,
+            "stream_s": time.perf_counter() - start, "num_samples": int(summary.num_samples),
+            "num_planes": int(summary.plane_totals.shape[0]), "mean_curve_max": float(curve.max())}
+
+
+def stream(workload, rows: int, folder: str) -> dict:
+    """Writes ``rows`` of ``workload`` to an ``.npy`` file and measures :func:`stream_child` on
+    it in a fresh process (peak RSS of that process alone)."""
+    path = os.path.join(folder, f"{workload.name}_{rows}.npy")
+    write_file(path, rows, workload.n, "npy", chunk=STREAM_BATCH,
+               block=lambda start, count: make_wide_activations(workload.n, count, start=start))
+    run = run_measured([sys.executable, "-m", "benchmarks.wide_benchmark", "--child-stream",
+                        path, "--epsilon", str(workload.epsilon)], cwd=ROOT)
+    os.remove(path)
+    if run["returncode"] != 0:
+        raise RuntimeError(f"stream child failed: {run['stderr_tail']}")
+    result = json.loads(run["printed"].splitlines()[-1])
+    return {**result, "process_s": run["seconds"], "peak_rss_gib": run["peak_rss_mib"] / 1024}
+
+
+def fig1_same_run(base: str, rounds: int = 3) -> dict:
+    """fig1's median time per call with ``base``'s ``srm_jax`` and with the working tree."""
+    samples = {"base": [], "tree": []}
+    with tempfile.TemporaryDirectory() as folder:
+        commit = compare_revisions.export_revision(base, folder)
+        for round_ in range(rounds):
+            for side in ("base", "tree") if round_ % 2 == 0 else ("tree", "base"):
+                result = compare_revisions._child(workloads.WORKLOADS["fig1"], "auto",
+                                                  folder if side == "base" else None)
+                samples[side].append(result["median_s"])
+    return {"commit": commit, "base_s": statistics.median(samples["base"]),
+            "tree_s": statistics.median(samples["tree"])}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="*", default=[2000, 20000])
@@ -123,7 +191,16 @@ def main(argv=None) -> None:
     parser.add_argument("--epsilons", type=float, nargs="*", default=[])
     parser.add_argument("--rotations", type=int, default=0)
     parser.add_argument("--rotation-rows", type=int, default=20000)
+    parser.add_argument("--stream-rows", type=int, nargs="*", default=[])
+    parser.add_argument("--llm3072-rows", type=int, nargs="*", default=[])
+    parser.add_argument("--scratch", default=None, help="folder for the streamed files")
+    parser.add_argument("--fig1-base", default=None)
+    parser.add_argument("--child-stream", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--epsilon", type=float, default=LLM768.epsilon, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child_stream:
+        print(json.dumps(stream_child(args.child_stream, args.epsilon)))
+        return
     w = LLM768
     print(f"# {w.describe()}")
     print(f"# {cpu_model()}, {os.cpu_count()} cores, {jax.default_backend()}, "
@@ -154,6 +231,23 @@ def main(argv=None) -> None:
               f"N={args.rotation_rows:,}: {r['test_s']:.1f} s with compilation "
               f"(p = {r['p_value']:.3f}); floor ({r['rotations']} Haar rotations and products) "
               f"{r['floor_s']:.1f} s; ratio {r['test_s'] / r['floor_s']:.2f}", flush=True)
+    streamed = [(LLM768, rows) for rows in args.stream_rows]
+    streamed += [(LLM3072, rows) for rows in args.llm3072_rows]
+    if streamed:
+        with tempfile.TemporaryDirectory(dir=args.scratch) as folder:
+            for workload, rows in streamed:
+                r = stream(workload, rows, folder)
+                print(f"{workload.name} streamed from .npy, N={rows:,} (n={r['n']}, "
+                      f"P={r['num_planes']:,}): summaries {r['stream_s']:.1f} s with "
+                      f"compilation ({r['num_samples']:,} samples counted; mean-curve peak "
+                      f"{r['mean_curve_max']:.3g}), process {r['process_s']:.1f} s, peak RSS "
+                      f"{r['peak_rss_gib']:.2f} GiB; floor (one read of the file) "
+                      f"{r['read_s']:.2f} s, ratio {r['stream_s'] / r['read_s']:.1f}", flush=True)
+    if args.fig1_base:
+        r = fig1_same_run(args.fig1_base)
+        print(f"fig1 (auto), median per call over 3 alternating fresh processes: base "
+              f"{r['commit']} {r['base_s'] * 1e3:.2f} ms, working tree {r['tree_s'] * 1e3:.2f} ms, "
+              f"ratio (tree / base) {r['tree_s'] / r['base_s']:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -85,6 +85,16 @@ out["layer_sharded"] = as_lists(
     layer_srm(model, "lin", (x[i : i + 300] for i in range(0, 1000, 300)), basis=basis,
               mesh=mesh, **kw)
 )
+
+# The sample-major kernel (issue 16) on the ± standard basis, sharded and streamed sharded: the
+# arc kernel's counts (both evaluate the same x, y; SPEC §5.1).
+standard = srm_jax.standard_basis(5)
+major_kw = dict(epsilon=0.6, angles=ANGLES, signed=True)
+out["major_sharded"] = as_lists(sharded_srm(x, standard, mesh=mesh, method="sample_major",
+                                            **major_kw))
+out["major_stream_sharded"] = as_lists(accumulate_srm(
+    iter(batches), standard, mesh=mesh, method="sample_major", **major_kw))
+out["major_arc"] = as_lists(srm_jax.spotlight_resonance(x, standard, method="arc", **major_kw))
 print("RESULT" + json.dumps(out))
 """
 
@@ -164,6 +174,8 @@ def test_eight_devices_stream_shard_and_memory_agree(tmp_path, rng):
         assert out[name] == eager, name  # identical counts and sample totals
     assert eager["num"] == 991
     assert out["layer_sharded"] == eager
+    assert out["major_sharded"] == out["major_arc"] == out["major_stream_sharded"]
+    assert out["major_arc"]["num"] == 991 and np.sum(out["major_arc"]["counts"]) > 0
     (low, high, _), (nlow, nhigh, _) = bounds
     counts, negative = np.asarray(eager["counts"]), np.asarray(eager["negative"])
     assert np.all((low <= counts) & (counts <= high))

@@ -54,6 +54,9 @@ CASES = [  # (data, n, ε, signed, planes, rotated)
     ("heavy", 24, 0.6, True, "perm", False),
     ("iso", 16, -0.5, True, "comb", True),
     ("heavy", 128, 0.8, False, "comb", False),
+    ("heavy", 256, 0.9, True, "comb", True),
+    ("onehot", 48, 0.7, True, "comb", False),
+    ("iso", 32, 0.5, False, "perm", False),
 ]
 
 
@@ -84,6 +87,30 @@ def test_sample_major_equals_arc_and_the_definition(rng, case):
         assert np.abs(major[0] - arc[0]).max() <= 1
     if signed and eps > 0:
         np.testing.assert_array_equal(major[1], arc[1])
+
+
+@pytest.mark.parametrize("epsilon", [0.8, 0.4, -0.3])
+@pytest.mark.parametrize("kind", ["thompson", "random"])
+def test_a_basis_neither_orthogonal_nor_antipodal_matches_arc(rng, kind, epsilon):
+    """The leader bound for any basis (SPEC §5.1: c_max and the frame bound), on an
+    overcomplete Thompson basis (some antipodes, the rest neither orthogonal nor antipodal) and
+    on random unit vectors."""
+    key = jax.random.key(int(rng.integers(1 << 30)))
+    if kind == "thompson":
+        basis = np.asarray(srm_jax.thompson_basis(key, 12, 8, steps=300))
+    else:
+        basis = np.asarray(srm_jax.random_basis(key, 10, 8))
+    structure = sample_major.basis_structure(basis)
+    assert 0 < structure.max_cosine < 1 and structure.frame_bound > 1
+    x = _data(rng, "heavy", 300, 8)
+    major = _counts(x, basis, "sample_major", epsilon=epsilon, signed=True)
+    arc = _counts(x, basis, "arc", epsilon=epsilon, signed=True)
+    assert major[0].sum() > 0
+    if epsilon > 0:
+        np.testing.assert_array_equal(major[0], arc[0])
+        np.testing.assert_array_equal(major[1], arc[1])
+    else:  # the complement: within a rounding sample of the arc kernel
+        assert np.abs(major[0] - arc[0]).max() <= 1 and np.mean(major[0] != arc[0]) < 1e-3
 
 
 def test_sample_major_equals_direct_on_a_small_problem(rng):

@@ -47,7 +47,7 @@ import srm_jax
 from benchmarks import compare_revisions, workloads
 from benchmarks.report_benchmark import run_measured, write_file
 from benchmarks.srm_benchmark import ROOT, cpu_model
-from benchmarks.workloads import LLM768, LLM3072, make_wide_activations
+from benchmarks.workloads import LLM768, LLM3072, make_wide_activations, spread_tokens
 from srm_jax import resonance, summaries
 from srm_jax._precision import exact_matmul
 from srm_jax.cli import ArraySource
@@ -93,16 +93,21 @@ def measure(x, basis, repeats: int, arc: bool, epsilon: float) -> dict:
 
 
 def epsilon_sweep(x, basis, epsilons, repeats: int) -> list[dict]:
-    """Summaries over ε (sample-major where it applies), and the tile kernel at one ε."""
+    """Summaries over ε with the sample-major kernel, on the ``llm768`` tokens ``x`` and on as
+    many :func:`benchmarks.workloads.spread_tokens` (its worst case), and what ``method="auto"``
+    picks (the tile kernel's cost does not depend on ε or the data: timed in :func:`measure`)."""
     out = []
     for eps in epsilons:
         plan, pairs, angles = resonance.plan_measurement(x, basis, epsilon=eps,
                                                          method="sample_major")
         auto, *_ = resonance.plan_measurement(x, basis, epsilon=eps)
         _, sums = _kernels(plan, eps)
+        spread = jnp.asarray(spread_tokens(x.shape[1], x.shape[0], eps))
         out.append({"epsilon": eps, "leaders": plan.sample_major.leaders,
                     "summary_s": _best(functools.partial(sums, x, basis, pairs, angles),
                                        repeats),
+                    "spread_summary_s": _best(
+                        functools.partial(sums, spread, basis, pairs, angles), repeats),
                     "auto": "sample_major" if auto.sample_major is not None else "arc"})
     return out
 
@@ -133,6 +138,15 @@ def rotation_test(x, basis, num_rotations: int, epsilon: float) -> dict:
 STREAM_BATCH = 20_000
 
 
+def peak_rss_gib() -> float:
+    """This process's peak resident set (``VmHWM``), in GiB. Not ``ru_maxrss`` from
+    ``os.wait4``: Linux carries the parent's peak at the fork into the child's, so a child
+    started by a large benchmark process would report the parent's memory."""
+    with open("/proc/self/status") as fh:
+        line = next(line for line in fh if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 2**20
+
+
 def stream_child(path: str, epsilon: float) -> dict:
     """In a fresh process: one read of the ``.npy`` file ``path`` (the floor), then its summaries
     streamed through :func:`srm_jax.accumulate_summary` (with compilation)."""
@@ -149,7 +163,7 @@ def stream_child(path: str, epsilon: float) -> dict:
     summary = srm_jax.accumulate_summary(source.rows(STREAM_BATCH), basis, epsilon=epsilon,
                                          batch_size=STREAM_BATCH)
     curve = np.asarray(summary.mean_curve)
-    return {"rows": int(rows), "n": int(n), "read_s": read,
+    return {"rows": int(rows), "n": int(n), "read_s": read, "peak_rss_gib": peak_rss_gib(),
             "stream_s": time.perf_counter() - start, "num_samples": int(summary.num_samples),
             "num_planes": int(summary.plane_totals.shape[0]), "mean_curve_max": float(curve.max())}
 
@@ -166,7 +180,7 @@ def stream(workload, rows: int, folder: str) -> dict:
     if run["returncode"] != 0:
         raise RuntimeError(f"stream child failed: {run['stderr_tail']}")
     result = json.loads(run["printed"].splitlines()[-1])
-    return {**result, "process_s": run["seconds"], "peak_rss_gib": run["peak_rss_mib"] / 1024}
+    return {**result, "process_s": run["seconds"]}
 
 
 def fig1_same_run(base: str, rounds: int = 3) -> dict:
@@ -207,9 +221,11 @@ def main(argv=None) -> None:
     print(f"# {cpu_model()}, {os.cpu_count()} cores, {jax.default_backend()}, "
           f"{datetime.date.today()}")
     basis = srm_jax.standard_basis(w.n)
+    first = None
     for rows in args.rows:
         x = jnp.asarray(make_wide_activations(w.n, rows))
         r = measure(x, basis, args.repeats, rows <= args.skip_arc_above, w.epsilon)
+        first = first or r
         line = (f"N={rows:,}: sample-major counts {r['sample_major_counts_s']:.3f} s, "
                 f"summaries {r['sample_major_summary_s']:.3f} s, "
                 f"floor (one read) {r['floor_read_s'] * 1e3:.2f} ms")
@@ -221,10 +237,16 @@ def main(argv=None) -> None:
         print(line, flush=True)
     if args.epsilons:
         rows = args.rows[0] if args.rows else 2000
+        arc = first.get("arc_counts_s") if first and first["rows"] == rows else None
         x = jnp.asarray(make_wide_activations(w.n, rows))
         for r in epsilon_sweep(x, basis, args.epsilons, args.repeats):
-            print(f"eps={r['epsilon']}: N={rows:,} summaries {r['summary_s']:.3f} s "
-                  f"(L={r['leaders']}), auto picks {r['auto']}", flush=True)
+            line = (f"eps={r['epsilon']}: N={rows:,} summaries {r['summary_s']:.3f} s, spread "
+                    f"tokens {r['spread_summary_s']:.3f} s (L={r['leaders']}), auto picks "
+                    f"{r['auto']}")
+            if arc:
+                line += (f"; arc / sample-major {arc / r['summary_s']:.1f}x, spread "
+                         f"{arc / r['spread_summary_s']:.2f}x")
+            print(line, flush=True)
     if args.rotations:
         x = jnp.asarray(make_wide_activations(w.n, args.rotation_rows))
         r = rotation_test(x, basis, args.rotations, w.epsilon)

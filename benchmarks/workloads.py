@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 
 import numpy as np
 
@@ -144,4 +145,18 @@ def make_wide_activations(n: int, num_samples: int, seed: int = 0, start: int = 
     rng = np.random.default_rng([seed, n, start])
     x = rng.standard_t(3, (num_samples, n)).astype(np.float32)
     x[:, channels] *= OUTLIER_SCALE
+    return x
+
+
+def spread_tokens(n: int, num_samples: int, epsilon: float, seed: int = 0) -> np.ndarray:
+    """``(num_samples, n)`` float32 tokens that are the sample-major kernel's worst case at
+    ``epsilon`` on the ``±e_i`` basis: each has equal magnitude on ``s = ⌈1/ε²⌉ − 1`` random
+    coordinates (``z² = 1/s > ε²``, random signs) and ``1e-3`` Gaussian noise elsewhere, so
+    every one of its ``s`` directions leads and lights every plane it spans (``s = 1`` at
+    ε > 0.71: one-hot tokens)."""
+    rng = np.random.default_rng([seed, n, 11])
+    s = max(1, min(n, math.ceil(1 / (epsilon * epsilon)) - 1))
+    x = 1e-3 * rng.standard_normal((num_samples, n)).astype(np.float32)
+    idx = np.argsort(rng.random((num_samples, n)), axis=1)[:, :s]
+    x[np.arange(num_samples)[:, None], idx] = rng.choice([-1.0, 1.0], (num_samples, s))
     return x

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from srm_jax._precision import exact_matmul
-from srm_jax.kernel_ops import _arc_bins, _atan2, _compact, grid_bins, pad_samples
+from srm_jax.kernel_ops import _arc_bins, _atan2, _compact, _Grid, grid_bins, pad_samples
 
 # Samples per chunk: the candidate queue holds C · L · K int32 (at most this many).
 SAMPLE_MAJOR_CHUNK_ELEMENTS = 1 << 22
@@ -335,6 +335,15 @@ def sample_major_counts(
     extended = multiplicity[jnp.arange(width) % jnp.maximum(jnp.asarray(period), 1)]
     extended = jnp.where(jnp.arange(width) < 2 * jnp.asarray(period), extended, 0)
     angle_prefix = jnp.concatenate([jnp.zeros(1, jnp.int32), jnp.cumsum(extended)])
+    # Full counts of a uniform grid with its endpoint (the default: T = period + 1, angle 2π
+    # = angle 0) use a one-turn difference array, (P, T): half the two-turn layout, and folded
+    # in place into the counts, so no second (P, T) buffer is zeroed (at 768 units each
+    # (P, T) int32 buffer is 471 MB, about 0.25 s to zero on XLA:CPU).
+    one_turn = (not summary and isinstance(grid, _Grid) and grid.theta0 is not None
+                and num_angles == grid.period + 1)
+    turn_period = grid.period if one_turn else None
+    if one_turn:
+        width = num_angles
 
     chunk = chunk or max(1, min(unit.shape[0],
                                 SAMPLE_MAJOR_CHUNK_ELEMENTS // max(k * leaders, 1)))
@@ -418,7 +427,8 @@ def sample_major_counts(
                 start = jnp.where(lit, start, 0)
                 stop = jnp.where(lit, stop, 0)
                 acc = _accumulate(acc, summary, group * copies + copy, plane, start, stop,
-                                  angle_prefix, num_planes, width, a * k + b)
+                                  angle_prefix, num_planes, width, a * k + b,
+                                  period=turn_period)
             return i + 1, acc
 
         num_blocks = -(-num_found // block)
@@ -456,10 +466,15 @@ def sample_major_counts(
         totals = wide_add(jnp.zeros((num_groups, copies, num_planes, 2), jnp.int32),
                           totals.reshape(num_groups, copies, num_planes))
         return curve, totals
-    diff = jnp.zeros(num_groups * copies * num_planes * width, jnp.int32)
+    rows = num_groups * copies * num_planes
+    if turn_period is not None:
+        init = (jnp.zeros(rows * num_angles, jnp.int32), jnp.zeros(rows, jnp.int32))
+        ((diff, wraps), _), _ = jax.lax.scan(chunk_body, (init, queue), chunks)
+        counts = _fold_one_turn(diff.reshape(rows, num_angles), wraps, turn_period, portable)
+        return counts.reshape(num_groups, copies, num_planes, num_angles)
+    diff = jnp.zeros(rows * width, jnp.int32)
     (diff, _), _ = jax.lax.scan(chunk_body, (diff, queue), chunks)
-    counts = _fold_touched(diff.reshape(num_groups * copies * num_planes, width), period,
-                           out_index, num_angles, portable)
+    counts = _fold_touched(diff.reshape(rows, width), period, out_index, num_angles, portable)
     return counts.reshape(num_groups, copies, num_planes, num_angles)
 
 
@@ -488,10 +503,16 @@ def _leader_rows(z2, leads, leaders: int, capacity: int, portable: bool):
     return rows[jnp.minimum(slots, rows.shape[0] - 1)], count
 
 
-def _accumulate(acc, summary, row, plane, start, stop, angle_prefix, num_planes, width, pair):
+def _accumulate(acc, summary, row, plane, start, stop, angle_prefix, num_planes, width, pair,
+                period=None):
     """Adds one copy's arcs (bins ``[start, stop)``; empty where ``start == stop``) of the
     ``(B, J)`` entries of direction pairs ``pair = a·K + b`` ``(B,)``; ``row`` is the
-    accumulator row (group and copy), ``(B, 1)``."""
+    accumulator row (group and copy), ``(B, 1)``.
+
+    ``period`` (full counts only) selects the one-turn layout of :func:`_fold_one_turn`: bins
+    of the second turn move back one turn, and an arc that wraps past the end of the turn is
+    stored as +1 at its start, −1 at its (moved) stop and one *wrap* of its row: it covers every
+    bin but the gap between the two."""
     if summary:
         curve_diff, dense = acc
         base = row * width
@@ -500,10 +521,22 @@ def _accumulate(acc, summary, row, plane, start, stop, angle_prefix, num_planes,
         total = angle_prefix[stop] - angle_prefix[start]
         dense = dense.at[row[:, 0], pair].add(total, mode="promise_in_bounds")
         return curve_diff, dense
-    base = (row * num_planes + plane) * width
+    index = row * num_planes + plane
+    base = index * width
+    if period is not None:
+        diff, wraps = acc
+        moved = start >= period  # the whole arc lies in the second turn (or is empty there)
+        wrapped = (stop > period) & ~moved
+        start = jnp.where(moved, start - period, start)
+        stop = jnp.where(moved | wrapped, stop - period, stop)
+        wraps = wraps.at[index.ravel()].add(wrapped.ravel().astype(jnp.int32),
+                                            mode="promise_in_bounds")
+    else:
+        diff = acc
     both = jnp.concatenate([(base + start).ravel(), (base + stop).ravel()])
     ones = jnp.concatenate([jnp.ones(start.size, jnp.int32), -jnp.ones(stop.size, jnp.int32)])
-    return acc.at[both].add(ones, mode="promise_in_bounds")
+    diff = diff.at[both].add(ones, mode="promise_in_bounds")
+    return diff if period is None else (diff, wraps)
 
 
 # Difference-array rows folded per step of :func:`_fold_touched`.
@@ -530,6 +563,31 @@ def _fold_touched(diff, period, out_index, num_angles, portable):
     steps = -(-count // block)
     _, out = jax.lax.while_loop(lambda s: s[0] < steps, body,
                                 (jnp.int32(0), jnp.zeros((rows, num_angles), jnp.int32)))
+    return out
+
+
+def _fold_one_turn(diff, wraps, period, portable):
+    """Counts ``(rows, period + 1)`` from one-turn difference arrays of the same shape and their
+    ``(rows,)`` wraps (:func:`_accumulate`), folded in place: bin ``b < period`` counts the prefix
+    sum to ``b`` plus the row's wraps, the last column (angle 2π) repeats bin 0, and column
+    ``period`` of the differences (stops at the end of the turn) is dropped. Only the rows that
+    hold an arc are folded, ``FOLD_ROWS`` at a time; the others are zero already."""
+    rows = diff.shape[0]
+    block = min(FOLD_ROWS, rows)
+    touched = jnp.any(diff != 0, axis=1) | (wraps != 0)
+    queue, count = _compact(touched, rows + block + 1, portable)
+
+    def body(state):
+        i, out = state
+        index = jax.lax.dynamic_slice(queue, (i * block,), (block,))
+        valid = i * block + jnp.arange(block) < count
+        turn = jnp.cumsum(out[index, :period], axis=1) + wraps[index][:, None]
+        folded = jnp.concatenate([turn, turn[:, :1]], axis=1)
+        out = out.at[jnp.where(valid, index, rows)].set(folded, mode="drop")
+        return i + 1, out
+
+    steps = -(-count // block)
+    _, out = jax.lax.while_loop(lambda s: s[0] < steps, body, (jnp.int32(0), diff))
     return out
 
 

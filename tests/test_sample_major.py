@@ -113,6 +113,25 @@ def test_a_basis_neither_orthogonal_nor_antipodal_matches_arc(rng, kind, epsilon
         assert np.abs(major[0] - arc[0]).max() <= 1 and np.mean(major[0] != arc[0]) < 1e-3
 
 
+@pytest.mark.parametrize("grid", ["shifted", "no-endpoint", "irregular"])
+def test_full_counts_on_every_grid_layout_match_arc(rng, grid):
+    """One-turn differences with wraps (uniform grids with their endpoint, from any start) and
+    the two-turn layout (other grids), with arcs wide enough to wrap past 2π often."""
+    angles = {
+        "shifted": np.linspace(0.3, 0.3 + 2 * np.pi, 50),
+        "no-endpoint": np.linspace(0, 2 * np.pi, 64, endpoint=False),
+        "irregular": np.sort(rng.uniform(0, 2 * np.pi, 41)),
+    }[grid]
+    basis = _basis(rng, 16, rotated=True)
+    x = _in_basis(_data(rng, "heavy", 300, 16), basis)
+    kw = dict(epsilon=0.3, signed=True, angles=angles)
+    major = _counts(x, basis, "sample_major", **kw)
+    arc = _counts(x, basis, "arc", **kw)
+    assert major[0].sum() > 0
+    np.testing.assert_array_equal(major[0], arc[0])
+    np.testing.assert_array_equal(major[1], arc[1])
+
+
 def test_sample_major_equals_direct_on_a_small_problem(rng):
     basis = _basis(rng, 12, rotated=True)
     x = _in_basis(_data(rng, "heavy", 200, 12), basis)

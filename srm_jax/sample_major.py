@@ -30,8 +30,10 @@ the complement ``#{d̂·s ≥ ε} = N − #{d̂·s < ε} = N − #{(−d̂)·s >
 negative arcs at ``|ε| > 0`` (equal except for samples with ``d̂·s`` exactly at ``±ε``, which
 SPEC §5 leaves to rounding); ε = 0 is handed to the tile kernel (:mod:`srm_jax.arc_kernel`).
 
-Two outputs: full ``(G, P, T)`` counts (a difference array of ``P · (2T + 1)`` int32 per group
-and copy, folded once at the end), or the additive *summaries* of :class:`SRMSummary`'s fields,
+Two outputs: full ``(G, P, T)`` counts (a difference array per group and copy, folded once at
+the end, only in its rows that hold an arc: ``P · T`` int32 folded in place on a uniform grid
+with its endpoint, the default, see :func:`_fold_one_turn`; ``P · (2T + 1)`` on any other grid),
+or the additive *summaries* of :class:`SRMSummary`'s fields,
 which never hold ``(P, T)``: per-angle counts summed over planes and per-plane counts summed over
 angles.
 """

@@ -46,7 +46,7 @@ import numpy as np
 import srm_jax
 from benchmarks import compare_revisions, workloads
 from benchmarks.report_benchmark import run_measured, write_file
-from benchmarks.srm_benchmark import ROOT, cpu_model
+from benchmarks.srm_benchmark import ROOT, cpu_model, peak_rss_mib
 from benchmarks.workloads import LLM768, LLM3072, make_wide_activations, spread_tokens
 from srm_jax import resonance, summaries
 from srm_jax._precision import exact_matmul
@@ -138,18 +138,11 @@ def rotation_test(x, basis, num_rotations: int, epsilon: float) -> dict:
 STREAM_BATCH = 20_000
 
 
-def peak_rss_gib() -> float:
-    """This process's peak resident set (``VmHWM``), in GiB. Not ``ru_maxrss`` from
-    ``os.wait4``: Linux carries the parent's peak at the fork into the child's, so a child
-    started by a large benchmark process would report the parent's memory."""
-    with open("/proc/self/status") as fh:
-        line = next(line for line in fh if line.startswith("VmHWM:"))
-    return int(line.split()[1]) / 2**20
-
-
 def stream_child(path: str, epsilon: float) -> dict:
     """In a fresh process: one read of the ``.npy`` file ``path`` (the floor), then its summaries
-    streamed through :func:`srm_jax.accumulate_summary` (with compilation)."""
+    streamed through :func:`srm_jax.accumulate_summary` (with compilation), and this process's
+    peak memory (:func:`benchmarks.srm_benchmark.peak_rss_mib`: ``VmHWM``, not ``os.wait4``'s
+    ``ru_maxrss``, which carries the parent's peak at the fork)."""
     # The report's reader: a fresh memory map per block, so pages read do not stay resident.
     source = ArraySource(path, None)
     rows, n = source.shape
@@ -163,7 +156,7 @@ def stream_child(path: str, epsilon: float) -> dict:
     summary = srm_jax.accumulate_summary(source.rows(STREAM_BATCH), basis, epsilon=epsilon,
                                          batch_size=STREAM_BATCH)
     curve = np.asarray(summary.mean_curve)
-    return {"rows": int(rows), "n": int(n), "read_s": read, "peak_rss_gib": peak_rss_gib(),
+    return {"rows": int(rows), "n": int(n), "read_s": read, "peak_rss_gib": peak_rss_mib() / 1024,
             "stream_s": time.perf_counter() - start, "num_samples": int(summary.num_samples),
             "num_planes": int(summary.plane_totals.shape[0]), "mean_curve_max": float(curve.max())}
 

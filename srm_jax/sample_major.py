@@ -372,8 +372,9 @@ def sample_major_counts(
         carry, found = state
         unit_chunk, valid_chunk, group_chunk = chunk_data
         z = _coordinates(plan, None if gather else unit_basis, unit_chunk)  # (C, K)
-        leads = (z * z >= tau) & valid_chunk[:, None]
-        queue, queued = _leader_rows(z * z, leads, leaders, capacity, portable)
+        z2 = z * z
+        leads = (z2 >= tau) & valid_chunk[:, None]
+        queue, queued = _leader_rows(z2, leads, leaders, capacity, portable)
 
         # Stage 1: the (row, partner) candidates, rows_per_step rows at a time, appended to one
         # queue of flat indices row·K + partner (row: position in ``queue``).
@@ -546,50 +547,46 @@ FOLD_ROWS = 1 << 12
 
 
 def _fold_touched(diff, period, out_index, num_angles, portable):
-    """:func:`_fold` of the rows that hold an arc only, ``FOLD_ROWS`` at a time: the cost is in
-    proportion to the lit planes, not to ``P`` (a dense prefix sum over every plane of a wide
-    basis costs seconds); the other rows are zero."""
-    rows = diff.shape[0]
-    block = min(FOLD_ROWS, rows)
-    touched = jnp.any(diff != 0, axis=1)
-    queue, count = _compact(touched, rows + block + 1, portable)
-
-    def body(state):
-        i, out = state
-        index = jax.lax.dynamic_slice(queue, (i * block,), (block,))
-        valid = i * block + jnp.arange(block) < count
-        folded = _fold(diff[index], period, out_index, num_angles)
-        out = out.at[jnp.where(valid, index, rows)].set(folded, mode="drop")
-        return i + 1, out
-
-    steps = -(-count // block)
-    _, out = jax.lax.while_loop(lambda s: s[0] < steps, body,
-                                (jnp.int32(0), jnp.zeros((rows, num_angles), jnp.int32)))
-    return out
+    """:func:`_fold` of two-turn ``(rows, 2T + 1)`` difference arrays into ``(rows, T)`` counts,
+    in the rows that hold an arc only (:func:`_fold_rows`)."""
+    return _fold_rows(
+        lambda _, index: _fold(diff[index], period, out_index, num_angles),
+        jnp.any(diff != 0, axis=1), jnp.zeros((diff.shape[0], num_angles), jnp.int32), portable)
 
 
 def _fold_one_turn(diff, wraps, period, portable):
     """Counts ``(rows, period + 1)`` from one-turn difference arrays of the same shape and their
-    ``(rows,)`` wraps (:func:`_accumulate`), folded in place: bin ``b < period`` counts the prefix
-    sum to ``b`` plus the row's wraps, the last column (angle 2π) repeats bin 0, and column
-    ``period`` of the differences (stops at the end of the turn) is dropped. Only the rows that
-    hold an arc are folded, ``FOLD_ROWS`` at a time; the others are zero already."""
-    rows = diff.shape[0]
+    ``(rows,)`` wraps (:func:`_accumulate`), folded in place (:func:`_fold_rows`): bin
+    ``b < period`` counts the prefix sum to ``b`` plus the row's wraps, the last column (angle
+    2π) repeats bin 0, and column ``period`` of the differences (stops at the end of the turn) is
+    dropped."""
+
+    def fold(out, index):  # reads the loop's own buffer, so XLA folds it in place (no copy)
+        turn = jnp.cumsum(out[index, :period], axis=1) + wraps[index][:, None]
+        return jnp.concatenate([turn, turn[:, :1]], axis=1)
+
+    return _fold_rows(fold, jnp.any(diff != 0, axis=1) | (wraps != 0), diff, portable)
+
+
+def _fold_rows(fold, touched, out, portable):
+    """``out`` with each ``touched`` row ``r`` set to ``fold(out, index)[j]`` (``index[j] = r``),
+    ``FOLD_ROWS`` rows at a time: the cost is in proportion to the lit planes, not to ``P`` (a
+    dense prefix sum over every plane of a wide basis costs seconds); the other rows of ``out``
+    are kept (zero). ``fold`` may read the rows of ``index`` from ``out`` itself: each row is
+    read before it is written, and blocks hold distinct rows."""
+    rows = touched.shape[0]
     block = min(FOLD_ROWS, rows)
-    touched = jnp.any(diff != 0, axis=1) | (wraps != 0)
     queue, count = _compact(touched, rows + block + 1, portable)
 
     def body(state):
         i, out = state
         index = jax.lax.dynamic_slice(queue, (i * block,), (block,))
         valid = i * block + jnp.arange(block) < count
-        turn = jnp.cumsum(out[index, :period], axis=1) + wraps[index][:, None]
-        folded = jnp.concatenate([turn, turn[:, :1]], axis=1)
-        out = out.at[jnp.where(valid, index, rows)].set(folded, mode="drop")
+        out = out.at[jnp.where(valid, index, rows)].set(fold(out, index), mode="drop")
         return i + 1, out
 
     steps = -(-count // block)
-    _, out = jax.lax.while_loop(lambda s: s[0] < steps, body, (jnp.int32(0), diff))
+    _, out = jax.lax.while_loop(lambda s: s[0] < steps, body, (jnp.int32(0), out))
     return out
 
 

@@ -54,6 +54,30 @@ def _child(workload, method: str, source: str | None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def alternate(base: str, names: list[str], rounds: int, method: str = "auto", *,
+              verbose: bool = False) -> tuple[str, dict]:
+    """Each workload of ``names`` timed ``rounds`` times with ``base``'s ``srm_jax`` and with the
+    working tree, alternating (and alternating which goes first), each in a fresh process.
+
+    Returns the resolved base commit and ``{(name, "base" | "tree"): [child results]}``.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        commit = export_revision(base, folder)
+        # The base copy must import its own srm_jax, not the working tree's: run children from
+        # the temporary folder, which holds only srm_jax/, with the repo after it on the path.
+        samples = {(name, side): [] for name in names for side in ("base", "tree")}
+        for round_ in range(rounds):
+            for name in names:
+                workload = workloads.WORKLOADS[name]
+                for side in ("base", "tree") if round_ % 2 == 0 else ("tree", "base"):
+                    result = _child(workload, method, folder if side == "base" else None)
+                    samples[name, side].append(result)
+                    if verbose:
+                        print(f"round {round_ + 1} {name} {side}: "
+                              f"{result['median_s'] * 1e3:.3g} ms", flush=True)
+    return commit, samples
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.compare_revisions",
                                      description=__doc__.splitlines()[0])
@@ -63,19 +87,7 @@ def main(argv=None) -> None:
     parser.add_argument("--method", default="auto")
     args = parser.parse_args(argv)
     names = args.workloads.split(",")
-    with tempfile.TemporaryDirectory() as folder:
-        commit = export_revision(args.base, folder)
-        # The base copy must import its own srm_jax, not the working tree's: run children from
-        # the temporary folder, which holds only srm_jax/, with the repo after it on the path.
-        samples = {(name, side): [] for name in names for side in ("base", "tree")}
-        for round_ in range(args.rounds):
-            for name in names:
-                workload = workloads.WORKLOADS[name]
-                for side in ("base", "tree") if round_ % 2 == 0 else ("tree", "base"):
-                    result = _child(workload, args.method, folder if side == "base" else None)
-                    samples[name, side].append(result)
-                    print(f"round {round_ + 1} {name} {side}: {result['median_s'] * 1e3:.3g} ms",
-                          flush=True)
+    commit, samples = alternate(args.base, names, args.rounds, args.method, verbose=True)
     command = (f"python -m benchmarks.compare_revisions --base {args.base} --workloads "
                f"{args.workloads} --rounds {args.rounds} --method {args.method}")
     lines = [

@@ -107,7 +107,11 @@ def run_measured(command: Sequence[str], *, timeout: float | None = None,
                  cwd: str = ROOT) -> dict:
     """Runs ``command`` in a fresh process (its own session): wall time, peak RSS (``ru_maxrss``
     from ``os.wait4``), exit code, whether it was killed at ``timeout`` seconds (with its
-    children), its standard output (``printed``) and the last line of its standard error."""
+    children), its standard output (``printed``) and the last line of its standard error.
+
+    ``ru_maxrss`` is at least this process's peak at the fork (Linux carries it into the
+    child): a child that must be measured from a large parent reports its own
+    (:func:`benchmarks.srm_benchmark.peak_rss_mib`)."""
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         started = time.perf_counter()
         proc = subprocess.Popen(command, cwd=cwd, stdout=stdout, stderr=stderr,

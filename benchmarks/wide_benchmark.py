@@ -14,17 +14,17 @@ Sections (each optional):
 - ``--rotations``: the rotation test over every plane (:func:`srm_jax.alignment_test`), and its
   floor: the same number of Haar rotations and ``(N, n) × (n, n)`` products alone;
 - ``--stream-rows``: ``llm768`` files of that many rows written as ``.npy``, each streamed through
-  :func:`srm_jax.accumulate_summary` in a fresh process (wall time with compilation, peak RSS
-  from ``os.wait4``: flat in N when the stream holds nothing but its batches), beside one read
-  of the same file (the floor); ``--llm3072-rows``: the same for ``llm3072``;
+  :func:`srm_jax.accumulate_summary` in a fresh process (wall time with compilation, that
+  process's peak memory, ``VmHWM``: flat in N when the stream holds nothing but its batches),
+  beside one read of the same file (the floor); ``--llm3072-rows``: the same for ``llm3072``;
 - ``--fig1-base``: fig1 (``method="auto"``) timed with that revision's ``srm_jax`` and with the
   working tree, alternating in fresh processes (:mod:`benchmarks.compare_revisions`).
 
 Run (the issue's figures, in one run; about 20 minutes on 2 cores, 4 GB of scratch files)::
 
     python -m benchmarks.wide_benchmark --rows 2000 20000 \\
-        --epsilons 0.2 0.3 0.5 0.7 0.9 0.95 -0.5 --rotations 199 \\
-        --stream-rows 100000 1000000 --llm3072-rows 100000 --fig1-base 4ce0595^
+        --epsilons 0.1 0.2 0.3 0.5 0.7 0.9 0.95 -0.5 --rotations 199 \\
+        --stream-rows 100000 1000000 --llm3072-rows 100000 --fig1-base 4ce0595^ --scratch DIR
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import srm_jax
-from benchmarks import compare_revisions, workloads
+from benchmarks import compare_revisions
 from benchmarks.report_benchmark import run_measured, write_file
 from benchmarks.srm_benchmark import ROOT, cpu_model, peak_rss_mib
 from benchmarks.workloads import LLM768, LLM3072, make_wide_activations, spread_tokens
@@ -177,17 +177,12 @@ def stream(workload, rows: int, folder: str) -> dict:
 
 
 def fig1_same_run(base: str, rounds: int = 3) -> dict:
-    """fig1's median time per call with ``base``'s ``srm_jax`` and with the working tree."""
-    samples = {"base": [], "tree": []}
-    with tempfile.TemporaryDirectory() as folder:
-        commit = compare_revisions.export_revision(base, folder)
-        for round_ in range(rounds):
-            for side in ("base", "tree") if round_ % 2 == 0 else ("tree", "base"):
-                result = compare_revisions._child(workloads.WORKLOADS["fig1"], "auto",
-                                                  folder if side == "base" else None)
-                samples[side].append(result["median_s"])
-    return {"commit": commit, "base_s": statistics.median(samples["base"]),
-            "tree_s": statistics.median(samples["tree"])}
+    """fig1's median time per call with ``base``'s ``srm_jax`` and with the working tree
+    (:func:`benchmarks.compare_revisions.alternate`)."""
+    commit, samples = compare_revisions.alternate(base, ["fig1"], rounds)
+    return {"commit": commit,
+            "base_s": statistics.median(r["median_s"] for r in samples["fig1", "base"]),
+            "tree_s": statistics.median(r["median_s"] for r in samples["fig1", "tree"])}
 
 
 def main(argv=None) -> None:

@@ -10,7 +10,7 @@
   (For ``n > 3``, ``np.linalg.eig`` returns a non-orthonormal basis of the ``(n−2)``-fold zero
   eigenspace, so ``R(θ)`` itself is not orthogonal; ``R(θ) b̂_α`` is still exact, as ``b̂_α`` is
   orthogonal to that eigenspace.)
-* :func:`vectorised_counts`: what a competent NumPy user would write from SPEC §5, float32: one
+* :func:`vectorised_counts`: what a competent NumPy user would write from math §5, float32: one
   matrix product ``D̂ B̂ᵀ`` gives every plane's coordinates ``x = d̂·b̂_α``,
   ``y = (d̂·b̂_β − c x)/√(1 − c²)``; each (sample, plane) lights an arc of angles,
   ``θ ∈ [−φ − w, −φ + w]`` with ``φ = atan2(y, x)``, ``w = arccos(ε/r)``, found on the sorted
@@ -20,7 +20,7 @@
 
 Both count ``#{d̂·s ≥ ε}`` (SRM, Eqn. 2) as integers ``(P, T)`` and agree with srm-jax except
 where ``d̂·s`` lies within rounding of ``ε`` (``tests/test_baselines.py``). Rows with NaN/Inf
-are left out and zero rows stay zero (SPEC §1), so the comparison is like for like.
+are left out and zero rows stay zero (math §1.2), so the comparison is like for like.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def vectorised_counts(
     *,
     chunk_elements: int = 1 << 22,
 ) -> np.ndarray:
-    """SRM counts ``(P, T)`` by the arc form of SPEC §5 in vectorised float32 NumPy."""
+    """SRM counts ``(P, T)`` by the arc form of math §5 in vectorised float32 NumPy."""
     dtype = np.float32
     unit_data = _normalise(_finite_rows(np.asarray(activations, dtype)))
     unit_basis = _normalise(np.asarray(basis, dtype))

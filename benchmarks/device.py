@@ -77,7 +77,7 @@ def _engine_calls(x, basis):
     import srm_jax
     from srm_jax import resonance
 
-    pairs = srm_jax.planes(basis.shape[0])
+    pairs = srm_jax.plane_pairs(basis.shape[0])
     labels = jnp.arange(x.shape[0]) % 3
     calls = {}
     for method in ("direct", "arc"):
@@ -172,7 +172,7 @@ def reference_bounds(x: np.ndarray, basis: np.ndarray, pairs: np.ndarray, angles
                      epsilon: float, tol: float):
     """Float64 bounds of ``#{d̂·s_αβ(θ) ≥ ε}``: values within ``tol`` of ε may go either way.
 
-    ``d̂·s = x cos θ − y sin θ`` (SPEC §5), planes in blocks so that memory stays small.
+    ``d̂·s = x cos θ − y sin θ`` (math §5), planes in blocks so that memory stays small.
     """
     d = x.astype(np.float64)
     d = d / np.linalg.norm(d, axis=1, keepdims=True)

@@ -1,4 +1,4 @@
-"""Checks of the precision policy (SPEC §1) that run on any backend, the CPU included.
+"""Checks of the precision policy (math §1.4) that run on any backend, the CPU included.
 
 XLA:CPU multiplies float32 exactly whatever a dot asks for, so a CPU run cannot show what a GPU
 (TF32: 10-bit mantissa) or a TPU (one bfloat16 pass) does to a float32 ``dot_general`` that does

@@ -50,7 +50,7 @@ from benchmarks.srm_benchmark import ROOT, cpu_model, peak_rss_mib
 from benchmarks.workloads import LLM768, LLM3072, make_wide_activations, spread_tokens
 from srm_jax import resonance, summaries
 from srm_jax._precision import exact_matmul
-from srm_jax.cli import ArraySource
+from srm_jax.report import ArraySource
 from srm_jax.significance import haar_rotation
 
 
@@ -117,7 +117,7 @@ def rotation_test(x, basis, num_rotations: int, epsilon: float) -> dict:
     key = jax.random.key(0)
     start = time.perf_counter()
     result = srm_jax.alignment_test(key, x, basis, epsilon=epsilon,
-                                    num_rotations=num_rotations)
+                                    num_resamples=num_rotations)
     jax.block_until_ready(result.p_value)
     total = time.perf_counter() - start
 

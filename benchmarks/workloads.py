@@ -88,13 +88,13 @@ def make_activations(workload: Workload, seed_offset: int = 0) -> np.ndarray:
 
 
 def make_pairs(workload: Workload) -> np.ndarray:
-    """The ``(P, 2)`` planes in SPEC §2 order."""
+    """The ``(P, 2)`` planes in math §2.1 order."""
     gen = itertools.combinations if workload.kind == "comb" else itertools.permutations
     return np.array(list(gen(range(workload.m), 2)), dtype=np.int32)
 
 
 def make_angles(workload: Workload) -> np.ndarray:
-    """The default grid, ``linspace(0, 2π, T)`` with the endpoint (SPEC §4), float32."""
+    """The default grid, ``linspace(0, 2π, T)`` with the endpoint (math §4.5), float32."""
     return np.linspace(0, 2 * np.pi, workload.num_angles, dtype=np.float32)
 
 

@@ -11,7 +11,7 @@ and after training, named in the two ways srm-jax supports:
 Both name the same activations, so their counts are identical.
 
 Elementwise ``tanh`` privileges the standard basis ``±e_i`` (``m = 2n``; the paper's Eqn. 5), so
-that is the basis given. Antipodal pairs ``(e_i, −e_i)`` span no plane (SPEC §2) and are left out
+that is the basis given. Antipodal pairs ``(e_i, −e_i)`` span no plane (math §2.2) and are left out
 of the planes. The alignment score is the Pearson correlation of the mean SRM curve with the mean
 self-SRM curve (+1: the layer's activations cluster on the basis directions).
 

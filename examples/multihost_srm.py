@@ -64,7 +64,7 @@ def main(argv=None) -> None:
         full = jax.jit(srm_jax.spotlight_resonance)(everything, basis, epsilon=0.8)
         diff = np.abs(np.asarray(result.counts) - np.asarray(full.counts))
         # Only a sample within float rounding of ±ε can land differently: the matrix product's
-        # rounding may depend on the batch shape (the tolerance SPEC §5 grants the engine).
+        # rounding may depend on the batch shape (the tolerance math §5.2 grants the engine).
         print(f"process 0: sharded vs in-memory counts: {np.count_nonzero(diff)} of {diff.size} "
               f"entries differ (max {int(diff.max())}) out of {int(full.num_samples)} samples",
               flush=True)

@@ -1,8 +1,8 @@
-"""``python -m srm_jax report ...``: the ``srm-jax`` command line (see :mod:`srm_jax.cli`)."""
+"""``python -m srm_jax report ...``: the ``srm-jax`` command line (:mod:`srm_jax.report.cli`)."""
 
 import sys
 
-from srm_jax.cli import main
+from srm_jax.report.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

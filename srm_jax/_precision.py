@@ -1,4 +1,4 @@
-"""The precision policy (SPEC §1): products that decide a count, an index or a bin are exact.
+"""The precision policy (math §1.4): products that decide a count, an index or a bin are exact.
 
 GPUs from Ampere on multiply float32 matrices in TF32 (10-bit mantissa) and TPUs in one bfloat16
 pass unless a dot asks for ``Precision.HIGHEST``; XLA:CPU ignores the setting, so a CPU run cannot
@@ -15,7 +15,7 @@ HIGHEST = jax.lax.Precision.HIGHEST
 
 
 def exact_matmul(a: jax.Array, b: jax.Array) -> jax.Array:
-    """``a @ b`` in full float32 (or float64) precision on every backend (SPEC §1)."""
+    """``a @ b`` in full float32 (or float64) precision on every backend (math §1.4)."""
     return jnp.matmul(a, b, precision=HIGHEST)
 
 
@@ -23,7 +23,7 @@ def working_dtype(*arrays) -> jnp.dtype:
     """The float dtype a measurement computes in: the inputs' own, but never below float32.
 
     bfloat16/float16 inputs are upcast (their values are kept exactly); integer inputs give the
-    default float (float64 under ``jax_enable_x64``). SPEC §1: the working dtype is at least
+    default float (float64 under ``jax_enable_x64``). math §1.4: the working dtype is at least
     float32, and ε and the angles are never rounded to a narrower input dtype.
     """
     dtype = jnp.result_type(*arrays)

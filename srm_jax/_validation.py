@@ -1,4 +1,4 @@
-"""Input checks shared by the engine (SPEC §1-2).
+"""Input checks shared by the engine (math §1-2).
 
 Shape checks always run (shapes are static). Value checks (zero basis rows, degenerate pairs,
 epsilon outside [-1, 1]) need concrete values: they run whenever the value is concrete (eager
@@ -28,21 +28,25 @@ class _Unset:
 UNSET = _Unset()
 
 
-def renamed(function: str, old: str, old_value, new: str, new_value, new_default):
+def renamed(function: str, old: str, old_value, new: str, new_value, new_default, *,
+            depth: int = 1):
     """The value of keyword ``new``, formerly ``old`` (docs/vocabulary.md).
 
     ``old`` keeps working for one release with a ``DeprecationWarning``; passing both is an
-    error. Returns ``new_value`` when ``old`` was not passed (``old_value is UNSET``).
+    error. Returns ``new_value`` when ``old`` was not passed (``old_value is UNSET``). ``depth``
+    is how many library frames lie between the user's call and this one (the warning names the
+    user's line).
     """
     if old_value is UNSET:
         return new_value
-    if new_value is not new_default and new_value != new_default:
+    # An array passed as the new keyword counts as passed (its == is elementwise).
+    if new_value is not new_default and (np.ndim(new_value) != 0 or new_value != new_default):
         raise TypeError(f"{function}() got both {new}= and its deprecated name {old}=.")
     warnings.warn(
         f"{function}(..., {old}=) is deprecated: use {new}= (the same setting). {old}= will be "
         "removed in the next release.",
         DeprecationWarning,
-        stacklevel=3,
+        stacklevel=2 + depth,
     )
     return old_value
 
@@ -62,12 +66,12 @@ def check_matrix(x, name: str) -> None:
 
 
 def check_activations(activations, basis) -> None:
-    """Raises unless ``activations`` is ``(N, n)`` with the basis' ``n`` (SPEC §1)."""
+    """Raises unless ``activations`` is ``(N, n)`` with the basis' ``n`` (math §1)."""
     check_matrix(activations, "activations")
     if activations.shape[1] != basis.shape[1]:
         raise ValueError(
             f"activations have n={activations.shape[1]} features but the basis vectors have "
-            f"n={basis.shape[1]}: the basis must live in the activations' space (SPEC §1)."
+            f"n={basis.shape[1]}: the basis must live in the activations' space (docs/math.md §1)."
         )
 
 
@@ -94,7 +98,7 @@ def check_epsilon(epsilon) -> None:
 
 def check_basis(basis, min_vectors: int = 2) -> None:
     """Raises ``ValueError`` if ``basis`` (m, n) has ``m < min_vectors``, a zero row, or
-    non-finite entries (SPEC §1). The one basis check of the package: SRM needs two vectors to
+    non-finite entries (math §1.2). The one basis check of the package: SRM needs two vectors to
     span a plane; an activation (``min_vectors=1``) needs one."""
     check_matrix(basis, "basis")
     m = basis.shape[0]
@@ -112,7 +116,7 @@ def check_basis(basis, min_vectors: int = 2) -> None:
         if zero.size:
             raise ValueError(
                 f"basis rows {zero.tolist()} are zero vectors: a privileged direction needs a "
-                "non-zero vector (SPEC §1). Remove them or replace them."
+                "non-zero vector (docs/math.md §1). Remove them or replace them."
             )
 
 
@@ -134,7 +138,7 @@ _GRAMS: dict = {}
 
 def _abs_gram(basis) -> np.ndarray:
     """``|B̂ B̂ᵀ|`` in float64, cached by the basis' bytes (one entry: a report checks the same
-    wide basis' planes many times, and its Gram matrix costs seconds at m = 6,144)."""
+    wide basis' planes many times, and a wide basis' Gram matrix is costly)."""
     values = np.asarray(basis)
     key = array_key(values)
     if key not in _GRAMS:
@@ -154,12 +158,12 @@ def pair_cosines(basis, pairs) -> np.ndarray:
 
 
 def spans_plane(basis, pairs) -> np.ndarray:
-    """Bool ``(P,)``: the pairs with ``|b̂_α·b̂_β| < 1 − 1e-6``, those that span a plane (SPEC §2)."""
+    """Bool ``(P,)``: the pairs with ``|b̂_α·b̂_β| < 1 − 1e-6``, those that span a plane (math §2)."""
     return pair_cosines(basis, pairs) < 1.0 - DEGENERATE_PAIR_TOLERANCE
 
 
 def check_planes(basis, pairs) -> None:
-    """Raises if a pair indexes outside the basis, repeats an index, or spans no plane (SPEC §2)."""
+    """Raises if a pair indexes outside the basis, repeats an index, or spans no plane (math §2)."""
     m = basis.shape[0]
     if getattr(pairs, "ndim", None) != 2 or pairs.shape[-1] != 2:
         raise ValueError(f"planes must have shape (P, 2), got {getattr(pairs, 'shape', None)}.")
@@ -180,5 +184,5 @@ def check_planes(basis, pairs) -> None:
         raise ValueError(
             f"basis vectors {int(a)} and {int(bb)} are (anti-)parallel (|cos| = {c[bad[0]]:.8f} >= "
             f"1 - {DEGENERATE_PAIR_TOLERANCE:g}), so the pair ({int(a)}, {int(bb)}) spans no plane "
-            f"(SPEC §2). Drop one of them or pass planes= without this pair."
+            f"(docs/math.md §2). Drop one of them or pass planes= without this pair."
         )

@@ -1,4 +1,4 @@
-"""The paper's activation functions: generalised tanh and isotropic tanh (App. C; SPEC §7).
+"""The paper's activation functions: generalised tanh and isotropic tanh (App. C; math §7.5).
 
 All functions act on the last axis of ``x`` (any batch shape), are pure, and work under
 ``jit``, ``vmap`` and ``grad``; values and gradients are finite everywhere, ``x = 0`` included.
@@ -67,7 +67,7 @@ __all__ = [
 
 #: Cosines at or below this count as non-positive in the correction ``N`` of Eqn. 14.
 DEFAULT_PAIR_TOLERANCE = 1e-4
-#: Radius of the ball inside which the isotropic tanh is the identity (SPEC §7).
+#: Radius of the ball inside which the isotropic tanh is the identity (math §7.5).
 DEFAULT_RADIUS = 1e-2
 #: Below this ``‖x‖`` the correction ``N(a)/a`` is evaluated by its Taylor series.
 _SERIES_RADIUS = 0.05
@@ -93,7 +93,7 @@ def _safe_norm(sq: jax.Array) -> jax.Array:
 
 
 def positive_cosine_pairs(
-    basis: jax.Array | np.ndarray, *, tolerance: float = DEFAULT_PAIR_TOLERANCE
+    basis: jax.Array, *, tolerance: float = DEFAULT_PAIR_TOLERANCE
 ) -> np.ndarray:
     """The unordered pairs ``(i, j)``, ``i < j``, with ``b̂_i·b̂_j > tolerance`` (Eqn. 14's ``N``).
 
@@ -136,13 +136,15 @@ def _correction_terms(
     return c, weights
 
 
-def _resolve_pairs(basis: jax.Array, pairs, tolerance: float):
-    if pairs is not None:
-        return pairs
-    if is_concrete(basis):
-        return positive_cosine_pairs(basis, tolerance=tolerance)
-    i, j = np.triu_indices(basis.shape[0], k=1)  # traced basis: every pair, masked
-    return np.stack([i, j], axis=1).astype(np.int32)
+def _resolve_pairs(basis: jax.Array, correction_pairs, tolerance: float) -> jax.Array:
+    """The int32 ``(P, 2)`` pair list of the correction: ``correction_pairs`` when given, else
+    :func:`positive_cosine_pairs` of a concrete basis, else (a traced basis) every pair, masked
+    by the tolerance inside the correction: exact, but ``O(m²)`` per sample."""
+    if correction_pairs is None and is_concrete(basis):
+        correction_pairs = positive_cosine_pairs(basis, tolerance=tolerance)
+    elif correction_pairs is None:
+        correction_pairs = np.stack(np.triu_indices(basis.shape[0], k=1), axis=1)
+    return jnp.asarray(correction_pairs, jnp.int32)
 
 
 @jax.custom_jvp
@@ -185,14 +187,10 @@ def _n_over_a(sq: jax.Array, c: jax.Array, w: jax.Array) -> jax.Array:
     return jnp.where(small, series, direct)
 
 
-def generalised_tanh_correction(
-    norm: jax.Array,
-    basis: jax.Array,
-    *,
-    correction_pairs: jax.Array | np.ndarray | None = None,
-    tolerance: float = DEFAULT_PAIR_TOLERANCE,
-    pairs=UNSET,
-) -> jax.Array:
+def generalised_tanh_correction(norm: jax.Array, basis: jax.Array, *,
+                                correction_pairs: jax.Array | np.ndarray | None = None,
+                                tolerance: float = DEFAULT_PAIR_TOLERANCE,
+                                pairs=UNSET) -> jax.Array:
     """The correction ``N(a)`` of Eqn. 13 (the ``j``-averaged form of Eqn. 12).
 
     ``N(a) = −(1/m) Σ_j [Σ_{i≠j} tanh(a max(0, b̂_j·b̂_i)) b̂_i·b̂_j] / Σ_i max(0, b̂_j·b̂_i)²``,
@@ -213,7 +211,7 @@ def generalised_tanh_correction(
         "generalised_tanh_correction", "pairs", pairs, "correction_pairs", correction_pairs, None
     )
     basis = jnp.asarray(basis)
-    pairs = jnp.asarray(_resolve_pairs(basis, correction_pairs, tolerance), jnp.int32)
+    pairs = _resolve_pairs(basis, correction_pairs, tolerance)
     return _correction(jnp.asarray(norm, basis.dtype), basis, pairs, tolerance)
 
 
@@ -236,7 +234,7 @@ def generalised_tanh(
     """The generalised tanh of App. C, Eqn. 14, on a privileged basis of any size ``m``.
 
     ``σ(x) = Σ_i [tanh(max(0, x·b̂_i)) + max(0, x̂·b̂_i) N(‖x‖)] b̂_i`` with ``N`` of Eqn. 13
-    (:func:`generalised_tanh_correction`). Properties (SPEC §7): ``σ(0) = 0``; for an
+    (:func:`generalised_tanh_correction`). Properties (math §7.2): ``σ(0) = 0``; for an
     orthoplex ``{±q_k}`` it is ``Σ_k tanh(x·q_k) q_k`` (elementwise tanh in a rotated basis,
     Eqn. 6; for :func:`~srm_jax.bases.standard_basis` exactly ``jnp.tanh``); for the regular
     simplex ``σ(a b̂_j)·b̂_j = tanh(a)``; ``σ_{BQ}(xQ) = σ_B(x) Q`` for orthogonal ``Q``. For
@@ -262,7 +260,7 @@ def generalised_tanh(
     x = jnp.asarray(x)
     basis = jnp.asarray(basis)
     _check_inputs(x, basis)
-    pairs = jnp.asarray(_resolve_pairs(basis, correction_pairs, tolerance), jnp.int32)
+    pairs = _resolve_pairs(basis, correction_pairs, tolerance)
     return _generalised_tanh(x, basis, pairs, tolerance)
 
 
@@ -284,7 +282,7 @@ def _generalised_tanh(
 def isotropic_tanh(x: jax.Array, *, radius: float = DEFAULT_RADIUS) -> jax.Array:
     """Isotropic tanh (Eqn. 15's numerator; the position paper): ``tanh(‖x‖) x̂``.
 
-    Inside the ball ``‖x‖ ≤ radius`` (default ``1e-2``, SPEC §7) it is the identity ``x`` — the
+    Inside the ball ``‖x‖ ≤ radius`` (default ``1e-2``, math §7.5) it is the identity ``x`` — the
     two differ there by at most ``radius³/3``. It commutes with every orthogonal map and keeps
     the direction of ``x``; the Jacobian at ``x = 0`` is the identity.
 

@@ -17,8 +17,8 @@ def _mean_curve(x) -> jax.Array:
 
 
 def alignment_score(
-    result: SRMResult | jax.Array,
-    reference: SRMResult | jax.Array,
+    result: SRMResult | SRMSummary | jax.Array,
+    reference: SRMResult | SRMSummary | jax.Array,
     *,
     flat_tolerance: float = 1e-12,
 ) -> jax.Array:

@@ -1,4 +1,4 @@
-"""The arc kernel (SPEC §5): each sample lights a plane on one arc of angles, histogrammed.
+"""The arc kernel (math §5): each sample lights a plane on one arc of angles, histogrammed.
 
 ``d̂·s(θ) = r cos(θ + φ)``, so a sample lights the spotlight of plane ``(α, β)`` on one arc of
 angles; the arcs of all samples are histogrammed onto the grid with a difference array. Work is
@@ -85,7 +85,7 @@ class _ArcLayout:
 
 
 class _PlaneGeometry(NamedTuple):
-    """Per-plane constants of the arc form (SPEC §5) and the threshold."""
+    """Per-plane constants of the arc form (math §5) and the threshold."""
 
     alpha: jax.Array  # (P,) int32
     beta: jax.Array  # (P,) int32
@@ -159,7 +159,7 @@ def _arc_sort_and_bound(layout: _ArcLayout, geometry: _PlaneGeometry, unit_basis
 
 def _tile_coordinates(layout: _ArcLayout, geometry: _PlaneGeometry, sorted_chunk: _SortedChunk,
                       tiles):
-    """Plane, block and every sample's in-plane ``(x, y)`` (SPEC §5) of ``tiles``."""
+    """Plane, block and every sample's in-plane ``(x, y)`` (math §5) of ``tiles``."""
     num_blocks = layout.num_blocks
     plane, block = tiles // num_blocks, tiles % num_blocks
     rows_a = geometry.alpha[plane] * num_blocks + block
@@ -267,7 +267,7 @@ def arc_counts(
     unit, valid, groups, num_groups, unit_basis, pairs, angles, epsilon, signed, chunk, grid=None,
     backend="cpu",
 ):
-    """Counts by the arc form (SPEC §5): a histogram of each sample's arc of lit angles.
+    """Counts by the arc form (math §5): a histogram of each sample's arc of lit angles.
 
     Sample ``d`` lights plane ``(α, β)`` on the arc ``θ ∈ [−φ − w, −φ + w]`` (mod 2π) when
     ``r ≥ ε``, at every angle when ``r ≤ −ε``, else nowhere (``x = d̂·b̂_α``, ``y = d̂·û``,

@@ -1,4 +1,4 @@
-"""Privileged bases: Thompson bases and exact constructions (paper App. B.1, App. D; SPEC §8).
+"""Privileged bases: Thompson bases and exact constructions (paper App. B.1, App. D; math §8).
 
 Every function returns an ``(m, n)`` array whose rows are unit vectors and is a pure function of
 a JAX PRNG key and static sizes; each is wrapped in ``jax.jit`` with the sizes (and the
@@ -128,8 +128,8 @@ def thompson_basis(
     * ``n = 3``: tetrahedron (m=4), triangular bipyramid (m=5, smallest angle 90°),
       octahedron (m=6), pentagonal bipyramid (m=7, 72°), icosahedron (m=12, 63.435°),
 
-    with the smallest angle within 0.002° of the exact one, in well under a second per basis on a
-    CPU for ``n ≤ 24`` after a few seconds of compilation (tested for ``n ∈ {3, 10, 24}``).
+    with the smallest angle within 0.002° of the exact one for ``n ≤ 24`` (tested for
+    ``n ∈ {3, 10, 24}``).
     Larger overcomplete cases converge to a local minimum (for instance ``m = 96, n = 24``:
     smallest angle about 75°); ``m = 384, n = 96`` still lowers its energy after 2000 steps.
     Note that the energy's minimiser need not be the Tammes (best
@@ -184,7 +184,7 @@ def random_orthogonal(
 
 @partial(jax.jit, static_argnames=("n",))
 def orthoplex_basis(key: jax.Array, n: int) -> jax.Array:
-    """The cross-polytope (orthoplex) basis ``{±q_k}``, ``m = 2n``, randomly rotated (SPEC §8).
+    """The cross-polytope (orthoplex) basis ``{±q_k}``, ``m = 2n``, randomly rotated (math §8.2).
 
     ``q_k`` are the rows of a Haar-random orthogonal matrix. Row order:
     ``q_0, …, q_{n−1}, −q_0, …, −q_{n−1}`` (row ``k + n`` is ``−`` row ``k``). It is the exact
@@ -205,7 +205,7 @@ def simplex_basis(key: jax.Array, n: int) -> jax.Array:
     Built from an orthonormal basis ``U`` (``(n+1) × n``) of the complement of ``(1, …, 1)`` in
     ``R^{n+1}``: the rows of ``U`` are the projected standard vectors ``e_i − 1/(n+1)``, of
     squared length ``n/(n+1)`` and pairwise products ``−1/(n+1)``, so ``√((n+1)/n) U`` has unit
-    rows with cosines ``−1/n``. A Haar-random orthogonal matrix then rotates it (SPEC §8).
+    rows with cosines ``−1/n``. A Haar-random orthogonal matrix then rotates it (math §8.2).
 
     Returns:
       ``(n + 1, n)`` unit rows.

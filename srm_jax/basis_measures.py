@@ -23,11 +23,11 @@ other basis the ``m`` projections ``d·b̂_k``):
 
 Every measure is a sum over samples (:class:`MeasureSums`, :func:`measure_sums`), so batches,
 shards and devices combine by :func:`combine_sums`; :func:`finalise_measures` gives the values.
-Rows with NaN/Inf, and zero rows (no direction), are left out (SPEC §1).
+Rows with NaN/Inf, and zero rows (no direction), are left out (math §1.2).
 
 :func:`measures_rotation_test` compares the basis with Haar-random rotations of it, the data
 unchanged (as the SRM rotation test, App. B.1), with this convention for rotation ``i``:
-``keys = jax.random.split(key, num_rotations)``, ``q_i = srm_jax.random_orthogonal(keys[i], n)``,
+``keys = jax.random.split(key, num_resamples)``, ``q_i = srm_jax.random_orthogonal(keys[i], n)``,
 rotated basis ``basis @ q_iᵀ`` (:func:`srm_jax._precision.exact_matmul`). Rotations are drawn
 and applied ``rotations_per_batch`` at a time (``jax.lax.map`` over key batches), a number chosen
 from a memory budget (:func:`rotation_batch_size`), never all at once. Its per-rotation step,
@@ -39,12 +39,13 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
+from srm_jax import _validation
 from srm_jax._precision import exact_matmul
 from srm_jax.bases import random_orthogonal
 from srm_jax.neurons import SignedBasis, signed_neurons
@@ -68,8 +69,10 @@ ROW_CHUNK = 1024
 _CHUNK_ARRAYS = 8
 
 
-class MeasureSums(NamedTuple):
-    """Additive sums over samples of the three measures: batches, shards and devices add.
+@struct.dataclass
+class MeasureSums:
+    """Additive sums over samples of the three measures: batches, shards and devices add (a
+    pytree).
 
     Attributes:
       num_samples: rows counted (finite and non-zero).
@@ -90,8 +93,10 @@ class MeasureSums(NamedTuple):
     proximity_histogram: jax.Array
 
 
-class BasisMeasures(NamedTuple):
-    """The measures' values (:func:`finalise_measures`); NaN where no sample counted.
+@struct.dataclass
+class BasisMeasures:
+    """The measures' values (:func:`finalise_measures`); NaN where no sample counted (a
+    pytree).
 
     Attributes:
       num_samples: rows counted.
@@ -118,13 +123,13 @@ def zero_sums(num_directions: int, bins: int = PROXIMITY_BINS, dtype=jnp.float32
 
 
 def combine_sums(a: MeasureSums, b: MeasureSums) -> MeasureSums:
-    """The sums of the union of two sets of samples (SPEC §4's additivity, for the measures)."""
+    """The sums of the union of two sets of samples (math §4.4's additivity, for the measures)."""
     return jax.tree_util.tree_map(jnp.add, a, b)
 
 
 def basis_coordinates(activations: jax.Array, directions: jax.Array) -> jax.Array:
     """Raw coordinates ``(N, K)``: ``d·q_k`` of every sample on unit ``directions`` ``(K, n)``
-    (exact float32 product, SPEC §1). Pure and jit-safe."""
+    (exact float32 product, math §1.4). Pure and jit-safe."""
     return exact_matmul(jnp.asarray(activations), jnp.asarray(directions).T)
 
 
@@ -248,8 +253,10 @@ def outlier_dimensions(shares: jax.Array, share: float = OUTLIER_SHARE) -> jax.A
 # ------------------------------------------------------------------------------ the null
 
 
-class MeasuresTest(NamedTuple):
-    """The measures of a basis against Haar-random rotations of it (the data unchanged).
+@struct.dataclass
+class MeasuresTest:
+    """The measures of a basis against Haar-random rotations of it (the data unchanged; a
+    pytree, ``rotations_per_batch`` static).
 
     Attributes:
       observed: ``(4,)`` the statistics of the basis (:func:`measure_statistics`).
@@ -265,12 +272,12 @@ class MeasuresTest(NamedTuple):
     p_greater: jax.Array
     p_less: jax.Array
     measures: BasisMeasures
-    rotations_per_batch: int
+    rotations_per_batch: int = struct.field(pytree_node=False)
 
 
 #: Rotations applied together at most, whatever the budget: a larger batch is no faster on CPU
-#: (the work is the products), and at 768 units XLA:CPU was seen to hang, idle, on a batch of
-#: 108 rotations of 5,112 samples (16 ran 199 rotations in 35 s).
+#: (the work is the products), and XLA:CPU can stall, idle, on a batch of a hundred rotations of
+#: a wide layer.
 MAX_ROTATIONS_PER_BATCH = 16
 
 
@@ -283,14 +290,19 @@ def rotation_bytes(n: int, m: int, num_directions: int, row_chunk: int = ROW_CHU
 
 
 def rotation_batch_size(num_samples: int, n: int, m: int, num_directions: int,
-                        num_rotations: int, memory_budget: float) -> int:
+                        num_resamples: int = 199,
+                        memory_budget: float = DEFAULT_MEMORY_BUDGET_GIB * 2**30, *,
+                        num_rotations=_validation.UNSET) -> int:
     """Rotations to draw and apply together within ``memory_budget`` bytes (at least 1, at most
-    :data:`MAX_ROTATIONS_PER_BATCH`).
+    :data:`MAX_ROTATIONS_PER_BATCH`, at most ``num_resamples``, the rotations of the null).
 
     The samples themselves (``num_samples × n`` float32, padded to whole row chunks) are held
     once; each rotation in flight adds :func:`rotation_bytes`. Raises ``MemoryError`` with one
-    line naming what to reduce when not even one rotation fits.
+    line naming what to reduce when not even one rotation fits. ``num_rotations`` is the
+    deprecated name of ``num_resamples``.
     """
+    num_resamples = _validation.renamed("rotation_batch_size", "num_rotations", num_rotations,
+                                        "num_resamples", num_resamples, 199)
     chunk = min(ROW_CHUNK, max(1, int(num_samples)))
     rows = -(-int(num_samples) // chunk) * chunk
     fixed = 2 * 4 * rows * n
@@ -303,27 +315,28 @@ def rotation_batch_size(num_samples: int, n: int, m: int, num_directions: int,
             f"width {n} but the memory budget is {memory_budget / 2**30:.2f} GiB: reduce "
             "--max-samples or raise --memory-budget"
         )
-    return int(max(1, min(int(num_rotations), MAX_ROTATIONS_PER_BATCH, room // per_rotation)))
+    return int(max(1, min(int(num_resamples), MAX_ROTATIONS_PER_BATCH, room // per_rotation)))
 
 
 def measures_rotation_test(
     key: jax.Array,
     activations: jax.Array,
     basis: jax.Array,
-    num_rotations: int,
+    num_resamples: int = 199,
     *,
     memory_budget: float = DEFAULT_MEMORY_BUDGET_GIB * 2**30,
     map_batch_size: int | None = None,
     threshold: float = OUTLIER_THRESHOLD,
     relative_threshold: float = RELATIVE_OUTLIER_THRESHOLD,
     neurons: SignedBasis | None = None,
+    num_rotations=_validation.UNSET,
 ) -> MeasuresTest:
-    """The field's measures of ``basis`` against ``num_rotations`` Haar-random rotations of it.
+    """The field's measures of ``basis`` against ``num_resamples`` Haar-random rotations of it.
 
     The rotation test of App. B.1 (as :func:`srm_jax.alignment_test`) with the kurtosis, outlier
     and proximity statistics (:func:`measure_statistics`; Elhage et al. 2023, Dettmers et al.
     2022). Rotation ``i`` is ``q_i = random_orthogonal(keys[i], n)`` with
-    ``keys = jax.random.split(key, num_rotations)``, the rotated basis ``basis @ q_iᵀ`` (exact
+    ``keys = jax.random.split(key, num_resamples)``, the rotated basis ``basis @ q_iᵀ`` (exact
     product); the directions of a rotated ``±`` basis are taken from the same rows as those of
     the basis. p-values by :func:`srm_jax.permutation_p_value` (``(1 + #{null ≥ observed})/(1 + R)``
     and ``≤`` for ``p_less``).
@@ -337,47 +350,44 @@ def measures_rotation_test(
       key: PRNG key of the rotations.
       activations: ``(N, n)`` samples (rows with NaN/Inf and zero rows are left out).
       basis: concrete ``(m, n)`` basis.
-      num_rotations: ``R ≥ 1``.
+      num_resamples: ``R ≥ 1``, the rotations (199, as :func:`srm_jax.alignment_test`).
       memory_budget: bytes the null may hold at once.
       map_batch_size: rotations together (overrides the budget's choice).
       threshold, relative_threshold: as :func:`measure_sums`.
       neurons: :func:`srm_jax.neurons.signed_neurons` of ``basis`` (computed when omitted).
+      num_rotations: deprecated name of ``num_resamples``.
 
     Returns:
       :class:`MeasuresTest`.
     """
-    if int(num_rotations) < 1:
-        raise ValueError(f"num_rotations must be >= 1, got {num_rotations}.")
+    num_resamples = _validation.renamed("measures_rotation_test", "num_rotations", num_rotations,
+                                        "num_resamples", num_resamples, 199)
+    if int(num_resamples) < 1:
+        raise ValueError(f"num_resamples must be >= 1, got {num_resamples}.")
     x = jnp.asarray(activations, jnp.float32)
     if x.ndim != 2 or x.shape[1] != np.shape(basis)[1]:
         raise ValueError(f"activations must be (N, n) with the basis' n = {np.shape(basis)[1]}, "
                          f"got shape {x.shape}.")
-    signed = signed_neurons(basis) if neurons is None else neurons
+    neurons = signed_neurons(basis) if neurons is None else neurons
     n, m = int(x.shape[1]), int(np.shape(basis)[0])
     if map_batch_size is None:
-        map_batch_size = rotation_batch_size(x.shape[0], n, m, signed.num_directions,
-                                             int(num_rotations), memory_budget)
+        map_batch_size = rotation_batch_size(x.shape[0], n, m, neurons.num_directions,
+                                             int(num_resamples), memory_budget)
     chunk = min(ROW_CHUNK, max(1, int(x.shape[0])))
-    keys = jax.random.split(key, int(num_rotations))
+    keys = jax.random.split(key, int(num_resamples))
     _, null, measures = _measures_null(
-        keys, x, jnp.asarray(basis, jnp.float32), jnp.asarray(signed.representative),
-        jnp.asarray(signed.sign[signed.representative], jnp.float32),
+        keys, x, jnp.asarray(basis, jnp.float32), jnp.asarray(neurons.representative),
+        jnp.asarray(neurons.sign[neurons.representative], jnp.float32),
         rotations_per_batch=int(map_batch_size), row_chunk=chunk, threshold=float(threshold),
         relative_threshold=float(relative_threshold),
     )
     return measures_test(measures, null, int(map_batch_size))
 
 
-def measure_basis(
-    activations: jax.Array,
-    basis: jax.Array,
-    representative: jax.Array,
-    signs: jax.Array,
-    *,
-    row_chunk: int = ROW_CHUNK,
-    threshold: float = OUTLIER_THRESHOLD,
-    relative_threshold: float = RELATIVE_OUTLIER_THRESHOLD,
-) -> BasisMeasures:
+def measure_basis(activations: jax.Array, basis: jax.Array, representative: jax.Array,
+                  signs: jax.Array, *, row_chunk: int = ROW_CHUNK,
+                  threshold: float = OUTLIER_THRESHOLD,
+                  relative_threshold: float = RELATIVE_OUTLIER_THRESHOLD) -> BasisMeasures:
     """The measures of ``activations`` on ``basis`` (or on a rotated copy ``basis @ qᵀ`` with the
     same rows), ``row_chunk`` samples at a time (``jax.lax.scan``; memory ``row_chunk × K``).
 
@@ -402,12 +412,13 @@ def measure_basis(
                               threshold=threshold, relative_threshold=relative_threshold)
 
 
-def direction_arguments(signed: SignedBasis, basis) -> dict:
-    """The arrays :func:`measure_directions` needs for ``basis``: its unit ``directions``
-    ``(K, n)`` and, for the standard basis, the ``axes`` and ``signs`` that make each
-    coordinate a gather (``±x_i``) instead of a product."""
-    directions = signed.directions(jnp.asarray(basis, jnp.float32))
-    if not signed.standard:
+def direction_arguments(neurons: SignedBasis, basis: jax.Array) -> dict:
+    """The arrays :func:`measure_directions` needs for ``basis`` (whose neurons are ``neurons``,
+    :func:`srm_jax.neurons.signed_neurons`): its unit ``directions`` ``(K, n)`` and, for the
+    standard basis, the ``axes`` and ``signs`` that make each coordinate a gather (``±x_i``)
+    instead of a product."""
+    directions = neurons.directions(jnp.asarray(basis, jnp.float32))
+    if not neurons.standard:
         return {"directions": directions}
     values = np.asarray(directions)
     axes = np.argmax(np.abs(values), axis=1)

@@ -18,7 +18,8 @@ def direct_counts(
 ):
     """Counts by the direct definition, Eqns. 2 and 4, blocked over planes and samples.
 
-    Returns counts of shape ``(num_groups, P, T)`` (see :func:`_arc_counts`).
+    Returns counts and negative counts (``None`` unless ``signed``) of shape
+    ``(num_groups, P, T)``, as :func:`srm_jax.arc_kernel.arc_counts`.
     """
     num_planes = pairs.shape[0]
     num_angles = angles.shape[0]

@@ -1,6 +1,6 @@
 """SRM across devices and hosts: samples sharded with ``jax.sharding``, counts summed by ``psum``.
 
-SRM counts are additive over disjoint sample sets (SPEC §4), so a data-parallel SRM is exact:
+SRM counts are additive over disjoint sample sets (math §4.4), so a data-parallel SRM is exact:
 every device counts its own shard of the samples with the engine
 (:func:`srm_jax.resonance.plan_counts`) inside :func:`jax.shard_map`, and the compiled program
 sums the integer counts with ``lax.psum`` over the mesh axis. The basis, planes and angles are
@@ -27,7 +27,15 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from srm_jax._precision import working_dtype
-from srm_jax.resonance import CountPlan, SRMResult, plan_counts, plan_measurement
+from srm_jax.resonance import (
+    CountPlan,
+    GroupedCounts,
+    SRMResult,
+    plan_counts,
+    plan_measurement,
+)
+from srm_jax.sample_major import wide_sum
+from srm_jax.summaries import GroupedSums, plan_summaries
 
 DEFAULT_AXIS = "data"
 
@@ -64,7 +72,7 @@ def shard_samples(
     """Place this process's samples ``x`` (leading axis = samples) sharded over ``mesh``.
 
     The rows are padded to a multiple of the process's shard count with ``fill`` (default NaN for
-    floating arrays, which the engine leaves out of the counts (SPEC §1); 0 / False otherwise).
+    floating arrays, which the engine leaves out of the counts (math §1); 0 / False otherwise).
     With one process this is ``jax.device_put`` with ``NamedSharding(mesh, P(axis_name))``; under
     multi-process JAX the global array is assembled from every process's local rows with
     ``jax.make_array_from_process_local_data`` (each process must pass the same number of rows).
@@ -105,36 +113,90 @@ def sharded_counts(
     mesh: Mesh,
     axis_name: str,
     plan: CountPlan,
-):
+) -> GroupedCounts:
     """Counts of sample-sharded activations: per-device engine counts summed with ``psum``.
 
     Each device runs :func:`srm_jax.resonance.plan_counts` on its shard of ``activations``
-    (sharded on axis 0 over ``axis_name``); basis, planes, angles and ε are replicated. SPEC §4
+    (sharded on axis 0 over ``axis_name``); basis, planes, angles and ε are replicated. math §4
     (counts additive over disjoint sample sets) makes the sum exact. Inputs are assumed
     validated (``plan`` from :func:`srm_jax.resonance.plan_measurement`); jitted and cached.
 
     Returns:
-      ``counts (P, T)``, ``negative_counts (P, T)`` or ``None``, ``num_samples`` (scalar), all
-      replicated.
+      :class:`srm_jax.resonance.GroupedCounts` of one group (``counts (1, P, T)``,
+      ``negative_counts`` or ``None``, ``num_samples (1,)``), replicated, and the angles in the
+      working dtype.
     """
 
     def local(x, basis, pairs, angles, epsilon):
-        counts, negative, num, _ = plan_counts(plan, x, basis, pairs, angles, epsilon)
-        out = (counts[0], num[0]) if negative is None else (counts[0], num[0], negative[0])
-        return jax.lax.psum(out, axis_name)
+        grouped = plan_counts(plan, x, basis, pairs, angles, epsilon)
+        negative = () if grouped.negative_counts is None else (grouped.negative_counts,)
+        return jax.lax.psum((grouped.counts, grouped.num_samples) + negative, axis_name)
 
     signed = plan.signed
-    out_specs = (P(), P()) if not signed else (P(), P(), P())
-    out = jax.shard_map(
+    out = _per_device(local, mesh, axis_name, (P(),) * (3 if signed else 2),
+                      activations, basis, pairs, angles, epsilon)
+    dtype = working_dtype(activations, basis)
+    return GroupedCounts(out[0], out[2] if signed else None, out[1], angles.astype(dtype))
+
+
+def _per_device(local, mesh: Mesh, axis_name: str, out_specs, activations, *replicated):
+    """``local(shard, *replicated)`` on every device's shard of ``activations`` (sharded on
+    axis 0 over ``axis_name``), the other arguments replicated."""
+    return jax.shard_map(
         local,
         mesh=mesh,
-        in_specs=(P(axis_name, None), P(), P(), P(), P()),
+        in_specs=(P(axis_name, None),) + (P(),) * len(replicated),
         out_specs=out_specs,
-        # The engine's scan carries start replicated and become per-device; the psum above makes
-        # every output replicated, which is what out_specs=P() states.
+        # The engine's scan carries start replicated and become per-device; every output is
+        # summed over the devices (a psum, or stacked and added), as out_specs states.
         check_vma=False,
-    )(activations, basis, pairs, angles, epsilon)
-    return out[0], (out[2] if signed else None), out[1]
+    )(activations, *replicated)
+
+
+@functools.partial(jax.jit, static_argnames=("mesh", "axis_name", "plan"))
+def sharded_summaries(
+    activations: jax.Array,
+    basis: jax.Array,
+    pairs: jax.Array,
+    angles: jax.Array,
+    epsilon: jax.Array,
+    table: jax.Array | None = None,
+    *,
+    mesh: Mesh,
+    axis_name: str,
+    plan: CountPlan,
+) -> GroupedSums:
+    """Summaries of sample-sharded activations: per-device summaries, added (math §4).
+
+    The summary counterpart of :func:`sharded_counts`: each device runs
+    :func:`srm_jax.summaries.plan_summaries` on its shard (``table`` as there); the wide sums of
+    the devices are stacked and added with :func:`srm_jax.sample_major.wide_sum`, which keeps
+    them exact past ``2**31`` (a ``psum`` of the limbs would not). Jitted and cached.
+
+    Returns:
+      :class:`srm_jax.summaries.GroupedSums` of one group, replicated.
+    """
+    devices = mesh.shape[axis_name]
+    two = plan.signed or (plan.major is not None and plan.major.complement)
+    fields = ("curve", "negative_curve", "totals", "negative_totals") if two else (
+        "curve", "totals")
+
+    def local(x, basis, pairs, angles, epsilon, *table):
+        sums = plan_summaries(plan, x, basis, pairs, angles, epsilon,
+                              table=table[0] if table else None)
+        return tuple(getattr(sums, name) for name in fields) + (sums.num_samples,)
+
+    extra = () if table is None else (table,)
+    out = _per_device(local, mesh, axis_name, (P(axis_name),) * (len(fields) + 1),
+                      activations, basis, pairs, angles, epsilon, *extra)
+    added = {name: functools.reduce(wide_sum, [x[i:i + 1] for i in range(devices)])
+             for name, x in zip(fields, out[:-1], strict=True)}
+    dtype = working_dtype(activations, basis)
+    return GroupedSums(
+        curve=added["curve"], negative_curve=added.get("negative_curve"),
+        totals=added["totals"], negative_totals=added.get("negative_totals"),
+        num_samples=jnp.sum(out[-1], axis=0, keepdims=True), angles=angles.astype(dtype),
+    )
 
 
 def sharded_srm(
@@ -152,7 +214,7 @@ def sharded_srm(
     mesh: Mesh | None = None,
     axis_name: str | None = None,
 ) -> SRMResult:
-    """:func:`srm_jax.spotlight_resonance` with the samples sharded over every device (SPEC §4).
+    """:func:`srm_jax.spotlight_resonance` with the samples sharded over every device (math §4).
 
     ``activations`` are this process's samples (a NumPy array or any JAX array; an array already
     sharded with ``NamedSharding(mesh, P(axis_name))`` is used in place). They are placed with
@@ -182,16 +244,8 @@ def sharded_srm(
     if not isinstance(activations, jax.Array) or np.issubdtype(activations.dtype, np.integer):
         activations = np.asarray(activations, dtype)
     x = shard_samples(activations, mesh, axis_name=axis_name)
-    counts, negative, num = sharded_counts(
+    grouped = sharded_counts(
         x, jnp.asarray(basis, dtype), pairs, angles, eps, mesh=mesh, axis_name=axis_name,
         plan=plan,
     )
-    return SRMResult(
-        counts=counts,
-        negative_counts=negative,
-        num_samples=num,
-        angles=angles,
-        planes=pairs,
-        epsilon=eps,
-        signed=signed,
-    )
+    return SRMResult.from_counts(grouped, pairs, eps, signed, group=0)

@@ -1,7 +1,7 @@
 """The exact kernels' shared operations: sample chunks, prefix sums, compaction and angle bins.
 
 Used by the arc kernel (:mod:`srm_jax.arc_kernel`) and the sample-major kernel
-(:mod:`srm_jax.sample_major`); every operation is exact on every backend (SPEC §1, issue 10).
+(:mod:`srm_jax.sample_major`); every operation is exact on every backend (math §1.4).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def pad_samples(unit, valid, groups, chunk: int):
 
 
 def portable_kernel(backend: str) -> bool:
-    """Whether the arc kernel takes its portable ops on ``backend`` (SPEC §1, issue 10).
+    """Whether the arc kernel takes its portable ops on ``backend`` (math §1.4).
 
     The kernel's CPU forms (prefix sums and compaction indices by triangular matmuls, the argmax
     of the sort key by a matmul, a polynomial ``atan2``) exist because XLA:CPU's ``cumsum``,
@@ -49,7 +49,7 @@ def portable_kernel(backend: str) -> bool:
 def _atan2(y, x, portable: bool = False):
     """``atan2(y, x)``; on CPU in float32 by range reduction and the Cephes ``atanf`` polynomial.
 
-    XLA:CPU lowers ``atan2`` to a scalar library call, ~50x slower than this vectorised form,
+    XLA:CPU lowers ``atan2`` to a scalar library call, far slower than this vectorised form,
     whose error (< 4e-7 rad) is below float32 rounding of the cosines it is compared with.
     Other dtypes (float64) and the portable kernel use :func:`jnp.arctan2`.
     """

@@ -36,9 +36,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh
 
 from srm_jax.resonance import SRMResult
-from srm_jax.streaming import _selector, accumulate_srm, fixed_size_batches
+from srm_jax.streaming import Batch, _selector, accumulate_srm, fixed_size_batches
 
 CAPTURES = ("output", "input")
 FEATURES = ("flatten", "last")
@@ -318,10 +319,10 @@ def _default_call(model, inputs):
 def collect_activations(
     model: nnx.Module,
     layer: Path,
-    batches: Iterable,
+    batches: Iterable[Batch],
     *,
     call: Callable[[nnx.Module, Any], Any] | None = None,
-    select: str | Callable | None = None,
+    select: str | Callable[[Batch], Any] | None = None,
     capture: str = "output",
     occurrence: int | None = None,
     features: str = "flatten",
@@ -361,18 +362,18 @@ def collect_activations(
 def layer_srm(
     model: nnx.Module,
     layer: Path,
-    batches: Iterable,
+    batches: Iterable[Batch],
     *,
     epsilon: float | jax.Array,
     basis: jax.Array | None = None,
     basis_path: Path | None = None,
     call: Callable[[nnx.Module, Any], Any] | None = None,
-    select: str | Callable | None = None,
+    select: str | Callable[[Batch], Any] | None = None,
     capture: str = "output",
     occurrence: int | None = None,
     features: str = "flatten",
     batch_size: int | None = None,
-    mesh: jax.sharding.Mesh | None = None,
+    mesh: Mesh | None = None,
     axis_name: str | None = None,
     max_in_flight: int = 2,
     **kwargs,
@@ -380,7 +381,7 @@ def layer_srm(
     """SRM (Eqn. 2 / Eqn. 4) of any layer of an NNX model over a data iterator (Sec. 2.1.2).
 
     Each batch is forwarded to ``layer`` by a jitted forward pass compiled once, and its
-    activations go to :func:`srm_jax.accumulate_srm`; counts are summed over batches (SPEC §4),
+    activations go to :func:`srm_jax.accumulate_srm`; counts are summed over batches (math §4.4),
     so the result equals :func:`srm_jax.spotlight_resonance` on all the layer's activations
     while memory stays flat.
 

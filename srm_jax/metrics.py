@@ -31,6 +31,7 @@ batch plus a self-SRM of ``m`` samples on measured steps, and nothing on the oth
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -62,6 +63,32 @@ class SRMMetricState:
     result: SRMResult | None = None
 
 
+@struct.dataclass
+class SRMAlignment:
+    """SRM of a batch and its alignment score with self-SRM (a pytree; see
+    :func:`srm_alignment`).
+
+    Attributes:
+      score: scalar :func:`srm_jax.alignment_score` of the measurement (NaN when a curve is
+        flat).
+      result: the :class:`SRMResult` of the activations.
+    """
+
+    score: jax.Array
+    result: SRMResult
+
+    def __iter__(self):
+        """``score, result = srm_alignment(...)``, the tuple it returned before: deprecated."""
+        warnings.warn(
+            "unpacking srm_alignment(...) as (score, result) is deprecated: read .score and "
+            ".result of the SRMAlignment it returns. Unpacking will be removed in the next "
+            "release.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return iter((self.score, self.result))
+
+
 class SRMMetric(NamedTuple):
     """``init() -> SRMMetricState`` and pure ``update(state, activations, step, basis=None)``."""
 
@@ -79,14 +106,16 @@ def srm_alignment(
     signed: bool = False,
     method: str = "auto",
     chunk_size: int | None = None,
-) -> tuple[jax.Array, SRMResult]:
+) -> SRMAlignment:
     """SRM of ``activations`` and its alignment score with self-SRM of ``basis`` (Sec. 3).
 
     A pure, jit-safe function of fixed output shapes: ``planes`` is an explicit ``(P, 2)``
-    array, ``angles`` a ``(T,)`` array. Rows with NaN/Inf are left out (SPEC §1).
+    array, ``angles`` a ``(T,)`` array. Rows with NaN/Inf are left out (math §1.2).
 
     Returns:
-      ``(score, result)``: :func:`srm_jax.alignment_score` (scalar) and the :class:`SRMResult`.
+      :class:`SRMAlignment`: ``score`` (:func:`srm_jax.alignment_score`, scalar) and
+      ``result`` (the :class:`SRMResult`). Unpacking it as ``score, result`` (the tuple it
+      was before) still works for one release, with a ``DeprecationWarning``.
     """
     dtype = working_dtype(activations, basis)
     x = jnp.asarray(activations).astype(dtype)
@@ -105,7 +134,7 @@ def srm_alignment(
 
     result = measure(x)
     reference = measure(b)
-    return alignment_score(result, reference), result
+    return SRMAlignment(score=alignment_score(result, reference), result=result)
 
 
 def srm_metric(
@@ -181,15 +210,15 @@ def srm_metric(
             b, step = operand
             x = activations() if callable(activations) else activations
             x = jax.lax.stop_gradient(jnp.asarray(x))
-            score, result = srm_alignment(
+            measured = srm_alignment(
                 x.reshape(x.shape[0], -1), b, epsilon=eps, planes=pairs, angles=angles,
                 signed=signed, method=method, chunk_size=chunk_size,
             )
             return SRMMetricState(
-                score=score.astype(dtype),
+                score=measured.score.astype(dtype),
                 step=step,
-                mean_curve=result.mean_curve.astype(dtype),
-                result=result if keep_result else None,
+                mean_curve=measured.result.mean_curve.astype(dtype),
+                result=measured.result if keep_result else None,
             )
 
         def keep(operand):

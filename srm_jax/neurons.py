@@ -11,7 +11,7 @@ never hold them:
 * :func:`neuron_map`: the neuron × neuron image of per-plane values for a ``±`` orthonormal basis.
 
 A ``±`` orthonormal basis (the standard basis ``±e_i`` of elementwise activations, an orthoplex,
-SPEC §5.1) has ``K`` distinct directions, each present as ``+q_k`` and/or ``−q_k``: a *neuron*.
+math §5.1) has ``K`` distinct directions, each present as ``+q_k`` and/or ``−q_k``: a *neuron*.
 :func:`signed_neurons` finds them (host-side: it decides shapes).
 """
 
@@ -29,7 +29,7 @@ from srm_jax._precision import working_dtype
 
 #: ``|b̂_i·b̂_j|`` below this: orthogonal vectors (the ``±`` orthonormal test).
 ORTHOGONAL_TOLERANCE = 1e-5
-#: ``|b̂_i·b̂_j|`` above ``1 −`` this: the same direction (as SPEC §2's spanning test).
+#: ``|b̂_i·b̂_j|`` above ``1 −`` this: the same direction (as math §2.2's spanning test).
 ANTIPODAL_TOLERANCE = _validation.DEGENERATE_PAIR_TOLERANCE
 #: Rows of the Gram matrix computed at once by :func:`signed_neurons` (host memory bound).
 _GRAM_BLOCK = 1024
@@ -77,7 +77,7 @@ def _unit_rows(x: jax.Array) -> jax.Array:
 
 def signed_neurons(basis) -> SignedBasis:
     """The neurons of a concrete basis: is it ``±`` orthonormal, and which direction and sign has
-    each vector (SPEC §5.1; Elhage et al. 2023 call such a basis *privileged*).
+    each vector (math §5.1; Elhage et al. 2023 call such a basis *privileged*).
 
     A basis is ``±`` orthonormal when every pair of unit rows has ``|cos| < 1e-5`` (orthogonal)
     or ``|cos| > 1 − 1e-6`` (the same or the opposite direction). Its distinct directions are
@@ -169,19 +169,36 @@ class Ranking(NamedTuple):
     all_scores: jax.Array
 
 
-def vector_shares(plane_totals: jax.Array, pairs: jax.Array, num_vectors: int) -> jax.Array:
+def _require(function: str, **arguments) -> None:
+    """Raises unless every argument was passed: their ``None`` defaults only stand for "not
+    passed" while the deprecated ``pairs=`` can stand in for ``planes``."""
+    missing = [name for name, value in arguments.items() if value is None]
+    if missing:
+        raise TypeError(f"{function}() missing required argument(s): {', '.join(missing)}.")
+
+
+def vector_shares(plane_totals: jax.Array, planes: jax.Array | None = None,
+                  num_vectors: int | None = None, *, pairs=_validation.UNSET) -> jax.Array:
     """Each basis vector's share of the lit counts its planes carry: ``(m,)``, summing to 1.
 
     ``share_v = Σ_{planes p ∋ v} total_p / (2 Σ_p total_p)`` (every plane has two vectors), with
     ``total_p`` the Σ over θ of plane ``p``'s SRM counts (Eqn. 2). NaN when nothing is lit. In a
     ``±`` basis, ``+q`` and ``−q`` lie in the same spans, so their shares are (nearly) equal.
     Pure and jit-safe (``num_vectors`` static).
+
+    Args:
+      plane_totals: ``(P,)`` Σ over θ of every plane's counts (:func:`plane_summaries`).
+      planes: int ``(P, 2)`` the planes' basis vectors (required).
+      num_vectors: ``m``, the number of basis vectors (required).
+      pairs: deprecated name of ``planes``.
     """
-    pairs = jnp.asarray(pairs)
+    planes = _validation.renamed("vector_shares", "pairs", pairs, "planes", planes, None)
+    _require("vector_shares", planes=planes, num_vectors=num_vectors)
+    planes = jnp.asarray(planes)
     dtype = working_dtype(jnp.asarray(plane_totals).astype(jnp.float32))
     totals = jnp.asarray(plane_totals).astype(dtype)
-    per_vector = (jnp.zeros(int(num_vectors), dtype).at[pairs[:, 0]].add(totals)
-                  .at[pairs[:, 1]].add(totals))
+    per_vector = (jnp.zeros(int(num_vectors), dtype).at[planes[:, 0]].add(totals)
+                  .at[planes[:, 1]].add(totals))
     whole = 2.0 * jnp.sum(totals)
     return per_vector / jnp.where(whole > 0, whole, jnp.nan)
 
@@ -236,8 +253,9 @@ def neuron_shares(shares: jax.Array, direction: jax.Array, num_neurons: int) -> 
     return jnp.zeros(int(num_neurons), shares.dtype).at[jnp.asarray(direction)].add(shares)
 
 
-def neuron_map(plane_values: jax.Array, pairs: jax.Array, direction: jax.Array,
-               num_neurons: int) -> jax.Array:
+def neuron_map(plane_values: jax.Array, planes: jax.Array | None = None,
+               direction: jax.Array | None = None, num_neurons: int | None = None, *,
+               pairs=_validation.UNSET) -> jax.Array:
     """The neuron × neuron image of a ``±`` basis: the mean of ``plane_values`` over the planes
     spanned by each pair of neurons, ``(K, K)`` and symmetric; NaN where no plane was measured
     (the diagonal, and pairs outside a plane subset).
@@ -247,14 +265,18 @@ def neuron_map(plane_values: jax.Array, pairs: jax.Array, direction: jax.Array,
 
     Args:
       plane_values: ``(P,)`` per-plane values.
-      pairs: int ``(P, 2)`` the planes' basis vectors.
-      direction: int ``(m,)`` each vector's neuron slot (:attr:`SignedBasis.direction`).
-      num_neurons: ``K``.
+      planes: int ``(P, 2)`` the planes' basis vectors (required).
+      direction: int ``(m,)`` each vector's neuron slot (:attr:`SignedBasis.direction`;
+        required).
+      num_neurons: ``K`` (required).
+      pairs: deprecated name of ``planes``.
     """
+    planes = _validation.renamed("neuron_map", "pairs", pairs, "planes", planes, None)
+    _require("neuron_map", planes=planes, direction=direction, num_neurons=num_neurons)
+    planes = jnp.asarray(planes)
     direction = jnp.asarray(direction)
-    pairs = jnp.asarray(pairs)
     values = jnp.asarray(plane_values).astype(jnp.float32)
-    a, b = direction[pairs[:, 0]], direction[pairs[:, 1]]
+    a, b = direction[planes[:, 0]], direction[planes[:, 1]]
     k = int(num_neurons)
     total = jnp.zeros((k, k), values.dtype).at[a, b].add(values).at[b, a].add(values)
     count = jnp.zeros((k, k), values.dtype).at[a, b].add(1.0).at[b, a].add(1.0)

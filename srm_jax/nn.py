@@ -1,4 +1,4 @@
-"""Flax NNX modules for the paper's activations, carrying their privileged basis (SPEC §7).
+"""Flax NNX modules for the paper's activations, carrying their privileged basis (math §7).
 
 The basis is held in a :class:`PrivilegedBasis` variable, a subclass of ``nnx.Variable`` that is
 *not* an ``nnx.Param``: ``nnx.state(model, nnx.Param)``, ``nnx.grad`` (which differentiates
@@ -22,14 +22,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from srm_jax._validation import UNSET, check_basis, is_concrete, renamed
+from srm_jax._validation import UNSET, check_basis, renamed
 from srm_jax.activations import (
     DEFAULT_PAIR_TOLERANCE,
     DEFAULT_RADIUS,
+    _resolve_pairs,
     generalised_tanh,
     isotropic_tanh,
     normalised_isotropic_tanh,
-    positive_cosine_pairs,
 )
 from srm_jax.rotation import normalise_rows
 
@@ -84,13 +84,9 @@ class GeneralisedTanh(nnx.Module):
             "GeneralisedTanh", "pairs", pairs, "correction_pairs", correction_pairs, None
         )
         unit = _unit_basis(basis)
-        if pairs is None:
-            if is_concrete(basis):
-                pairs = positive_cosine_pairs(basis, tolerance=tolerance)
-            else:
-                pairs = np.stack(np.triu_indices(unit.shape[0], k=1), axis=1)
+        pairs = _resolve_pairs(basis, pairs, tolerance)
         self.privileged_basis = PrivilegedBasis(unit)
-        self.correction_pairs = CorrectionPairs(jnp.asarray(pairs, jnp.int32).reshape(-1, 2))
+        self.correction_pairs = CorrectionPairs(pairs.reshape(-1, 2))
         self.tolerance = float(tolerance)
 
     @property

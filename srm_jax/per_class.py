@@ -33,7 +33,7 @@ from srm_jax import _validation
 from srm_jax._precision import exact_matmul, working_dtype
 from srm_jax.resonance import SRMResult, plan_counts, plan_measurement, validate_inputs
 from srm_jax.rotation import normalise_rows
-from srm_jax.significance import batched_map, permutation_p_value
+from srm_jax.significance import batched_map, monte_carlo_sizes, permutation_p_value, planes_key
 
 
 def _check_labels(activations, labels, num_classes) -> jax.Array:
@@ -59,6 +59,8 @@ def per_class_srm(
     planes: str | jax.Array = "comb",
     signed: bool = True,
     method: str = "auto",
+    max_planes: int | None = None,
+    key: jax.Array | None = None,
     chunk_size: int | None = None,
 ) -> SRMResult:
     """Signed SRM (Eqn. 4) of every plane for every class, in one pass (App. B.2, Figs. 3–4).
@@ -69,7 +71,8 @@ def per_class_srm(
       labels: int ``(N,)`` class of each sample in ``[0, num_classes)``; samples with another
         label (e.g. ``-1``) are left out, as are rows with NaN/Inf.
       num_classes: ``C`` (static).
-      epsilon, angles, planes, method, chunk_size: as :func:`srm_jax.spotlight_resonance`.
+      epsilon, angles, planes, method, max_planes, key, chunk_size: as
+        :func:`srm_jax.spotlight_resonance`.
       signed: signed SRM (default, as the paper's per-class figures) or plain SRM.
 
     Returns:
@@ -79,7 +82,7 @@ def per_class_srm(
     """
     plan, pairs, angles = plan_measurement(
         activations, basis, epsilon=epsilon, angles=angles, planes=planes, signed=signed,
-        method=method, chunk_size=chunk_size,
+        method=method, max_planes=max_planes, key=key, chunk_size=chunk_size,
     )
     labels = _check_labels(activations, labels, num_classes)
     return _per_class_srm(
@@ -214,7 +217,8 @@ class Selectivity:
       vector_scores, vector_z, vector_p_values, vector_p_adjusted, vector_null_max,
         vector_order: the same for single basis vectors.
       class_counts: ``(C,)`` labelled samples per class.
-      num_shuffles: ``K``; static.
+      num_shuffles: ``K``, the label shuffles (``num_resamples`` of :func:`rank_selectivity`);
+        static.
     """
 
     per_class: SRMResult
@@ -251,22 +255,24 @@ def rank_selectivity(
     angles: jax.Array | None = None,
     planes: str | jax.Array = "comb",
     signed: bool = True,
-    num_shuffles: int = 99,
+    num_resamples: int = 99,
     method: str = "auto",
+    max_planes: int | None = None,
     chunk_size: int | None = None,
     map_batch_size: int | None = 1,
+    num_shuffles=_validation.UNSET,
     batch_size=_validation.UNSET,
 ) -> Selectivity:
     """Grandmother-neuron finder: rank planes and basis vectors by class selectivity (App. B.2).
 
     Measures the per-class (signed) SRM of every plane (:func:`per_class_srm`) and the per-class
     firing of every basis vector (:func:`vector_firing`), scores each by
-    :func:`class_selectivity`, and calibrates the scores with ``num_shuffles`` random
+    :func:`class_selectivity`, and calibrates the scores with ``num_resamples`` random
     permutations of the labels among the labelled samples (from ``key``; class sizes kept). The
     permutation null answers "how selective would this plane look if the class told nothing";
     both per-item and family-wise (max over items) p-values ``(1 + #{null ≥ S})/(1 + K)`` are
-    returned. Pure and jit-compiled (``num_classes``, ``signed``, ``num_shuffles``, ``method``,
-    ``chunk_size``, ``map_batch_size`` static).
+    returned. Pure and jit-compiled (``num_classes``, ``signed``, ``num_resamples``, ``method``,
+    ``max_planes``, ``chunk_size``, ``map_batch_size`` static).
 
     Args:
       key: PRNG key for the label shuffles.
@@ -275,34 +281,38 @@ def rank_selectivity(
       epsilon: ``ε`` (the paper's Figs. 3–4 use 0.75).
       angles, planes, method, chunk_size: as :func:`srm_jax.spotlight_resonance`.
       signed: signed SRM and signed firing (default, as the paper).
-      num_shuffles: ``K`` label permutations (``p < 0.01`` needs ``K ≥ 100``).
+      num_resamples: ``K`` label permutations (``p < 0.01`` needs ``K ≥ 100``).
+      max_planes: draw this many of the named ``planes`` at random, as
+        :func:`srm_jax.spotlight_resonance`, from :func:`srm_jax.significance.planes_key` of
+        ``key`` (the shuffles are those of ``key`` with or without it).
       map_batch_size: shuffles evaluated together (:func:`srm_jax.significance.batched_map`);
         default 1, one at a time; ``None`` evaluates all at once.
+      num_shuffles: deprecated name of ``num_resamples``.
       batch_size: deprecated name of ``map_batch_size`` (``None`` there meant one at a time).
 
     Returns:
       :class:`Selectivity`.
     """
-    map_batch_size = _validation.renamed(
-        "rank_selectivity", "batch_size", 1 if batch_size is None else batch_size,
-        "map_batch_size", map_batch_size, 1,
-    )
+    map_batch_size, num_resamples = monte_carlo_sizes(
+        "rank_selectivity", batch_size, map_batch_size, ("num_shuffles", num_shuffles),
+        num_resamples, 99)
     plan, pairs, angles = plan_measurement(
         activations, basis, epsilon=epsilon, angles=angles, planes=planes, signed=signed,
-        method=method, chunk_size=chunk_size,
+        method=method, max_planes=max_planes, key=planes_key(key, max_planes),
+        chunk_size=chunk_size,
     )
     labels = _check_labels(activations, labels, num_classes)
-    if int(num_shuffles) < 1:
-        raise ValueError(f"num_shuffles must be >= 1, got {num_shuffles}.")
+    if int(num_resamples) < 1:
+        raise ValueError(f"num_resamples must be >= 1, got {num_resamples}.")
     return _rank_selectivity(
         key, activations, basis, labels, pairs, angles, epsilon, num_classes=int(num_classes),
-        num_shuffles=int(num_shuffles), plan=plan, map_batch_size=map_batch_size,
+        num_resamples=int(num_resamples), plan=plan, map_batch_size=map_batch_size,
     )
 
 
-@partial(jax.jit, static_argnames=("num_classes", "num_shuffles", "plan", "map_batch_size"))
+@partial(jax.jit, static_argnames=("num_classes", "num_resamples", "plan", "map_batch_size"))
 def _rank_selectivity(key, activations, basis, labels, pairs, angles, epsilon, *, num_classes,
-                      num_shuffles, plan, map_batch_size):
+                      num_resamples, plan, map_batch_size):
     signed = plan.signed
     dtype = working_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
@@ -332,7 +342,7 @@ def _rank_selectivity(key, activations, basis, labels, pairs, angles, epsilon, *
         return p, v
 
     null_plane, null_vector = batched_map(
-        null_statistics, jax.random.split(key, num_shuffles), map_batch_size
+        null_statistics, jax.random.split(key, num_resamples), map_batch_size
     )
 
     def calibrate(observed, null):
@@ -360,31 +370,39 @@ def _rank_selectivity(key, activations, basis, labels, pairs, angles, epsilon, *
         vector_null_max=vec_max,
         vector_order=vec_order,
         class_counts=sizes,
-        num_shuffles=num_shuffles,
+        num_shuffles=num_resamples,
     )
 
 
 def distinct_planes(
-    basis, planes=None, order=None, *, tolerance: float = 1e-4, pairs=_validation.UNSET
+    basis: jax.Array,
+    planes: jax.Array | None = None,
+    ranking: jax.Array | None = None,
+    *,
+    tolerance: float = 1e-4,
+    pairs=_validation.UNSET,
+    order=_validation.UNSET,
 ) -> np.ndarray:
-    """Indices of ``planes`` (in ``order``) keeping only the first plane of each geometric span.
+    """Indices of ``planes`` (in ``ranking``) keeping only the first plane of each geometric span.
 
     Different pairs can span the same plane: with antipodal vectors (orthoplex bases
     ``{±q_k}``), ``(α, β)``, ``(α, β')``, ``(α', β)`` and ``(α', β')`` with ``b_α' = −b_α`` and
     ``b_β' = −b_β`` are one plane seen in four orientations, so a ranking repeats it. Two pairs
     span the same plane when their orthogonal projectors differ by at most ``tolerance``
-    (Frobenius norm). A pair that spans no plane (``|b̂_α·b̂_β| ≥ 1 − 1e-6``, SPEC §2) is left
+    (Frobenius norm). A pair that spans no plane (``|b̂_α·b̂_β| ≥ 1 − 1e-6``, math §2.2) is left
     out. Host-side (NumPy) utility for reports and figures: the result is ragged.
 
     Args:
       basis: ``(m, n)``; planes: int ``(P, 2)`` pairs (formerly ``pairs``, still accepted with
-        a DeprecationWarning); order: indices into ``planes`` (default ``0..P-1``), e.g.
-        ``Selectivity.plane_order``.
+        a DeprecationWarning); ranking: indices into ``planes`` in the order to keep them
+        (default ``0..P-1``), e.g. ``Selectivity.plane_order`` (formerly ``order``, still
+        accepted with a DeprecationWarning: ``order`` is ``srm_spectrum``'s harmonic order).
 
     Returns:
-      int array of indices into ``planes``, a sub-sequence of ``order``.
+      int array of indices into ``planes``, a sub-sequence of ``ranking``.
     """
     planes = _validation.renamed("distinct_planes", "pairs", pairs, "planes", planes, None)
+    order = _validation.renamed("distinct_planes", "order", order, "ranking", ranking, None)
     if planes is None:
         raise TypeError("distinct_planes() needs planes: the (P, 2) pairs to deduplicate.")
     b = _validation.host_unit_rows(basis)

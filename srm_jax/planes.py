@@ -1,6 +1,14 @@
-"""Privileged planes (bivectors) and the angle grid (SPEC §2, §4; paper Sec. 2.1.1)."""
+"""Privileged planes (bivectors) and the angle grid (math §2, §4; paper Sec. 2.1.1).
+
+:func:`plane_pairs` builds the planes; the keyword ``planes=`` of every SRM entry point takes
+its result (or a kind). The function was called ``planes`` before: ``srm_jax.planes(...)`` and
+``from srm_jax.planes import planes`` still work for one release, with a ``DeprecationWarning``.
+"""
 
 from __future__ import annotations
+
+import warnings
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -26,14 +34,14 @@ def _check_kind(kind: str) -> None:
         )
 
 
-def planes(
+def plane_pairs(
     m: int,
     kind: str = "comb",
     *,
     max_planes: int | None = None,
     key: jax.Array | None = None,
 ) -> jax.Array:
-    """The privileged planes ``(alpha, beta)`` of ``m`` basis vectors (paper Sec. 2.1.1, SPEC §2).
+    """The privileged planes ``(alpha, beta)`` of ``m`` basis vectors (paper Sec. 2.1.1, math §2).
 
     Combination-SRM uses ``alpha < beta`` in ``itertools.combinations(range(m), 2)`` order;
     Permutation-SRM uses every ordered pair in ``itertools.permutations(range(m), 2)`` order.
@@ -56,9 +64,21 @@ def planes(
     return _draw(pairs, max_planes, key)
 
 
+def planes(*args, **kwargs) -> jax.Array:
+    """Deprecated name of :func:`plane_pairs` (the same arguments; removed in the next
+    release): ``planes`` is the keyword of every SRM entry point."""
+    warnings.warn(
+        "srm_jax.planes(...) is deprecated: use srm_jax.plane_pairs(...) (the same function). "
+        "planes(...) will be removed in the next release.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return plane_pairs(*args, **kwargs)
+
+
 def _all_pairs(m: int, kind: str) -> np.ndarray:
     """Every pair in ``itertools.combinations`` / ``permutations`` order, built by index
-    arithmetic (a Python list of 18.9 million tuples, at ``m = 6,144``, takes a minute)."""
+    arithmetic: a wide basis has tens of millions of pairs, too many for a list of tuples."""
     m = int(m)
     if kind == "comb":
         alpha, beta = np.triu_indices(m, 1)  # row-major: the order of combinations
@@ -104,12 +124,12 @@ def spanning_planes(
     max_planes: int | None = None,
     key: jax.Array | None = None,
 ) -> jax.Array:
-    """The planes of ``kind`` that ``basis`` spans: pairs with ``|b̂_α·b̂_β| < 1 − 1e-6`` (SPEC §2).
+    """The planes of ``kind`` that ``basis`` spans: pairs with ``|b̂_α·b̂_β| < 1 − 1e-6`` (math §2.2).
 
     An (anti-)parallel pair spans no plane, so it is skipped: the ``±`` bases
     (:func:`srm_jax.orthoplex_basis`, :func:`srm_jax.standard_basis`) keep every pair but the
     ``n`` antipodal ones. This is what ``planes="comb"`` / ``"perm"`` measure in every SRM entry
-    point. The pairs keep the order of :func:`planes`; ``max_planes`` draws among the spanning
+    point. The pairs keep the order of :func:`plane_pairs`; ``max_planes`` draws among the spanning
     pairs only (without replacement, from ``key``).
 
     ``basis`` must be concrete (the number of planes depends on its values); under ``jax.jit``
@@ -118,7 +138,7 @@ def spanning_planes(
     Args:
       basis: concrete ``(m, n)`` privileged basis.
       kind: ``"comb"`` or ``"perm"``.
-      max_planes, key: as :func:`planes`.
+      max_planes, key: as :func:`plane_pairs`.
 
     Returns:
       int32 ``(P, 2)`` pairs.
@@ -136,13 +156,13 @@ def spanning_planes(
     if pairs.shape[0] == 0:
         raise ValueError(
             f"no pair of the {m} basis vectors spans a plane: they are all (anti-)parallel "
-            "(SPEC §2)."
+            "(docs/math.md §2)."
         )
     return _draw(pairs, max_planes, key)
 
 
-def angle_grid(num: int = DEFAULT_NUM_ANGLES, dtype=None) -> jax.Array:
-    """The default rotation angles: ``linspace(0, 2π, num)`` with the endpoint (SPEC §4).
+def angle_grid(num: int = DEFAULT_NUM_ANGLES, dtype: Any = None) -> jax.Array:
+    """The default rotation angles: ``linspace(0, 2π, num)`` with the endpoint (math §4.5).
 
     The published implementation includes both 0 and 2π, so the first and last values of an SRM
     curve coincide.

@@ -57,7 +57,7 @@ def plot_srm(
     curves=None,
 ):
     """SRM ensemble plot: every plane's curve, the mean curve, the isotropic null band and the
-    isotropic expectation (paper Fig. 1 style, SPEC §6).
+    isotropic expectation (paper Fig. 1 style, math §6).
 
     Args:
       result: an :class:`srm_jax.SRMResult` (``(P, T)`` counts), or an
@@ -231,7 +231,7 @@ def plot_projection_density(
     min_expected: float = 1.0,
     title: str | None = None,
 ):
-    """Density of the samples close to a plane relative to isotropic data (SPEC §3, §5).
+    """Density of the samples close to a plane relative to isotropic data (math §3, §5).
 
     Draws ``log2(counts / expected)`` (or the plain ratio) of a :class:`srm_jax.ProjectionDensity`
     with a diverging colour map centred on "as isotropic", a colour bar, the unit circle, the

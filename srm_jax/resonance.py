@@ -1,22 +1,28 @@
-"""Spotlight resonance: SRM (Eqn. 2), signed SRM (Eqn. 4) and self-SRM (SPEC §4-5).
+"""Spotlight resonance: SRM (Eqn. 2), signed SRM (Eqn. 4) and self-SRM (math §4-5).
 
-Two exact methods compute the same integer counts:
+Three exact methods (:data:`KERNELS`, their one registry) compute the same integer counts:
 
 * ``"direct"`` evaluates the definition: ``d̂·s_αβ(θ) ≥ ε`` for every sample, plane and angle,
   with ``s`` from the closed form of :func:`srm_jax.spotlight`. Work ``O(N·P·T·n)``.
-* ``"arc"`` uses the equivalent form of SPEC §5: ``d̂·s(θ) = r cos(θ + φ)``, so each sample lights
+* ``"arc"`` uses the equivalent form of math §5: ``d̂·s(θ) = r cos(θ + φ)``, so each sample lights
   the spotlight on one arc of angles; the arcs of all samples are histogrammed onto the angles
   with a difference array. Work ``O(N·m + N·P + P·T)`` at most, and only the (sample, plane)
-  pairs that can reach the spotlight (``r ≥ ε``) are evaluated in full (see :func:`_arc_counts`).
+  pairs that can reach the spotlight (``r ≥ ε``) are evaluated in full (see
+  :func:`srm_jax.arc_kernel.arc_counts`).
+* ``"sample_major"`` enumerates, sample by sample, only the planes a sample can light
+  (:mod:`srm_jax.sample_major`, math §5.1): work in proportion to the lit planes.
 
-Both stream over chunks of samples, so memory grows as ``N·n + P·T`` plus one bounded working
-chunk; no ``N × P × T`` array is ever held. They agree on every angle except where ``d̂·s(θ)``
-lies within floating-point rounding of ``±ε``.
+``"auto"`` picks one (:func:`kernel_method`). Every method is handed the whole
+:class:`CountPlan` of the measurement. All stream over chunks of samples, so memory grows as
+``N·n + P·T`` plus one bounded working chunk; no ``N × P × T`` array is ever held. They agree
+on every angle except where ``d̂·s(θ)`` lies within floating-point rounding of ``±ε``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,21 +34,21 @@ from srm_jax._precision import working_dtype
 from srm_jax.arc_kernel import ARC_BLOCK, ARC_CHUNK_TILES, arc_counts
 from srm_jax.direct_kernel import DIRECT_CHUNK_ELEMENTS, direct_counts
 from srm_jax.kernel_ops import TWO_PI, _Grid, angle_layout
-from srm_jax.planes import DEFAULT_NUM_ANGLES, angle_grid, spanning_planes
-from srm_jax.planes import planes as make_planes
+from srm_jax.planes import DEFAULT_NUM_ANGLES, angle_grid, plane_pairs, spanning_planes
 from srm_jax.rotation import normalise_rows
 from srm_jax.sample_major import (
     BasisStructure,
     SampleMajorPlan,
+    SampleMajorSums,
     basis_structure,
     check_plane_table_pairs,
     planes_orientations,
     sample_major_counts,
     sample_major_plan,
+    sample_major_summaries,
     sample_major_work,
 )
 
-METHODS = ("auto", "arc", "direct", "sample_major")
 # method="auto" takes the direct definition up to this much work N·P·T (the second limit applies
 # when T ≤ 32, where the direct method's cost per pair is small) and the arc kernel above: the
 # crossover measured per backend (benchmarks/RESULTS.md, `python -m benchmarks --only
@@ -56,6 +62,16 @@ def auto_direct_limit(num_angles: int = 100, backend: str | None = None) -> int:
     backend = "gpu" if backend in ("cuda", "rocm") else backend
     limit, few_angles_limit = AUTO_DIRECT_LIMIT.get(backend, AUTO_DIRECT_LIMIT["cpu"])
     return few_angles_limit if num_angles <= 32 else limit
+
+
+class GroupedCounts(NamedTuple):
+    """What :func:`plan_counts` returns: SRM counts of disjoint sample groups."""
+
+    counts: jax.Array  # int32 (G, P, T): d̂·s ≥ ε
+    negative_counts: jax.Array | None  # int32 (G, P, T): d̂·s ≤ −ε (signed SRM), else None
+    num_samples: jax.Array  # int32 (G,): the samples that counted
+    angles: jax.Array  # (T,) in the working dtype
+
 
 @struct.dataclass
 class SRMResult:
@@ -119,10 +135,10 @@ class SRMResult:
 
     @classmethod
     def from_counts(
-        cls, grouped: tuple, planes: jax.Array, epsilon: float | jax.Array, signed: bool,
-        *, group: int | None = None,
+        cls, grouped: GroupedCounts, planes: jax.Array, epsilon: float | jax.Array,
+        signed: bool, *, group: int | None = None,
     ) -> SRMResult:
-        """The result of :func:`plan_counts`' ``(counts, negative, num_samples, angles)``.
+        """The result of :func:`plan_counts`' :class:`GroupedCounts`.
 
         With ``group`` the result of that one group (no leading group axis), else of all groups
         (``counts (G, P, T)``, ``num_samples (G,)``).
@@ -143,7 +159,7 @@ class SRMResult:
 
 
 def combine_results(first: SRMResult, second: SRMResult) -> SRMResult:
-    """The result of the union of two disjoint sample sets (SPEC §4: counts are additive).
+    """The result of the union of two disjoint sample sets (math §4.4: counts are additive).
 
     Both results must share planes, angles, ε and ``signed``; this is checked whenever the values
     are concrete.
@@ -170,12 +186,12 @@ def check_same_settings(first, second, names: tuple[str, ...]) -> None:
     """Raises unless ``first`` and ``second`` hold equal ``names`` attributes (shape and value).
 
     Values are compared whenever both are concrete (under ``jax.jit`` only shapes are checked).
-    Used before adding two measurements (SPEC §4: counts add only over the same settings).
+    Used before adding two measurements (math §4.4: counts add only over the same settings).
     """
     for name in names:
         a, b = getattr(first, name), getattr(second, name)
-        if a is b:  # one array (a stream's planes): nothing to compare, 18.9 M pairs at width
-            continue
+        if a is b:  # one array (a stream's planes): nothing to compare (a wide layer's planes
+            continue  # are many)
         if jnp.shape(a) != jnp.shape(b):
             raise ValueError(
                 f"cannot combine results measured with different {name} (shapes "
@@ -197,7 +213,7 @@ def validate_inputs(
     max_planes: int | None = None,
     key: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """Checks the inputs of an SRM measurement (SPEC §1-2) and resolves its planes and angles.
+    """Checks the inputs of an SRM measurement (math §1-2) and resolves its planes and angles.
 
     ``activations`` or ``epsilon`` may be ``None`` where a caller has none yet (a streaming
     accumulator, a metric). Raises ``ValueError`` with what is wrong and how to fix it. This is
@@ -232,15 +248,18 @@ def check_method(method: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class CountPlan:
-    """The static half of a validated measurement: how its counts are computed (issue 12).
+    """The static half of a validated measurement: how its counts are computed.
 
-    Built once, eagerly, by :func:`plan_measurement`, and passed to :func:`plan_counts` (a
-    hashable static argument, so every jitted entry point keeps the angles' bin layout even
-    when it traces the angles, and eager calls of the same shapes compile once).
+    Built once, eagerly, by :func:`plan_measurement`, and passed whole to :func:`plan_counts`,
+    :func:`srm_jax.summaries.plan_summaries` and :func:`srm_jax.distributed.sharded_counts`,
+    and from them to the method's entry in :data:`KERNELS` (a hashable static argument, so every
+    jitted entry point keeps the angles' bin layout even when it traces the angles, and eager
+    calls of the same shapes compile once).
 
     Attributes:
       signed: signed SRM (Eqn. 4): negative counts too.
-      method: ``"auto"``, ``"arc"`` or ``"direct"`` (validated).
+      method: one of :data:`METHODS`: ``"auto"``, ``"arc"``, ``"direct"`` or
+        ``"sample_major"`` (validated).
       chunk_size: samples per working chunk (``None``: the method's default).
       grid: the bin layout of the angles, known before tracing; ``None`` decides it inside the
         kernel (angles that were traced when the plan was made).
@@ -260,6 +279,18 @@ class CountPlan:
     sample_major: SampleMajorPlan | None = None
     gather: bool = False
 
+    @property
+    def major(self) -> SampleMajorPlan | None:
+        """The sample-major settings in effect: ``sample_major`` where the method may take the
+        sample-major kernel (``"auto"`` or ``"sample_major"``), else ``None``."""
+        return self.sample_major if self.method in ("auto", "sample_major") else None
+
+    def resolved(self) -> CountPlan:
+        """This plan with its backend fixed (:func:`jax.default_backend` when ``None``)."""
+        if self.backend is not None:
+            return self
+        return dataclasses.replace(self, backend=jax.default_backend())
+
 
 def plan_measurement(
     activations: jax.Array | None,
@@ -274,7 +305,7 @@ def plan_measurement(
     key: jax.Array | None = None,
     chunk_size: int | None = None,
 ) -> tuple[CountPlan, jax.Array, jax.Array]:
-    """Validates a measurement's settings once (SPEC §1-2) and fixes what its counts need.
+    """Validates a measurement's settings once (math §1-2) and fixes what its counts need.
 
     Every entry point of the package calls this eagerly, before its own ``jit``, then
     :func:`plan_counts` inside. ``activations`` or ``epsilon`` may be ``None`` where a caller has
@@ -308,7 +339,7 @@ def plan_measurement(
 
 # method="auto" takes the sample-major kernel when its work per leading sample (L·K·J,
 # :func:`srm_jax.sample_major.sample_major_work`) is at most this fraction of the planes, and
-# there are at least SAMPLE_MAJOR_MIN_PLANES planes (benchmarks/RESULTS.md, issue 16).
+# there are at least SAMPLE_MAJOR_MIN_PLANES planes (benchmarks/RESULTS.md).
 SAMPLE_MAJOR_WORK_FRACTION = 1 / 16
 SAMPLE_MAJOR_MIN_PLANES = 4096
 
@@ -372,29 +403,29 @@ def plan_counts(
     *,
     groups: jax.Array | None = None,
     num_groups: int = 1,
-):
+    table: jax.Array | None = None,
+) -> GroupedCounts:
     """SRM counts (Eqns. 2 and 4) of disjoint sample groups, as ``plan`` says to compute them.
 
     The one counting function behind every entry point: jitted and cached (eager calls of the
     same shapes and plan compile once; inside another ``jit`` it is inlined). Inputs are
     assumed validated by :func:`plan_measurement`. ``groups`` is an int ``(N,)`` array in
     ``[0, num_groups)`` (``None`` puts every sample in group 0); samples outside that range are
-    left out.
+    left out. ``table`` is the sample-major kernel's plane table
+    (:func:`srm_jax.sample_major.plane_table`), to build once for many calls.
 
     Returns:
-      ``counts (G, P, T)``, ``negative_counts (G, P, T)`` or ``None``, ``num_samples (G,)`` and
-      the angles cast to the working float dtype.
+      :class:`GroupedCounts`: ``counts (G, P, T)``, ``negative_counts (G, P, T)`` or ``None``,
+      ``num_samples (G,)`` and the angles cast to the working float dtype.
     """
     return _grouped_counts_jit(
         activations, basis, pairs, angles, epsilon, groups=groups, num_groups=num_groups,
-        signed=plan.signed, method=plan.method, chunk_size=plan.chunk_size, grid=plan.grid,
-        backend=plan.backend or jax.default_backend(), sample_major=plan.sample_major,
-        gather=plan.gather,
+        plan=plan.resolved(), table=table,
     )
 
 
 def _resolve_planes(planes, basis, max_planes, key) -> jax.Array:
-    """The ``(P, 2)`` pairs to measure (SPEC §2).
+    """The ``(P, 2)`` pairs to measure (math §2).
 
     A named kind (``"comb"``, ``"perm"``) skips the pairs that span no plane
     (``|b̂_α·b̂_β| ≥ 1 − 1e-6``: :func:`srm_jax.spanning_planes`), so ``±`` bases work with the
@@ -407,13 +438,10 @@ def _resolve_planes(planes, basis, max_planes, key) -> jax.Array:
     if isinstance(planes, str):
         if _validation.is_concrete(basis):
             return spanning_planes(basis, planes, max_planes=max_planes, key=key)
-        return make_planes(basis.shape[0], planes, max_planes=max_planes, key=key)
+        return plane_pairs(basis.shape[0], planes, max_planes=max_planes, key=key)
     if max_planes is not None:
         raise ValueError("max_planes applies to planes='comb' or 'perm', not to explicit pairs.")
     return jnp.asarray(planes, dtype=jnp.int32)
-
-
-
 
 
 def spotlight_resonance(
@@ -437,7 +465,7 @@ def spotlight_resonance(
     (with ``planes``, ``signed``, ``method``, ``max_planes`` and ``chunk_size`` static) and
     ``jax.vmap``. Rows of ``activations`` containing NaN or Inf are left out of numerator and
     denominator alike (``num_samples`` says how many counted); a zero row has cosine 0 with every
-    spotlight (SPEC §1).
+    spotlight (math §1).
 
     Args:
       activations: ``(N, n)`` samples, one a row.
@@ -446,13 +474,16 @@ def spotlight_resonance(
       angles: 1-D rotation angles; default :func:`angle_grid` (100 angles, 0 to 2π inclusive).
       planes: ``"comb"`` (Combination-SRM), ``"perm"`` (Permutation-SRM), or explicit int
         ``(P, 2)`` pairs. The named kinds skip pairs that span no plane (``|b̂_α·b̂_β| ≥
-        1 − 1e-6``, SPEC §2; ``result.planes`` lists those measured), except with a traced
+        1 − 1e-6``, math §2.2; ``result.planes`` lists those measured), except with a traced
         basis, where they keep every pair (see :func:`_resolve_planes`); an explicit pair that
         spans no plane is an error.
       signed: signed SRM (Eqn. 4); fills ``negative_counts``.
-      method: ``"direct"`` (the definition), ``"arc"`` (exact arc histogram, SPEC §5) or
-        ``"auto"`` (``"direct"`` for small problems, ``"arc"`` above the crossover measured
-        per backend: :data:`AUTO_DIRECT_LIMIT`, ``benchmarks/RESULTS.md``).
+      method: one of :data:`METHODS`: ``"direct"`` (the definition), ``"arc"`` (exact arc
+        histogram, math §5), ``"sample_major"`` (only the planes each sample can light,
+        :mod:`srm_jax.sample_major`; needs a concrete basis, ε ≠ 0 and planes that each span a
+        plane once) or ``"auto"`` (``"sample_major"`` for a wide basis where it pays,
+        ``"direct"`` for small problems, ``"arc"`` above the crossover measured per backend:
+        :data:`AUTO_DIRECT_LIMIT`, ``benchmarks/RESULTS.md``).
       max_planes: draw this many planes at random (needs ``key``), as the paper's ``max_planes``.
       key: PRNG key for ``max_planes``.
       chunk_size: samples per working chunk; by default the arc method's per-chunk
@@ -465,21 +496,22 @@ def spotlight_resonance(
         activations, basis, epsilon=epsilon, angles=angles, planes=planes, signed=signed,
         method=method, max_planes=max_planes, key=key, chunk_size=chunk_size,
     )
-    counts, negative, num_samples, angles = plan_counts(
-        plan, activations, basis, pairs, angles, epsilon
-    )
-    return SRMResult(
-        counts=counts[0],
-        negative_counts=None if negative is None else negative[0],
-        num_samples=num_samples[0],
-        angles=angles,
-        planes=pairs,
-        epsilon=jnp.asarray(epsilon, angles.dtype),
-        signed=signed,
-    )
+    grouped = plan_counts(plan, activations, basis, pairs, angles, epsilon)
+    return SRMResult.from_counts(grouped, pairs, epsilon, signed, group=0)
 
 
-def _prepare(activations, basis, angles, groups, num_groups):
+class PreparedSamples(NamedTuple):
+    """The inputs of every kernel, in the working dtype (:func:`_prepare`)."""
+
+    basis: jax.Array  # (m, n) as given (the kernels normalise it where they need to)
+    angles: jax.Array  # (T,)
+    valid: jax.Array  # (N,) bool: finite and in a group
+    groups: jax.Array  # (N,) int32, 0 where not valid
+    unit: jax.Array  # (N, n) unit rows, zero where not valid
+    num_samples: jax.Array  # (G,) int32: the valid samples of each group
+
+
+def _prepare(activations, basis, angles, groups, num_groups) -> PreparedSamples:
     """Working-dtype inputs, the valid rows (finite, in a group), unit rows and group sizes."""
     dtype = working_dtype(activations, basis)
     activations = jnp.asarray(activations, dtype)
@@ -495,64 +527,129 @@ def _prepare(activations, basis, angles, groups, num_groups):
         groups = jnp.where(valid, groups, 0)
     unit = normalise_rows(jnp.where(valid[:, None], activations, 0))
     num_samples = jax.ops.segment_sum(valid.astype(jnp.int32), groups, num_segments=num_groups)
-    return basis, angles, valid, groups, unit, num_samples
+    return PreparedSamples(basis, angles, valid, groups, unit, num_samples)
 
 
-def _grouped_counts(
-    activations, basis, pairs, angles, epsilon, *, groups, num_groups, signed, method,
-    chunk_size, grid, backend, sample_major=None, gather=False,
-):
-    """The counts of :func:`plan_counts`, with the plan's settings as static arguments."""
-    basis, angles, valid, groups, unit, num_samples = _prepare(
-        activations, basis, angles, groups, num_groups)
-    n_samples = unit.shape[0]
-    num_planes, num_angles = pairs.shape[0], angles.shape[0]
-    if sample_major is not None and method in ("auto", "sample_major"):
-        counts = sample_major_counts(
-            unit, valid, groups, num_groups, normalise_rows(basis), pairs, angles, epsilon,
-            signed, plan=sample_major, grid=grid, backend=backend, chunk=chunk_size,
-            gather=gather,
-        )
-        positive, negative = _complement(sample_major, counts[:, 0],
-                                         counts[:, -1], num_samples[:, None, None])
-        return positive, (negative if signed else None), num_samples, angles
-    if method == "sample_major":  # ε = 0: handed over to the tile kernel
-        method = "arc"
-    if method == "auto":
-        work = n_samples * num_planes * num_angles
-        method = "direct" if work <= auto_direct_limit(num_angles, backend) else "arc"
-    if method == "arc":
-        # Tiles per chunk stay below 2**23 (prefix sums are exact float32 matmuls).
-        most = max(1, (2**23 // num_planes)) * ARC_BLOCK
-        chunk = chunk_size or max(1, ARC_CHUNK_TILES // num_planes) * ARC_BLOCK
-        counts, negative = arc_counts(
-            unit, valid, groups, num_groups, normalise_rows(basis), pairs, angles, epsilon,
-            signed, min(chunk, most, max(n_samples, 1)), grid, backend,
-        )
-    else:
-        plane_block = max(1, min(num_planes, DIRECT_CHUNK_ELEMENTS // (num_angles * 256)))
-        chunk = chunk_size or max(1, DIRECT_CHUNK_ELEMENTS // (plane_block * num_angles))
-        counts, negative = direct_counts(
-            unit, valid, groups, num_groups, basis, pairs, angles, epsilon, signed,
-            min(chunk, max(n_samples, 1)), plane_block,
-        )
-    return counts, negative, num_samples, angles
+# Every kernel takes ``(plan, samples, pairs, epsilon, *, num_groups, table)`` (the whole
+# :class:`CountPlan`, a :class:`PreparedSamples`) and returns the counts at ε, ``(G, P, T)``,
+# and the negative counts or ``None`` (unsigned).
 
 
-# Eager calls compile once per shape and setting (epsilon stays a traced argument).
-_grouped_counts_jit = jax.jit(
-    _grouped_counts,
-    static_argnames=("num_groups", "signed", "method", "chunk_size", "grid", "backend",
-                     "sample_major", "gather"),
-)
+def _arc_kernel(plan: CountPlan, samples: PreparedSamples, pairs, epsilon, *, num_groups: int,
+                table=None):
+    """The arc kernel (:func:`srm_jax.arc_kernel.arc_counts`)."""
+    del table
+    n_samples, num_planes = samples.unit.shape[0], pairs.shape[0]
+    # Tiles per chunk stay below 2**23 (prefix sums are exact float32 matmuls).
+    most = max(1, (2**23 // num_planes)) * ARC_BLOCK
+    chunk = plan.chunk_size or max(1, ARC_CHUNK_TILES // num_planes) * ARC_BLOCK
+    return arc_counts(
+        samples.unit, samples.valid, samples.groups, num_groups, normalise_rows(samples.basis),
+        pairs, samples.angles, epsilon, plan.signed, min(chunk, most, max(n_samples, 1)),
+        plan.grid, plan.backend,
+    )
+
+
+def _direct_kernel(plan: CountPlan, samples: PreparedSamples, pairs, epsilon, *,
+                   num_groups: int, table=None):
+    """The definition (:func:`srm_jax.direct_kernel.direct_counts`)."""
+    del table
+    num_planes, num_angles = pairs.shape[0], samples.angles.shape[0]
+    plane_block = max(1, min(num_planes, DIRECT_CHUNK_ELEMENTS // (num_angles * 256)))
+    chunk = plan.chunk_size or max(1, DIRECT_CHUNK_ELEMENTS // (plane_block * num_angles))
+    return direct_counts(
+        samples.unit, samples.valid, samples.groups, num_groups, samples.basis, pairs,
+        samples.angles, epsilon, plan.signed, min(chunk, max(samples.unit.shape[0], 1)),
+        plane_block,
+    )
+
+
+def _sample_major_call(kernel, plan: CountPlan, samples: PreparedSamples, pairs, epsilon,
+                       num_groups: int, table):
+    """``kernel`` (an entry point of :mod:`srm_jax.sample_major`) on the plan's settings."""
+    return kernel(
+        samples.unit, samples.valid, samples.groups, num_groups, normalise_rows(samples.basis),
+        pairs, samples.angles, epsilon, plan.signed, plan=plan.major, grid=plan.grid,
+        backend=plan.backend, chunk=plan.chunk_size, table=table, gather=plan.gather,
+    )
+
+
+def _sample_major_kernel(plan: CountPlan, samples: PreparedSamples, pairs, epsilon, *,
+                         num_groups: int, table=None):
+    """The sample-major kernel's full counts, at ε (:func:`_complement` for ε < 0)."""
+    counts = _sample_major_call(sample_major_counts, plan, samples, pairs, epsilon, num_groups,
+                                table)
+    positive, negative = _complement(plan.major, counts[:, 0], counts[:, -1],
+                                     samples.num_samples[:, None, None])
+    return positive, (negative if plan.signed else None)
+
+
+def _sample_major_summaries(plan: CountPlan, samples: PreparedSamples, pairs, epsilon, *,
+                            num_groups: int, table=None) -> SampleMajorSums:
+    """The sample-major kernel's summaries (at ``|ε|``: :class:`SampleMajorSums`)."""
+    return _sample_major_call(sample_major_summaries, plan, samples, pairs, epsilon, num_groups,
+                              table)
 
 
 def _complement(major: SampleMajorPlan, positive, negative, num_samples):
-    """Counts at ε from the kernel's counts at ``|ε|`` (SPEC §5; ε < 0: through the opposite
+    """Counts at ε from the kernel's counts at ``|ε|`` (math §5.3; ε < 0: through the opposite
     cone, ``#{d̂·s ≥ ε} = N − #{d̂·s ≤ −|ε|}`` and ``#{d̂·s ≤ −ε} = N − #{d̂·s ≥ |ε|}``)."""
     if not major.complement:
         return positive, negative
     return num_samples - negative, num_samples - positive
+
+
+class Kernel(NamedTuple):
+    """One counting method: its full counts and, where it has them, its own summaries.
+
+    ``summaries`` returns :class:`srm_jax.sample_major.SampleMajorSums` at ``|ε|``; ``None``
+    sums the full counts (:func:`srm_jax.summaries.plan_summaries`).
+    """
+
+    counts: Callable[..., tuple]
+    summaries: Callable[..., SampleMajorSums] | None = None
+
+
+# The one registry of counting methods: a new method is a new entry here (and, if it needs
+# planning, a field of :class:`CountPlan`).
+KERNELS = {
+    "arc": Kernel(_arc_kernel),
+    "direct": Kernel(_direct_kernel),
+    "sample_major": Kernel(_sample_major_kernel, _sample_major_summaries),
+}
+# Every method a measurement accepts: "auto" picks a kernel (:func:`kernel_method`).
+METHODS = ("auto", *KERNELS)
+
+
+def kernel_method(plan: CountPlan, num_samples: int, num_planes: int, num_angles: int) -> str:
+    """The :data:`KERNELS` entry that counts for ``plan`` (``"auto"`` resolved, static).
+
+    The sample-major kernel where the plan holds its settings; ``"sample_major"`` without them
+    (ε = 0) hands over to the tile kernel; ``"auto"`` otherwise takes the definition up to
+    :func:`auto_direct_limit` of work ``N·P·T`` and the arc kernel above.
+    """
+    if plan.major is not None:
+        return "sample_major"
+    if plan.method == "sample_major":
+        return "arc"
+    if plan.method == "auto":
+        work = num_samples * num_planes * num_angles
+        return "direct" if work <= auto_direct_limit(num_angles, plan.backend) else "arc"
+    return plan.method
+
+
+def _grouped_counts(activations, basis, pairs, angles, epsilon, *, groups, num_groups: int,
+                    plan: CountPlan, table=None) -> GroupedCounts:
+    """The counts of :func:`plan_counts` (``plan`` resolved, static)."""
+    samples = _prepare(activations, basis, angles, groups, num_groups)
+    method = kernel_method(plan, samples.unit.shape[0], pairs.shape[0], samples.angles.shape[0])
+    counts, negative = KERNELS[method].counts(plan, samples, pairs, epsilon,
+                                              num_groups=num_groups, table=table)
+    return GroupedCounts(counts, negative, samples.num_samples, samples.angles)
+
+
+# Eager calls compile once per shape and plan (epsilon stays a traced argument).
+_grouped_counts_jit = jax.jit(_grouped_counts, static_argnames=("num_groups", "plan"))
 
 
 def self_srm(
@@ -567,7 +664,7 @@ def self_srm(
     """Self-SRM: SRM with the basis itself as the data (``D = B``), same planes, angles and ε.
 
     The reference oscillation of a perfectly axis-aligned (local-coding) representation
-    (paper Sec. 3, Fig. 1 centre; SPEC §4). Keyword arguments go to :func:`spotlight_resonance`.
+    (paper Sec. 3, Fig. 1 centre; math §4). Keyword arguments go to :func:`spotlight_resonance`.
     """
     return spotlight_resonance(
         basis, basis, epsilon=epsilon, angles=angles, planes=planes, signed=signed, **kwargs

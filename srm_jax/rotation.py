@@ -1,4 +1,4 @@
-"""Plane rotations and the rotating spotlight (paper Sec. 2.1.1, Eqn. 1; SPEC §3)."""
+"""Plane rotations and the rotating spotlight (paper Sec. 2.1.1, Eqn. 1; math §3)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from srm_jax._precision import exact_matmul
 
 
 def normalise_rows(x: jax.Array) -> jax.Array:
-    """Rows scaled to unit length; a zero row stays zero (SPEC §1, as the published code does)."""
+    """Rows scaled to unit length; a zero row stays zero (math §1.1, as the published code does)."""
     norm = jnp.linalg.norm(x, axis=-1, keepdims=True)
     return x / jnp.where(norm == 0, 1, norm)
 
@@ -43,7 +43,7 @@ def rotation_matrix(b_alpha: jax.Array, b_beta: jax.Array, theta: jax.Array) -> 
 
 
 def plane_frame(basis: jax.Array, planes: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """The orthonormal frame ``(b̂_α, û)`` of each plane and the cosine ``c = b̂_α·b̂_β`` (SPEC §3).
+    """The orthonormal frame ``(b̂_α, û)`` of each plane and the cosine ``c = b̂_α·b̂_β`` (math §3.1).
 
     ``û = (b̂_β − c b̂_α)/√(1 − c²)`` is the Gram–Schmidt completion of ``b̂_α`` within the plane.
 
@@ -77,7 +77,7 @@ def _cosine_and_sine(b_alpha, b_beta):
 def plane_coordinates(
     activations: jax.Array, basis: jax.Array, planes: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
-    """In-plane coordinates ``x = d̂·b̂_α`` and ``y = d̂·û`` of every normalised sample (SPEC §5).
+    """In-plane coordinates ``x = d̂·b̂_α`` and ``y = d̂·û`` of every normalised sample (math §5).
 
     Both come from one matrix product ``D̂ B̂ᵀ``: ``y = (d̂·b̂_β − c x)/√(1 − c²)``. Then
     ``d̂·s_αβ(θ) = x cos θ − y sin θ``.
@@ -105,7 +105,7 @@ def _coordinates_from_projections(projections, unit_basis, planes):
 def spotlight(basis: jax.Array, planes: jax.Array, angles: jax.Array) -> jax.Array:
     """The spotlight ``s_αβ(θ) = R_αβ(θ) b̂_α`` of every plane at every angle, in closed form.
 
-    ``s_αβ(θ) = cos θ · b̂_α − sin θ · û`` (SPEC §3): equal to ``expm(θG) b̂_α`` of Eqn. 1 for any
+    ``s_αβ(θ) = cos θ · b̂_α − sin θ · û`` (math §3.3): equal to ``expm(θG) b̂_α`` of Eqn. 1 for any
     non-parallel pair, orthogonal or not.
 
     Args:

@@ -1,6 +1,6 @@
 """The sample-major kernel: only the planes a sample can light, enumerated sample by sample.
 
-SPEC §5.1. Group the basis into its K distinct directions ``q_k`` (``b̂_α = s_α q_{k(α)}``,
+math §5.1. Group the basis into its K distinct directions ``q_k`` (``b̂_α = s_α q_{k(α)}``,
 ``s_α = ±1``: antipodal vectors share a direction) and let ``z_k = d̂·q_k``. For a plane
 ``(α, β)`` with ``c = b̂_α·b̂_β`` the in-plane radius obeys
 ``r² = (x_α² + x_β² − 2c x_α x_β)/(1 − c²) ≤ 2 max(x_α², x_β²)/(1 − |c|)``, so for ε > 0 a
@@ -28,20 +28,25 @@ number of them (a chunk of one-hot samples lights every plane of its direction) 
 ε ≤ 0: every sample lights every plane, so there is nothing to skip. For ε < 0 the kernel uses
 the complement ``#{d̂·s ≥ ε} = N − #{d̂·s < ε} = N − #{(−d̂)·s > |ε|}``, counting the
 negative arcs at ``|ε| > 0`` (equal except for samples with ``d̂·s`` exactly at ``±ε``, which
-SPEC §5 leaves to rounding); ε = 0 is handed to the tile kernel (:mod:`srm_jax.arc_kernel`).
+math §5.2 leaves to rounding); ε = 0 is handed to the tile kernel (:mod:`srm_jax.arc_kernel`).
 
-Two outputs: full ``(G, P, T)`` counts (a difference array per group and copy, folded once at
-the end, only in its rows that hold an arc: ``P · T`` int32 folded in place on a uniform grid
-with its endpoint, the default, see :func:`_fold_one_turn`; ``P · (2T + 1)`` on any other grid),
-or the additive *summaries* of :class:`SRMSummary`'s fields,
+Two entry points: :func:`sample_major_counts`, full ``(G, C, P, T)`` counts (a difference
+array per group and copy, folded once at the end, only in its rows that hold an arc: ``P · T``
+int32 folded in place on a uniform grid with its endpoint, the default, see
+:func:`_fold_one_turn`; ``P · (2T + 1)`` on any other grid), and
+:func:`sample_major_summaries`, the additive sums of :class:`srm_jax.SRMSummary`'s fields,
 which never hold ``(P, T)``: per-angle counts summed over planes and per-plane counts summed over
-angles.
+angles. Both run the same steps, module-level functions over a typed scan carry
+(:class:`_Carry`): :func:`_chunk_leaders`, :func:`_find_candidates`, :func:`_candidate_arcs`
+and the accumulators :func:`_add_counts` / :func:`_add_sums`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -55,7 +60,7 @@ SAMPLE_MAJOR_CHUNK_ELEMENTS = 1 << 22
 # (row, partner) pairs tested per step of the candidate search, and (candidate, plane) entries
 # histogrammed per step.
 SAMPLE_MAJOR_STEP_ENTRIES = 1 << 16
-# Cosines beyond ±(1 − this) make two basis vectors one direction (SPEC §2: they span no plane).
+# Cosines beyond ±(1 − this) make two basis vectors one direction (math §2.2: they span no plane).
 PARALLEL_TOLERANCE = 1e-6
 # Slack on the leader threshold τ: rounding never drops a leader the exact test would keep.
 LEADER_SLACK = 1e-4
@@ -153,7 +158,7 @@ class SampleMajorPlan:
 
     ``threshold`` is the ε the kernel's leader bound was made for (``|ε|``; the kernel is exact
     for any traced ε of the same sign with ``|ε| ≥ threshold``); ``complement`` says ε < 0
-    (SPEC §5: counted through the opposite cone). ``leaders`` is ``L``. ``both_orientations``
+    (math §5.3: counted through the opposite cone). ``leaders`` is ``L``. ``both_orientations``
     says the planes may hold a pair of vectors in both orders (``planes="perm"``): the plane
     table then needs a slot per orientation (:func:`plane_table`); :func:`planes_orientations`
     decides it from concrete pairs.
@@ -237,7 +242,7 @@ def planes_orientations(structure: BasisStructure, pairs) -> bool:
 
 
 def _repeats(keys: np.ndarray) -> bool:
-    """Whether integer ``keys`` hold a value twice (a sort: ``np.unique`` hashes, ~10× slower)."""
+    """Whether integer ``keys`` hold a value twice (by a sort, cheaper than ``np.unique``)."""
     keys = np.sort(keys)
     return bool(np.any(keys[1:] == keys[:-1]))
 
@@ -275,13 +280,13 @@ def wide_sum(first: jax.Array, second: jax.Array) -> jax.Array:
 
 
 def _coordinates(plan: SampleMajorPlan, unit_basis, unit_chunk):
-    """``z = d̂·q_k`` of a chunk on the K directions, ``(C, K)``."""
+    """``z = d̂·q_k`` of a chunk on the K directions, ``(C, K)``; ``unit_basis`` is ``None`` to
+    project by a gather (every direction a coordinate axis)."""
     s = plan.structure
     if s.coordinate is not None and unit_basis is None:
         if s.coordinate == tuple(range(unit_chunk.shape[1])) and min(s.coordinate_sign) > 0:
             # The standard basis: z is the chunk itself. A gather along the feature axis costs
-            # XLA:CPU two transposes and a copy of the chunk (about a sixth of the summaries'
-            # time at 768 units).
+            # XLA:CPU two transposes and a copy of the chunk.
             return unit_chunk
         sign = jnp.asarray(s.coordinate_sign, unit_chunk.dtype)
         return jnp.take(unit_chunk, jnp.asarray(s.coordinate), axis=1) * sign
@@ -289,201 +294,404 @@ def _coordinates(plan: SampleMajorPlan, unit_basis, unit_chunk):
     return exact_matmul(unit_chunk, directions.T)
 
 
-def sample_major_counts(
-    unit, valid, groups, num_groups, unit_basis, pairs, angles, epsilon, signed, *,
-    plan: SampleMajorPlan, grid, backend: str, summary: bool = False, chunk: int | None = None,
-    table: jax.Array | None = None, gather: bool = False,
-):
-    """Counts (or summaries) by the sample-major enumeration of the module docstring.
+class SampleMajorSums(NamedTuple):
+    """What :func:`sample_major_summaries` returns: wide (:func:`wide_add`) int32 sums.
 
-    Arguments as :func:`srm_jax.arc_kernel.arc_counts`; ``plan`` from
-    :func:`sample_major_plan`; ``table`` the :func:`plane_table` of ``pairs`` (built here when
-    ``None``: pass it to reuse it over many calls); ``gather`` projects by a gather (only for a
-    basis whose directions are the coordinate axes, unrotated).
-
-    Returns:
-      ``counts (G, P, T)`` and ``negative (G, P, T)`` or ``None``; with ``summary`` instead
-      ``(curve, negative_curve, totals, negative_totals)``: wide (:func:`wide_add`) per-angle sums
-      over planes ``(G, T, 2)`` and per-plane sums over angles ``(G, P, 2)`` (negatives ``None``
-      unless signed).
+    ``C`` copies: copy 0 counts ``d̂·s ≥ |ε|``; copy 1 (signed SRM, or ε < 0) counts
+    ``d̂·s ≤ −|ε|`` (the caller takes ε < 0 through the complement, math §5.3).
     """
-    num_planes, num_angles = pairs.shape[0], angles.shape[0]
-    dtype = unit.dtype
+
+    curve: jax.Array  # (G, C, T, 2): per angle, the counts summed over planes
+    totals: jax.Array  # (G, C, P, 2): per plane, the counts summed over the angles
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """The static sizes of one kernel call (hashable: known before tracing).
+
+    ``turn_period`` is set for full counts on a uniform grid with its endpoint (the one-turn
+    layout of :func:`_fold_one_turn`); otherwise the difference arrays hold two turns.
+    """
+
+    plan: SampleMajorPlan
+    num_groups: int
+    num_planes: int
+    num_angles: int
+    copies: int
+    chunk: int
+    portable: bool
+    gather: bool
+    summary: bool
+    turn_period: int | None = None
+
+    @property
+    def directions(self) -> int:
+        return self.plan.structure.num_directions
+
+    @property
+    def width(self) -> int:
+        """Difference-array bins per row: one turn, or two turns and a spare."""
+        return self.num_angles if self.turn_period is not None else 2 * self.num_angles + 1
+
+    @property
+    def rows_per_step(self) -> int:
+        """Leader rows tested against every partner per step of the candidate search."""
+        return max(1, SAMPLE_MAJOR_STEP_ENTRIES // self.directions)
+
+    @property
+    def block(self) -> int:
+        """Candidates histogrammed per step."""
+        return max(1, SAMPLE_MAJOR_STEP_ENTRIES // self.plan.planes_per_pair)
+
+    @property
+    def capacity(self) -> int:
+        """The leader queue: every leader of a chunk, one step's overshoot and a spare slot."""
+        return self.chunk * self.plan.leaders + self.rows_per_step + 1
+
+    @property
+    def candidate_capacity(self) -> int:
+        """The candidate queue: every candidate of a chunk, one step's overshoot of each loop
+        and a spare slot."""
+        k = self.directions
+        return self.chunk * self.plan.leaders * k + self.rows_per_step * k + self.block + 1
+
+
+class _Geometry(NamedTuple):
+    """The traced constants of one call: thresholds, direction cosines and the plane table."""
+
+    eps: jax.Array  # |ε|
+    eps2: jax.Array  # ε²
+    tau: jax.Array  # the leader threshold τ
+    candidate_eps2: jax.Array  # ε² less the candidate slack
+    cosine: jax.Array  # (K, K) q_a·q_b, zero diagonal
+    sign_a: jax.Array  # (J,) the sign of the vector along the leader in each table slot
+    sign_b: jax.Array  # (J,) the sign of the vector along the partner
+    table: jax.Array  # (K, K, J) :func:`plane_table`
+    basis: jax.Array | None  # unit basis to project on, None for a gather
+
+
+class _Bins(NamedTuple):
+    """The angle grid's bins (:func:`grid_bins`) and ``angle_prefix``: grid angles per extended
+    bin, summed (angle 0 and 2π share a bin), so an arc's total is a difference of it."""
+
+    grid: Any
+    period: Any
+    out_index: Any
+    angle_prefix: jax.Array
+
+
+class _ChunkLeaders(NamedTuple):
+    """One chunk's coordinates and its queue of leader rows ``sample·K + direction``."""
+
+    z: jax.Array  # (C, K)
+    leads: jax.Array  # (C, K) bool
+    queue: jax.Array  # (capacity,) leader rows
+    queued: jax.Array  # scalar int32
+    groups: jax.Array  # (C,) int32
+
+
+class _Counts(NamedTuple):
+    """Full-counts accumulator: flat difference arrays and, one-turn only, wraps per row."""
+
+    diff: jax.Array
+    wraps: jax.Array | None
+
+
+class _Sums(NamedTuple):
+    """Summaries accumulator: the curve (wide, or a chunk's difference array inside a chunk)
+    and per-plane totals in the plane table's layout ``(G·C, K·K, J)``."""
+
+    curve: jax.Array
+    dense: jax.Array
+
+
+class _Carry(NamedTuple):
+    """The carry of the scan over chunks. ``found`` (the candidate queue) rides in it: entries
+    past a chunk's count are never read, so it is allocated once, not zeroed per chunk."""
+
+    acc: _Counts | _Sums
+    found: jax.Array
+
+
+def _layout(unit, pairs, angles, num_groups, signed, plan, grid, backend, chunk, gather,
+            summary) -> _Layout:
+    """The :class:`_Layout` of a call (``grid`` as returned by :func:`grid_bins`)."""
+    num_angles = angles.shape[0]
+    # Full counts of a uniform grid with its endpoint (the default: T = period + 1, angle 2π
+    # = angle 0) use a one-turn difference array, (P, T): half the two-turn layout, folded in
+    # place into the counts, so no second (P, T) buffer is zeroed.
+    one_turn = (not summary and isinstance(grid, _Grid) and grid.theta0 is not None
+                and num_angles == grid.period + 1)
     k = plan.structure.num_directions
-    mm = plan.structure.num_members
-    j_slots = plan.planes_per_pair
-    leaders = plan.leaders
-    # The complement (ε < 0) needs the negative arcs of |ε|, and so does signed SRM.
-    copies = 2 if (signed or plan.complement) else 1
-    width = 2 * num_angles + 1
-    portable = backend != "cpu"
-    if table is None:
-        table = plane_table(plan, pairs)
+    chunk = chunk or max(1, min(unit.shape[0],
+                                SAMPLE_MAJOR_CHUNK_ELEMENTS // max(k * plan.leaders, 1)))
+    return _Layout(
+        plan=plan, num_groups=num_groups, num_planes=pairs.shape[0], num_angles=num_angles,
+        # The complement (ε < 0) needs the negative arcs of |ε|, and so does signed SRM.
+        copies=2 if (signed or plan.complement) else 1, chunk=chunk,
+        portable=backend != "cpu", gather=gather, summary=summary,
+        turn_period=grid.period if one_turn else None,
+    )
+
+
+def _geometry(plan: SampleMajorPlan, unit_basis, pairs, epsilon, dtype, table,
+              gather: bool) -> _Geometry:
+    """The :class:`_Geometry` of a call (the plane table built here when ``table`` is None)."""
+    k, mm = plan.structure.num_directions, plan.structure.num_members
     eps = jnp.abs(jnp.asarray(epsilon, dtype))
     eps2 = eps * eps
-    tau = jnp.asarray(plan.leader_threshold, dtype)
     # Cosines between directions, K × K (not per plane: a P-long gather of basis rows is the
     # largest fixed cost at this width); c = s_α s_β q_a·q_b.
     if gather:
-        direction_cosine = jnp.zeros((k, k), dtype)
+        cosine = jnp.zeros((k, k), dtype)
     else:
         directions = unit_basis[jnp.asarray(plan.structure.representative)]
-        direction_cosine = exact_matmul(directions, directions.T)
-        direction_cosine = direction_cosine * (1 - jnp.eye(k, dtype=dtype))
+        cosine = exact_matmul(directions, directions.T)
+        cosine = cosine * (1 - jnp.eye(k, dtype=dtype))
+    slot = jnp.arange(plan.planes_per_pair, dtype=jnp.int32)
+    member_a, member_b = (slot % (mm * mm)) // mm, slot % mm
+    return _Geometry(
+        eps=eps, eps2=eps2, tau=jnp.asarray(plan.leader_threshold, dtype),
+        candidate_eps2=eps2 * (1 - CANDIDATE_SLACK), cosine=cosine,
+        sign_a=jnp.where(member_a == 1, -1, 1).astype(dtype),
+        sign_b=jnp.where(member_b == 1, -1, 1).astype(dtype),
+        table=plane_table(plan, pairs) if table is None else table,
+        basis=None if gather else unit_basis,
+    )
+
+
+def _bins(grid, angles) -> _Bins:
+    """The :class:`_Bins` of the angles (``grid`` as :func:`grid_bins` takes it)."""
+    num_angles = angles.shape[0]
+    width = 2 * num_angles + 1
     grid, period, out_index = grid_bins(grid, angles)
-    # Grid angles per extended bin (angle 0 and 2π share a bin): an arc's total is a difference
-    # of this prefix sum at its bins.
     multiplicity = jnp.zeros(num_angles, jnp.int32).at[jnp.asarray(out_index)].add(1)
     extended = multiplicity[jnp.arange(width) % jnp.maximum(jnp.asarray(period), 1)]
     extended = jnp.where(jnp.arange(width) < 2 * jnp.asarray(period), extended, 0)
     angle_prefix = jnp.concatenate([jnp.zeros(1, jnp.int32), jnp.cumsum(extended)])
-    # Full counts of a uniform grid with its endpoint (the default: T = period + 1, angle 2π
-    # = angle 0) use a one-turn difference array, (P, T): half the two-turn layout, and folded
-    # in place into the counts, so no second (P, T) buffer is zeroed (at 768 units each
-    # (P, T) int32 buffer is 471 MB, about 0.25 s to zero on XLA:CPU).
-    one_turn = (not summary and isinstance(grid, _Grid) and grid.theta0 is not None
-                and num_angles == grid.period + 1)
-    turn_period = grid.period if one_turn else None
-    if one_turn:
-        width = num_angles
+    return _Bins(grid, period, out_index, angle_prefix)
 
-    chunk = chunk or max(1, min(unit.shape[0],
-                                SAMPLE_MAJOR_CHUNK_ELEMENTS // max(k * leaders, 1)))
-    rows_per_step = max(1, SAMPLE_MAJOR_STEP_ENTRIES // k)
-    capacity = chunk * leaders + rows_per_step + 1
-    block = max(1, SAMPLE_MAJOR_STEP_ENTRIES // j_slots)  # candidates per histogram step
-    # Every candidate of a chunk fits its queue, plus one step's overshoot and a spare slot.
-    candidate_capacity = chunk * leaders * k + rows_per_step * k + block + 1
+
+def _setup(unit, num_groups, unit_basis, pairs, angles, epsilon, signed, plan, grid, backend,
+           chunk, table, gather, summary):
+    """The layout, traced constants and bins of one call of either entry point."""
+    bins = _bins(grid, angles)
+    layout = _layout(unit, pairs, angles, num_groups, signed, plan, bins.grid, backend, chunk,
+                     gather, summary)
+    geometry = _geometry(plan, unit_basis, pairs, epsilon, unit.dtype, table, gather)
+    return layout, geometry, bins
+
+
+def sample_major_counts(
+    unit, valid, groups, num_groups, unit_basis, pairs, angles, epsilon, signed, *,
+    plan: SampleMajorPlan, grid, backend: str, chunk: int | None = None,
+    table: jax.Array | None = None, gather: bool = False,
+) -> jax.Array:
+    """Full counts by the sample-major enumeration of the module docstring.
+
+    Arguments as :func:`srm_jax.arc_kernel.arc_counts`; ``plan`` from
+    :func:`sample_major_plan`; ``chunk`` samples per chunk (``None``: the kernel's default);
+    ``table`` the :func:`plane_table` of ``pairs`` (built here when ``None``: pass it to reuse it
+    over many calls); ``gather`` projects by a gather (only for a basis whose directions are the
+    coordinate axes, unrotated).
+
+    Returns:
+      int32 ``(G, C, P, T)`` counts at ``|ε|``: copy 0 of ``d̂·s ≥ |ε|``, copy 1 (``C = 2``
+      when ``signed`` or ε < 0) of ``d̂·s ≤ −|ε|``. ε < 0 is then taken through the complement
+      by the caller (math §5).
+    """
+    layout, geometry, bins = _setup(unit, num_groups, unit_basis, pairs, angles, epsilon, signed,
+                                    plan, grid, backend, chunk, table, gather, summary=False)
+    rows = num_groups * layout.copies * layout.num_planes
+    wraps = None if layout.turn_period is None else jnp.zeros(rows, jnp.int32)
+    acc = _Counts(jnp.zeros(rows * layout.width, jnp.int32), wraps)
+    acc = _scan_chunks(layout, geometry, bins, unit, valid, groups, acc)
+    diff = acc.diff.reshape(rows, layout.width)
+    if layout.turn_period is not None:
+        counts = _fold_one_turn(diff, acc.wraps, layout.turn_period, layout.portable)
+    else:
+        counts = _fold_touched(diff, bins.period, bins.out_index, layout.num_angles,
+                               layout.portable)
+    return counts.reshape(num_groups, layout.copies, layout.num_planes, layout.num_angles)
+
+
+def sample_major_summaries(
+    unit, valid, groups, num_groups, unit_basis, pairs, angles, epsilon, signed, *,
+    plan: SampleMajorPlan, grid, backend: str, chunk: int | None = None,
+    table: jax.Array | None = None, gather: bool = False,
+) -> SampleMajorSums:
+    """Summaries by the sample-major enumeration, never holding ``(P, T)``.
+
+    Arguments as :func:`sample_major_counts`. Raises ``ValueError`` when the samples times the
+    angles could overflow an int32 per-plane total of one call.
+
+    Returns:
+      :class:`SampleMajorSums`: wide per-angle sums over planes ``(G, C, T, 2)`` and per-plane
+      sums over angles ``(G, C, P, 2)``, copies as in :func:`sample_major_counts`.
+    """
+    num_angles = angles.shape[0]
+    if unit.shape[0] * num_angles >= 2**31:
+        raise ValueError(
+            f"{unit.shape[0]:,} samples × {num_angles} angles overflow int32 per-plane "
+            "totals in one call: measure in batches (srm_jax.accumulate_srm) and add them."
+        )
+    layout, geometry, bins = _setup(unit, num_groups, unit_basis, pairs, angles, epsilon, signed,
+                                    plan, grid, backend, chunk, table, gather, summary=True)
+    rows, k = num_groups * layout.copies, layout.directions
+    # Per-plane totals are summed in the layout of the plane table, (G·C, K·K, J): a step adds
+    # its candidates' J slots in place, instead of scattering every entry to a plane far apart
+    # in a P-long array (random scatters into a long array cost far more per element on
+    # XLA:CPU). Each plane has two slots (led by α's and by β's direction), gathered once at
+    # the end.
+    acc = _Sums(jnp.zeros((rows, num_angles, 2), jnp.int32),
+                jnp.zeros((rows, k * k, plan.planes_per_pair), jnp.int32))
+    acc = _scan_chunks(layout, geometry, bins, unit, valid, groups, acc)
+    first, second = _table_positions(plan, pairs)
+    flat = acc.dense.reshape(rows, -1)
+    totals = (flat[:, first] + flat[:, second]).reshape(num_groups, layout.copies, -1)
+    totals = wide_add(jnp.zeros(totals.shape + (2,), jnp.int32), totals)
+    return SampleMajorSums(curve=acc.curve.reshape(num_groups, layout.copies, num_angles, 2),
+                           totals=totals)
+
+
+def _scan_chunks(layout: _Layout, geometry: _Geometry, bins: _Bins, unit, valid, groups, acc):
+    """``acc`` plus every chunk's arcs (:func:`_chunk_step`), by a scan over the chunks."""
+    chunks = pad_samples(unit, valid, groups, layout.chunk)
+    found = jnp.zeros(layout.candidate_capacity, jnp.int32)
+    body = functools.partial(_chunk_step, layout, geometry, bins)
+    carry, _ = jax.lax.scan(body, _Carry(acc, found), chunks)
+    return carry.acc
+
+
+def _chunk_step(layout: _Layout, geometry: _Geometry, bins: _Bins, carry: _Carry, chunk_data):
+    """One chunk: its leaders, their candidates, and every candidate's arcs into ``carry``."""
+    leaders = _chunk_leaders(layout, geometry, *chunk_data)
+    found, num_found = _find_candidates(layout, geometry, leaders, carry.found)
+    step = functools.partial(_histogram_step, layout, geometry, bins, leaders, found, num_found)
+    num_blocks = -(-num_found // layout.block)
+
+    def run(acc):
+        _, acc = jax.lax.while_loop(lambda s: s[0] < num_blocks, step, (jnp.int32(0), acc))
+        return acc
+
+    if not layout.summary:
+        return _Carry(run(carry.acc), found), None
+    rows = layout.num_groups * layout.copies
+    chunk_acc = run(_Sums(jnp.zeros(rows * layout.width, jnp.int32), carry.acc.dense))
+    chunk_curve = _fold(chunk_acc.curve.reshape(rows, layout.width), bins.period,
+                        bins.out_index, layout.num_angles)
+    acc = _Sums(wide_add(carry.acc.curve, chunk_curve), chunk_acc.dense)
+    return _Carry(acc, found), None
+
+
+def _chunk_leaders(layout: _Layout, geometry: _Geometry, unit_chunk, valid_chunk,
+                   group_chunk) -> _ChunkLeaders:
+    """Step 1-2 of the module docstring: a chunk's coordinates and its leader rows."""
+    z = _coordinates(layout.plan, geometry.basis, unit_chunk)  # (C, K)
+    z2 = z * z
+    leads = (z2 >= geometry.tau) & valid_chunk[:, None]
+    queue, queued = _leader_rows(z2, leads, layout.plan.leaders, layout.capacity,
+                                 layout.portable)
+    return _ChunkLeaders(z, leads, queue, queued, group_chunk)
+
+
+def _find_candidates(layout: _Layout, geometry: _Geometry, leaders: _ChunkLeaders, found):
+    """Step 3: the (row, partner) candidates, ``rows_per_step`` rows at a time, appended to one
+    queue ``found`` of flat indices ``row·K + partner`` (row: position in the leader queue).
+
+    Returns the queue and the number of candidates in it.
+    """
+    step = functools.partial(_candidate_step, layout, geometry, leaders)
+    num_steps = -(-leaders.queued // layout.rows_per_step)
+    _, found, num_found = jax.lax.while_loop(
+        lambda s: s[0] < num_steps, step, (jnp.int32(0), found, jnp.int32(0)))
+    return found, num_found
+
+
+def _candidate_step(layout: _Layout, geometry: _Geometry, leaders: _ChunkLeaders, state):
+    """One step of :func:`_find_candidates`. A pair is a candidate when
+    ``r² ≤ (z_a² + z_b² + 2|c||z_a z_b|)/(1 − c²)`` (every plane of the pair; equality for
+    orthogonal directions) may reach ε; the slack keeps every pair the exact test may light."""
+    i, found, count = state
+    k, per = layout.directions, layout.rows_per_step
     partners = jnp.arange(k, dtype=jnp.int32)
-    slot = jnp.arange(j_slots, dtype=jnp.int32)
-    member_a, member_b = (slot % (mm * mm)) // mm, slot % mm
-    sign_a = jnp.where(member_a == 1, -1, 1).astype(dtype)
-    sign_b = jnp.where(member_b == 1, -1, 1).astype(dtype)
-    # Candidates are pairs (row, partner) whose radius may reach ε:
-    # r² ≤ (z_a² + z_b² + 2|c||z_a z_b|)/(1 − c²) for every plane of the pair (equality for
-    # orthogonal directions); the slack keeps every pair that the exact test below may light.
-    abs_cosine = jnp.abs(direction_cosine)
-    candidate_eps2 = eps2 * (1 - CANDIDATE_SLACK)
+    rows = jax.lax.dynamic_slice(leaders.queue, (i * per,), (per,))
+    in_range = i * per + jnp.arange(per) < leaders.queued
+    sample, a = rows // k, rows % k
+    z_rows = leaders.z[sample]  # (R, K)
+    z_a = z_rows[jnp.arange(per), a][:, None]
+    cosine = jnp.abs(geometry.cosine)[a]
+    bound = (z_a * z_a + z_rows * z_rows + 2 * cosine * jnp.abs(z_a * z_rows))
+    near = bound >= geometry.candidate_eps2 * (1 - cosine * cosine)
+    # A plane whose two directions both lead is taken by the lower direction index.
+    earlier = leaders.leads[sample] & (partners[None, :] < a[:, None])
+    flags = near & ~earlier & (partners[None, :] != a[:, None]) & in_range[:, None]
+    local, n_local = _compact(flags.ravel(), per * k + 1, layout.portable)
+    local = local + i * per * k
+    found = jax.lax.dynamic_update_slice(found, local[:-1], (count,))
+    return i + 1, found, count + n_local
 
-    def chunk_body(state, chunk_data):
-        # ``found`` (the candidate queue) rides in the carry: entries past a chunk's count are
-        # never read, so it is allocated once, not zeroed per chunk (a 17 MB memset a chunk at
-        # 768 units).
-        carry, found = state
-        unit_chunk, valid_chunk, group_chunk = chunk_data
-        z = _coordinates(plan, None if gather else unit_basis, unit_chunk)  # (C, K)
-        z2 = z * z
-        leads = (z2 >= tau) & valid_chunk[:, None]
-        queue, queued = _leader_rows(z2, leads, leaders, capacity, portable)
 
-        # Stage 1: the (row, partner) candidates, rows_per_step rows at a time, appended to one
-        # queue of flat indices row·K + partner (row: position in ``queue``).
-        def find(state):
-            i, found, count = state
-            rows = jax.lax.dynamic_slice(queue, (i * rows_per_step,), (rows_per_step,))
-            in_range = i * rows_per_step + jnp.arange(rows_per_step) < queued
-            sample, a = rows // k, rows % k
-            z_rows = z[sample]  # (R, K)
-            z_a = z_rows[jnp.arange(rows_per_step), a][:, None]
-            cosine = abs_cosine[a]
-            bound = (z_a * z_a + z_rows * z_rows + 2 * cosine * jnp.abs(z_a * z_rows))
-            near = bound >= candidate_eps2 * (1 - cosine * cosine)
-            # A plane whose two directions both lead is taken by the lower direction index.
-            earlier = leads[sample] & (partners[None, :] < a[:, None])
-            flags = near & ~earlier & (partners[None, :] != a[:, None]) & in_range[:, None]
-            local, n_local = _compact(flags.ravel(), rows_per_step * k + 1, portable)
-            local = local + i * rows_per_step * k
-            found = jax.lax.dynamic_update_slice(found, local[:-1], (count,))
-            return i + 1, found, count + n_local
+class _Arcs(NamedTuple):
+    """The planes of ``block`` candidates (math §5): the arc ``[lo, lo + 2w]`` of each lit
+    ``(B, J)`` entry."""
 
-        num_steps = -(-queued // rows_per_step)
-        _, found, num_found = jax.lax.while_loop(
-            lambda s: s[0] < num_steps, find, (jnp.int32(0), found, jnp.int32(0)))
+    group: jax.Array  # (B, 1) the sample's group
+    plane: jax.Array  # (B, J)
+    pair: jax.Array  # (B,) the direction pair a·K + b
+    lo: jax.Array  # (B, J)
+    half_width: jax.Array  # (B, J)
+    lit: jax.Array  # (B, J) bool
 
-        # Stage 2: every plane of ``block`` candidates a step, its arc histogrammed.
-        def step(state):
-            i, acc = state
-            cand = jax.lax.dynamic_slice(found, (i * block,), (block,))
-            in_range = i * block + jnp.arange(block) < num_found
-            row, b = cand // k, cand % k
-            sample, a = queue[row] // k, queue[row] % k
-            z_a, z_b = z[sample, a][:, None], z[sample, b][:, None]
-            code = table[a, b]  # (B, J): 2·plane + orientation
-            entry = (code >= 0) & in_range[:, None]
-            code = jnp.maximum(code, 0)
-            plane, orient = code >> 1, code & 1
-            lead_value = sign_a * z_a
-            partner_value = sign_b * z_b
-            x = jnp.where(orient == 0, lead_value, partner_value)
-            p_beta = jnp.where(orient == 0, partner_value, lead_value)
-            c = sign_a * sign_b * direction_cosine[a, b][:, None]  # (B, J)
-            y = (p_beta - c * x) / jnp.sqrt(1 - c * c)
-            r2 = x * x + y * y
-            lit = entry & (r2 >= eps2)
-            phi = _atan2(y, x, portable)
-            half_width = _atan2(jnp.sqrt(jnp.maximum(r2 - eps2, 0)),
-                                jnp.broadcast_to(eps, x.shape), portable)
-            lo = -phi - half_width
-            group = group_chunk[sample][:, None]
-            for copy, shift in enumerate((0.0, math.pi)[:copies]):
-                start, stop = _arc_bins(lo, half_width, shift, grid)
-                start = jnp.where(lit, start, 0)
-                stop = jnp.where(lit, stop, 0)
-                acc = _accumulate(acc, summary, group * copies + copy, plane, start, stop,
-                                  angle_prefix, num_planes, width, a * k + b,
-                                  period=turn_period)
-            return i + 1, acc
 
-        num_blocks = -(-num_found // block)
-        if summary:
-            curve, totals = carry
-            acc = (jnp.zeros(num_groups * copies * width, jnp.int32), totals)
-            _, (curve_diff, totals) = jax.lax.while_loop(
-                lambda s: s[0] < num_blocks, step, (jnp.int32(0), acc))
-            chunk_curve = _fold(curve_diff.reshape(num_groups * copies, width), period,
-                                out_index, num_angles)
-            return ((wide_add(curve, chunk_curve), totals), found), None
-        _, diff = jax.lax.while_loop(lambda s: s[0] < num_blocks, step, (jnp.int32(0), carry))
-        return (diff, found), None
+def _candidate_arcs(layout: _Layout, geometry: _Geometry, leaders: _ChunkLeaders, found,
+                    num_found, i) -> _Arcs:
+    """Step 4: every plane of candidates ``[i·block, (i + 1)·block)``, evaluated exactly."""
+    k, block = layout.directions, layout.block
+    g = geometry
+    cand = jax.lax.dynamic_slice(found, (i * block,), (block,))
+    in_range = i * block + jnp.arange(block) < num_found
+    row, b = cand // k, cand % k
+    sample, a = leaders.queue[row] // k, leaders.queue[row] % k
+    z_a, z_b = leaders.z[sample, a][:, None], leaders.z[sample, b][:, None]
+    code = g.table[a, b]  # (B, J): 2·plane + orientation
+    entry = (code >= 0) & in_range[:, None]
+    code = jnp.maximum(code, 0)
+    plane, orient = code >> 1, code & 1
+    lead_value = g.sign_a * z_a
+    partner_value = g.sign_b * z_b
+    x = jnp.where(orient == 0, lead_value, partner_value)
+    p_beta = jnp.where(orient == 0, partner_value, lead_value)
+    c = g.sign_a * g.sign_b * g.cosine[a, b][:, None]  # (B, J)
+    y = (p_beta - c * x) / jnp.sqrt(1 - c * c)
+    r2 = x * x + y * y
+    phi = _atan2(y, x, layout.portable)
+    half_width = _atan2(jnp.sqrt(jnp.maximum(r2 - g.eps2, 0)),
+                        jnp.broadcast_to(g.eps, x.shape), layout.portable)
+    return _Arcs(group=leaders.groups[sample][:, None], plane=plane, pair=a * k + b,
+                 lo=-phi - half_width, half_width=half_width, lit=entry & (r2 >= g.eps2))
 
-    chunks = pad_samples(unit, valid, groups, chunk)
-    queue = jnp.zeros(candidate_capacity, jnp.int32)
-    if summary:
-        if unit.shape[0] * num_angles >= 2**31:
-            raise ValueError(
-                f"{unit.shape[0]:,} samples × {num_angles} angles overflow int32 per-plane "
-                "totals in one call: measure in batches (srm_jax.accumulate_srm) and add them."
-            )
-        # Per-plane totals are summed in the layout of the plane table, (G·copies, K·K, J): a
-        # step adds its candidates' J slots in place, instead of scattering every entry to a
-        # plane far apart in a P-long array (random scatters into a 1.18 M-long array cost
-        # about ten times more per element on XLA:CPU). Each plane has two slots (led by α's and
-        # by β's direction), gathered once at the end.
-        init = (jnp.zeros((num_groups * copies, num_angles, 2), jnp.int32),
-                jnp.zeros((num_groups * copies, k * k, j_slots), jnp.int32))
-        ((curve, dense), _), _ = jax.lax.scan(chunk_body, (init, queue), chunks)
-        curve = curve.reshape(num_groups, copies, num_angles, 2)
-        first, second = _table_positions(plan, pairs)
-        flat = dense.reshape(num_groups * copies, -1)
-        totals = flat[:, first] + flat[:, second]
-        totals = wide_add(jnp.zeros((num_groups, copies, num_planes, 2), jnp.int32),
-                          totals.reshape(num_groups, copies, num_planes))
-        return curve, totals
-    rows = num_groups * copies * num_planes
-    if turn_period is not None:
-        init = (jnp.zeros(rows * num_angles, jnp.int32), jnp.zeros(rows, jnp.int32))
-        ((diff, wraps), _), _ = jax.lax.scan(chunk_body, (init, queue), chunks)
-        counts = _fold_one_turn(diff.reshape(rows, num_angles), wraps, turn_period, portable)
-        return counts.reshape(num_groups, copies, num_planes, num_angles)
-    diff = jnp.zeros(rows * width, jnp.int32)
-    (diff, _), _ = jax.lax.scan(chunk_body, (diff, queue), chunks)
-    counts = _fold_touched(diff.reshape(rows, width), period, out_index, num_angles, portable)
-    return counts.reshape(num_groups, copies, num_planes, num_angles)
+
+def _histogram_step(layout: _Layout, geometry: _Geometry, bins: _Bins, leaders: _ChunkLeaders,
+                    found, num_found, state):
+    """One step of the histogram: ``block`` candidates' lit arcs, each copy, into ``acc``."""
+    i, acc = state
+    arcs = _candidate_arcs(layout, geometry, leaders, found, num_found, i)
+    for copy, shift in enumerate((0.0, math.pi)[:layout.copies]):
+        start, stop = _arc_bins(arcs.lo, arcs.half_width, shift, bins.grid)
+        start = jnp.where(arcs.lit, start, 0)
+        stop = jnp.where(arcs.lit, stop, 0)
+        row = arcs.group * layout.copies + copy
+        if layout.summary:
+            acc = _add_sums(layout, bins, acc, row, arcs.pair, start, stop)
+        else:
+            acc = _add_counts(layout, acc, row * layout.num_planes + arcs.plane, start, stop)
+    return i + 1, acc
 
 
 # Up to this many leaders a sample, rows are found by that many argmax passes over the chunk's
-# (C, K) coordinates instead of a compaction of all C·K leader flags (about twice as fast at
-# L = 2 on XLA:CPU; the compaction's prefix sums cost O(C·K) whatever L is).
+# (C, K) coordinates instead of a compaction of all C·K leader flags (faster for few leaders on
+# XLA:CPU; the compaction's prefix sums cost O(C·K) whatever L is).
 ARGMAX_LEADERS = 4
 
 
@@ -506,40 +714,37 @@ def _leader_rows(z2, leads, leaders: int, capacity: int, portable: bool):
     return rows[jnp.minimum(slots, rows.shape[0] - 1)], count
 
 
-def _accumulate(acc, summary, row, plane, start, stop, angle_prefix, num_planes, width, pair,
-                period=None):
-    """Adds one copy's arcs (bins ``[start, stop)``; empty where ``start == stop``) of the
-    ``(B, J)`` entries of direction pairs ``pair = a·K + b`` ``(B,)``; ``row`` is the
-    accumulator row (group and copy), ``(B, 1)``.
+def _add_sums(layout: _Layout, bins: _Bins, acc: _Sums, row, pair, start, stop) -> _Sums:
+    """Adds one copy's arcs (bins ``[start, stop)``; empty where ``start == stop``) of ``(B, J)``
+    entries of direction pairs ``pair`` to the chunk's curve differences and the per-plane
+    totals; ``row`` is the accumulator row (group and copy), ``(B, 1)``."""
+    base = row * layout.width
+    curve = acc.curve.at[(base + start).ravel()].add(1, mode="promise_in_bounds")
+    curve = curve.at[(base + stop).ravel()].add(-1, mode="promise_in_bounds")
+    total = bins.angle_prefix[stop] - bins.angle_prefix[start]
+    dense = acc.dense.at[row[:, 0], pair].add(total, mode="promise_in_bounds")
+    return _Sums(curve, dense)
 
-    ``period`` (full counts only) selects the one-turn layout of :func:`_fold_one_turn`: bins
-    of the second turn move back one turn, and an arc that wraps past the end of the turn is
-    stored as +1 at its start, −1 at its (moved) stop and one *wrap* of its row: it covers every
-    bin but the gap between the two."""
-    if summary:
-        curve_diff, dense = acc
-        base = row * width
-        curve_diff = curve_diff.at[(base + start).ravel()].add(1, mode="promise_in_bounds")
-        curve_diff = curve_diff.at[(base + stop).ravel()].add(-1, mode="promise_in_bounds")
-        total = angle_prefix[stop] - angle_prefix[start]
-        dense = dense.at[row[:, 0], pair].add(total, mode="promise_in_bounds")
-        return curve_diff, dense
-    index = row * num_planes + plane
-    base = index * width
+
+def _add_counts(layout: _Layout, acc: _Counts, index, start, stop) -> _Counts:
+    """Adds one copy's arcs (bins ``[start, stop)``) to the difference-array rows ``index``.
+
+    In the one-turn layout of :func:`_fold_one_turn` (``layout.turn_period``) bins of the second
+    turn move back one turn, and an arc that wraps past the end of the turn is stored as +1 at
+    its start, −1 at its (moved) stop and one *wrap* of its row: it covers every bin but the gap
+    between the two."""
+    period, wraps = layout.turn_period, acc.wraps
+    base = index * layout.width
     if period is not None:
-        diff, wraps = acc
         moved = start >= period  # the whole arc lies in the second turn (or is empty there)
         wrapped = (stop > period) & ~moved
         start = jnp.where(moved, start - period, start)
         stop = jnp.where(moved | wrapped, stop - period, stop)
         wraps = wraps.at[index.ravel()].add(wrapped.ravel().astype(jnp.int32),
                                             mode="promise_in_bounds")
-    else:
-        diff = acc
     both = jnp.concatenate([(base + start).ravel(), (base + stop).ravel()])
     ones = jnp.concatenate([jnp.ones(start.size, jnp.int32), -jnp.ones(stop.size, jnp.int32)])
-    diff = diff.at[both].add(ones, mode="promise_in_bounds")
-    return diff if period is None else (diff, wraps)
+    return _Counts(acc.diff.at[both].add(ones, mode="promise_in_bounds"), wraps)
 
 
 # Difference-array rows folded per step of :func:`_fold_touched`.
@@ -571,7 +776,7 @@ def _fold_one_turn(diff, wraps, period, portable):
 def _fold_rows(fold, touched, out, portable):
     """``out`` with each ``touched`` row ``r`` set to ``fold(out, index)[j]`` (``index[j] = r``),
     ``FOLD_ROWS`` rows at a time: the cost is in proportion to the lit planes, not to ``P`` (a
-    dense prefix sum over every plane of a wide basis costs seconds); the other rows of ``out``
+    dense prefix sum over every plane of a wide basis would dominate); the other rows of ``out``
     are kept (zero). ``fold`` may read the rows of ``index`` from ``out`` itself: each row is
     read before it is written, and blocks hold distinct rows."""
     rows = touched.shape[0]

@@ -1,10 +1,10 @@
-"""SRM at scale: the alignment score over an ε sweep, and the exact Fourier spectrum (SPEC §5).
+"""SRM at scale: the alignment score over an ε sweep, and the exact Fourier spectrum (math §5.4).
 
 * :func:`alignment_sweep` measures :func:`srm_jax.alignment_score` (mean SRM against mean self-SRM)
   for many ε in one compiled call (the engine accepts a traced ε, so the sweep is a ``vmap``). The
   paper chose ε by hand per network (0.9, 0.8, 0.6); the sweep shows the whole curve.
 * :func:`srm_spectrum` gives the SRM curve of every plane as its exact Fourier series, computed
-  from the arc form of SPEC §5 with no angle grid: sample ``d`` lights the spotlight on the arc
+  from the arc form of math §5 with no angle grid: sample ``d`` lights the spotlight on the arc
   ``θ ∈ [−φ − w, −φ + w]``, ``w = arccos(ε/r)`` (``w = π`` for a full circle, ``r ≤ −ε``; ``w = 0``
   for none, ``r < ε``), whose indicator has the Fourier coefficients
   ``(1/2π)∫ 1[θ ∈ arc] e^{−ikθ} dθ = e^{ikφ} sin(kw)/(πk)`` (``w/π`` for ``k = 0``). The SRM of
@@ -67,8 +67,10 @@ def alignment_sweep(
     angles: jax.Array | None = None,
     planes: str | jax.Array = "comb",
     method: str = "auto",
+    max_planes: int | None = None,
+    key: jax.Array | None = None,
     chunk_size: int | None = None,
-    map_batch_size: int | None = None,
+    map_batch_size: int | None = 1,
     batch_size=_validation.UNSET,
 ) -> EpsilonSweep:
     """The alignment score (mean SRM vs mean self-SRM, Sec. 3) at every ε of a sweep, in one call.
@@ -82,20 +84,22 @@ def alignment_sweep(
       activations: ``(N, n)`` samples.
       basis: ``(m, n)`` privileged basis.
       epsilons: 1-D array of ``ε ∈ [−1, 1]``.
-      angles, planes, method, chunk_size: as :func:`srm_jax.spotlight_resonance`.
+      angles, planes, method, max_planes, key, chunk_size: as
+        :func:`srm_jax.spotlight_resonance`.
       map_batch_size: ε values evaluated together (:func:`srm_jax.significance.batched_map`);
-        default ``None``, all at once (``vmap``); a number bounds memory (1: one at a time).
-      batch_size: deprecated name of ``map_batch_size`` (same meaning).
+        default 1, one at a time (least memory); ``None`` evaluates all at once (``vmap``).
+      batch_size: deprecated name of ``map_batch_size`` (same meaning; ``None``, its default,
+        evaluated all at once).
 
     Returns:
       :class:`EpsilonSweep`.
     """
     map_batch_size = _validation.renamed(
-        "alignment_sweep", "batch_size", batch_size, "map_batch_size", map_batch_size, None
+        "alignment_sweep", "batch_size", batch_size, "map_batch_size", map_batch_size, 1
     )
     plan, pairs, angles = plan_measurement(
         activations, basis, epsilon=None, angles=angles, planes=planes, method=method,
-        chunk_size=chunk_size,
+        max_planes=max_planes, key=key, chunk_size=chunk_size,
     )
     epsilons = jnp.asarray(epsilons)
     if epsilons.ndim != 1 or epsilons.shape[0] == 0:
@@ -188,7 +192,7 @@ class SRMSpectrum:
         return c.real**2 + c.imag**2
 
     def __add__(self, other: SRMSpectrum) -> SRMSpectrum:
-        """The spectrum of the union of two disjoint sample sets (sums are additive, SPEC §4).
+        """The spectrum of the union of two disjoint sample sets (sums are additive, math §4.4).
 
         Both must share planes, order, ε and ``signed``, as :func:`srm_jax.combine_results`.
         """
@@ -208,9 +212,11 @@ def srm_spectrum(
     order: int = 16,
     planes: str | jax.Array = "comb",
     signed: bool = False,
+    max_planes: int | None = None,
+    key: jax.Array | None = None,
     chunk_size: int | None = None,
 ) -> SRMSpectrum:
-    """Exact Fourier coefficients ``c_0..c_K`` of each plane's SRM curve (SPEC §5; Eqns. 2, 4).
+    """Exact Fourier coefficients ``c_0..c_K`` of each plane's SRM curve (math §5.4; Eqns. 2, 4).
 
     With ``x = d̂·b̂_α``, ``y = d̂·û``, ``r = √(x² + y²)``, ``φ = atan2(y, x)`` each sample lights
     the arc ``[−φ − w, −φ + w]`` with ``w = arccos(ε/r)`` when ``r ≥ ε``, the whole circle
@@ -219,7 +225,7 @@ def srm_spectrum(
     subtracts the same arcs shifted by π, so its ``c_k`` is ``(1 − (−1)^k)`` times the unsigned
     one (even orders vanish, ``c_0 = 0``). Independent of any angle grid; ``c_0`` is the exact
     mean of the curve over θ. Rows with NaN/Inf are left out; pure and jit/vmap safe (``order``,
-    ``planes`` when a string, ``signed`` and ``chunk_size`` static).
+    ``planes`` when a string, ``signed``, ``max_planes`` and ``chunk_size`` static).
 
     Args:
       activations: ``(N, n)``.
@@ -228,12 +234,14 @@ def srm_spectrum(
       order: ``K``, the highest harmonic returned.
       planes: ``"comb"``, ``"perm"`` or int ``(P, 2)``.
       signed: spectrum of signed SRM.
+      max_planes, key: as :func:`srm_jax.spotlight_resonance`.
       chunk_size: samples per working chunk (default bounds the temporaries near 8 MiB).
 
     Returns:
       :class:`SRMSpectrum`.
     """
-    pairs, _ = validate_inputs(activations, basis, epsilon=epsilon, angles=None, planes=planes)
+    pairs, _ = validate_inputs(activations, basis, epsilon=epsilon, angles=None, planes=planes,
+                               max_planes=max_planes, key=key)
     if int(order) < 0:
         raise ValueError(f"order must be >= 0, got {order}.")
     return _srm_spectrum(

@@ -1,6 +1,6 @@
-"""Streaming SRM: integer counts accumulated over batches from any iterator (SPEC §4).
+"""Streaming SRM: integer counts accumulated over batches from any iterator (math §4.4).
 
-SRM counts are integers and additive (SPEC §4: "counts and sample totals from two batches sum to
+SRM counts are integers and additive (math §4.4: "counts and sample totals from two batches sum to
 those of the union"), so an accumulator that holds only the ``(P, T)`` counts and the sample total
 gives *exactly* the in-memory result while its memory does not grow with the number of samples.
 
@@ -16,14 +16,14 @@ The accumulator is a pair of pure functions, in the style of optax::
 **Ragged batches.** The update is compiled for one batch shape. A last batch with fewer rows is
 padded to the full batch size and the padded rows are left out of the counts, so the update is
 never recompiled: either pass ``mask`` (bool ``(B,)``, ``True`` for a real row), or pad with rows
-of NaN, which the engine leaves out of numerator and denominator alike (SPEC §1).
+of NaN, which the engine leaves out of numerator and denominator alike (math §1.2).
 :func:`fixed_size_batches` does the padding for any iterator and :func:`accumulate_srm` runs the
 whole loop. Batches larger than the batch size are split.
 
 **Exactness.** Counting is exact integer arithmetic, so batching changes nothing except for a
 sample whose ``d̂·s(θ)`` lies within float rounding of ``±ε``: XLA's matrix products may round
 differently for different batch shapes, and such a sample may then count on the other side (the
-same tolerance SPEC §5 grants between the engine's methods). The tests draw samples away from
+same tolerance math §5.2 grants between the engine's methods). The tests draw samples away from
 the threshold and require identical counts.
 
 **Inputs.** Anything that yields arrays with a leading sample axis works: NumPy arrays, JAX
@@ -41,9 +41,17 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from srm_jax import _validation
 from srm_jax._precision import working_dtype
+from srm_jax.distributed import (
+    _axis,
+    local_shard_count,
+    shard_samples,
+    sharded_counts,
+    sharded_summaries,
+)
 from srm_jax.resonance import (
     CountPlan,
     SRMResult,
@@ -81,10 +89,10 @@ def streaming_srm(
     max_planes: int | None = None,
     key: jax.Array | None = None,
     chunk_size: int | None = None,
-    mesh: jax.sharding.Mesh | None = None,
+    mesh: Mesh | None = None,
     axis_name: str | None = None,
 ) -> StreamingSRM:
-    """A streaming accumulator of SRM (Eqn. 2) or signed SRM (Eqn. 4) counts (SPEC §4).
+    """A streaming accumulator of SRM (Eqn. 2) or signed SRM (Eqn. 4) counts (math §4).
 
     The arguments are those of :func:`srm_jax.spotlight_resonance`; planes (and a ``max_planes``
     draw) are fixed here, once, so every batch is measured on the same planes and angles. The
@@ -112,17 +120,12 @@ def streaming_srm(
     angles = angles.astype(dtype)
     eps = jnp.asarray(epsilon, dtype)
     if mesh is not None:
-        from srm_jax.distributed import _axis
-
         axis_name = _axis(mesh, axis_name)
 
     def init() -> SRMResult:
         return SRMResult.zeros(pairs, angles, eps, signed)
 
-    update = functools.partial(
-        add_batch, basis=basis, method=method, chunk_size=chunk_size, mesh=mesh,
-        axis_name=axis_name, plan=plan,
-    )
+    update = functools.partial(add_batch, basis=basis, mesh=mesh, axis_name=axis_name, plan=plan)
     functools.update_wrapper(update, add_batch)
     return StreamingSRM(init=init, update=update)
 
@@ -135,19 +138,20 @@ def add_batch(
     basis: jax.Array,
     method: str = "auto",
     chunk_size: int | None = None,
-    mesh: jax.sharding.Mesh | None = None,
+    mesh: Mesh | None = None,
     axis_name: str | None = None,
     plan: CountPlan | None = None,
 ) -> SRMResult:
-    """``state`` plus the SRM counts of one ``(B, n)`` batch (SPEC §4: counts are additive).
+    """``state`` plus the SRM counts of one ``(B, n)`` batch (math §4.4: counts are additive).
 
     The planes, angles, ε and ``signed`` are those of ``state``; rows with ``mask == False`` or
     with NaN/Inf are left out. Pure and jit-safe (``method``, ``chunk_size``, ``mesh`` and
     ``axis_name`` static); :data:`add_batch_jit` is a jitted version whose compilation is shared
     by every accumulator of the same shapes. ``plan`` (static) is the accumulator's
-    :class:`srm_jax.resonance.CountPlan`, made once by :func:`streaming_srm`; without it one is
-    made from ``method``, ``chunk_size`` and the state (the angles' layout decided here when
-    they are concrete, else inside the kernel).
+    :class:`srm_jax.resonance.CountPlan`, made once by :func:`streaming_srm` and passed whole to
+    the kernel (``method`` and ``chunk_size`` are then unused); without it one is made from
+    ``method``, ``chunk_size`` and the state (the angles' layout decided here when they are
+    concrete, else inside the kernel).
     """
     check_method(method)
     x = jnp.asarray(activations)
@@ -162,19 +166,15 @@ def add_batch(
         plan = CountPlan(signed=state.signed, method=method, chunk_size=chunk_size,
                          grid=angle_layout(state.angles, dtype))
     if mesh is None:
-        counts, negative, num, _ = plan_counts(plan, *args)
-        counts, num = counts[0], num[0]
-        negative = None if negative is None else negative[0]
+        grouped = plan_counts(plan, *args)
     else:
-        from srm_jax.distributed import sharded_counts
-
-        counts, negative, num = sharded_counts(
-            *args, mesh=mesh, axis_name=axis_name or mesh.axis_names[0], plan=plan,
-        )
+        grouped = sharded_counts(*args, mesh=mesh, axis_name=axis_name or mesh.axis_names[0],
+                                 plan=plan)
+    negative = grouped.negative_counts
     return state.replace(
-        counts=state.counts + counts,
-        negative_counts=None if negative is None else state.negative_counts + negative,
-        num_samples=state.num_samples + num,
+        counts=state.counts + grouped.counts[0],
+        negative_counts=None if negative is None else state.negative_counts + negative[0],
+        num_samples=state.num_samples + grouped.num_samples[0],
     )
 
 
@@ -280,7 +280,7 @@ def accumulate_srm(
     epsilon: float | jax.Array,
     select: str | Callable[[Batch], Any] | None = None,
     batch_size: int | None = None,
-    mesh: jax.sharding.Mesh | None = None,
+    mesh: Mesh | None = None,
     axis_name: str | None = None,
     max_in_flight: int = 2,
     **kwargs,
@@ -288,7 +288,7 @@ def accumulate_srm(
     """SRM of every sample an iterator yields, in memory that does not grow with their number.
 
     Equal, count for count, to :func:`srm_jax.spotlight_resonance` on the concatenated samples
-    (SPEC §4). The per-batch update is jitted once; a ragged last batch is padded and masked (see
+    (math §4). The per-batch update is jitted once; a ragged last batch is padded and masked (see
     :func:`fixed_size_batches`), so it does not recompile.
 
     Args:
@@ -317,11 +317,7 @@ def accumulate_srm(
     # The accumulator's own settings (its validated plan included), on the jitted update.
     update = functools.partial(add_batch_jit, **acc.update.keywords)
     pick = _selector(select)
-    multiple = 1
-    if mesh is not None:
-        from srm_jax.distributed import local_shard_count, shard_samples
-
-        multiple = local_shard_count(mesh, axis_name)
+    multiple = 1 if mesh is None else local_shard_count(mesh, axis_name)
     state = acc.init()
     in_flight = InFlight(max_in_flight)
     for batch, mask in fixed_size_batches(map(pick, batches), batch_size, multiple_of=multiple):
@@ -337,27 +333,30 @@ def accumulate_summary(
     batches: Iterable[Batch],
     basis: jax.Array,
     *,
-    epsilon: float,
+    epsilon: float | jax.Array,
     select: str | Callable[[Batch], Any] | None = None,
     batch_size: int | None = None,
+    mesh: Mesh | None = None,
+    axis_name: str | None = None,
     max_in_flight: int = 2,
     **kwargs,
 ) -> SRMSummary:
     """SRM summaries (:class:`srm_jax.SRMSummary`) of every sample an iterator yields.
 
     The summary counterpart of :func:`accumulate_srm`: equal, sum for sum, to
-    :func:`srm_jax.resonance_summary` of the concatenated samples (summaries are additive, SPEC
-    §4), in memory that grows with neither the samples nor ``(P, T)``: with the sample-major
-    kernel it holds the ``(P,)`` plane totals and ``(T,)`` curve, never the counts (issue 17:
-    a report of every plane of a 3,072-wide layer). The per-batch summary is jitted once (a
-    ragged last batch is padded with NaN rows, which count nowhere); the sample-major plane
-    table is built once for the stream. ``epsilon`` must be concrete (the kernel's plan depends
-    on it). Single device: shard batches yourself and add the summaries (``+``).
+    :func:`srm_jax.resonance_summary` of the concatenated samples (summaries are additive, math
+    §4.4), in memory that grows with neither the samples nor ``(P, T)``: with the sample-major
+    kernel it holds the ``(P,)`` plane totals and ``(T,)`` curve, never the counts (a report of
+    every plane of a wide layer). The per-batch summary is jitted once (a ragged last batch is
+    padded with NaN rows, which count nowhere); the sample-major plane table is built once for
+    the stream. ``epsilon`` must be concrete (the kernel's plan depends on it).
 
     Args:
       batches, select, batch_size, max_in_flight: as :func:`accumulate_srm`.
       basis: ``(m, n)`` privileged basis.
       epsilon: ``ε``.
+      mesh, axis_name: shard every batch over the devices of ``mesh`` (as
+        :func:`accumulate_srm`; :func:`srm_jax.distributed.sharded_summaries`).
       **kwargs: ``angles``, ``planes``, ``signed``, ``method``, ``max_planes``, ``key``,
         ``chunk_size`` as in :func:`srm_jax.spotlight_resonance`.
 
@@ -368,20 +367,29 @@ def accumulate_summary(
     dtype = working_dtype(basis)
     basis = jnp.asarray(basis, dtype)
     angles = jnp.asarray(angles, dtype)
-    table = None if plan.sample_major is None else plane_table(plan.sample_major, pairs)
+    table = None if plan.major is None else plane_table(plan.major, pairs)
+    if mesh is not None:
+        axis_name = _axis(mesh, axis_name)
+
+    def summarise(x) -> SRMSummary:
+        if mesh is None:
+            sums = plan_summaries(plan, x, basis, pairs, angles, epsilon, table=table)
+        else:
+            sums = sharded_summaries(
+                shard_samples(x, mesh, axis_name=axis_name), basis, pairs, angles,
+                jnp.asarray(epsilon, dtype), table, mesh=mesh, axis_name=axis_name, plan=plan)
+        return summary_from_sums(sums, pairs, epsilon, plan)
+
     pick = _selector(select)
+    multiple = 1 if mesh is None else local_shard_count(mesh, axis_name)
     state = None
     in_flight = InFlight(max_in_flight)
-    for batch, mask in fixed_size_batches(map(pick, batches), batch_size):
+    for batch, mask in fixed_size_batches(map(pick, batches), batch_size, multiple_of=multiple):
         x = np.asarray(batch)
         _validation.check_activations(x, basis)
-        x = np.where(mask[:, None], x, np.nan).astype(dtype)
-        sums = plan_summaries(plan, x, basis, pairs, angles, epsilon, table=table)
-        summary = summary_from_sums(sums, pairs, epsilon, plan)
+        summary = summarise(np.where(mask[:, None], x, np.nan).astype(dtype))
         state = summary if state is None else state + summary
         in_flight.add(state.num_samples)
     if state is None:  # no rows: the summary of no samples (zeros)
-        empty = np.zeros((0, basis.shape[1]), dtype)
-        sums = plan_summaries(plan, empty, basis, pairs, angles, epsilon, table=table)
-        state = summary_from_sums(sums, pairs, epsilon, plan)
+        state = summarise(np.zeros((0, basis.shape[1]), dtype))
     return state

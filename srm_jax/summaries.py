@@ -2,7 +2,7 @@
 
 A 3,072-wide ``±e_i`` basis has 18.9 million planes: its ``(P, T)`` counts alone are 7.5 GB.
 :func:`resonance_summary` returns, without ever holding them, the exact sums that the usual
-questions need (issue 16):
+questions need:
 
 * the mean SRM curve over planes (Eqn. 2 averaged over planes; the dashed line of the paper's
   figures): per-angle counts summed over planes;
@@ -10,7 +10,7 @@ questions need (issue 16):
   :func:`srm_jax.neurons.vector_shares` gives each basis vector's (each neuron's) share of the
   lit counts (:attr:`SRMSummary.lit_plane_totals`).
 
-Summaries are integers and add over batches and devices like counts (SPEC §4): ``a + b`` is the
+Summaries are integers and add over batches and devices like counts (math §4.4): ``a + b`` is the
 summary of the union. Sums that can pass ``2**31`` are kept in two int32 limbs
 (:func:`srm_jax.sample_major.wide_add`). The sample-major kernel computes them directly; every
 other method sums its full counts (so a summary is available for any basis where ``(P, T)``
@@ -19,18 +19,21 @@ fits).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from srm_jax.resonance import (
-    _grouped_counts,
+    KERNELS,
+    CountPlan,
     _prepare,
     check_same_settings,
+    kernel_method,
     plan_measurement,
 )
-from srm_jax.rotation import normalise_rows
-from srm_jax.sample_major import sample_major_counts, wide_add, wide_sum, wide_value
+from srm_jax.sample_major import wide_add, wide_sum, wide_value
 
 
 @struct.dataclass
@@ -46,7 +49,7 @@ class SRMSummary:
       angles, planes, epsilon: as :class:`srm_jax.SRMResult`.
       signed: signed SRM (Eqn. 4); static.
       complement: ε < 0: the count fields hold the counts of the cone at ``|ε|`` and its opposite
-        (positive and negative), and the values are taken through the complement (SPEC §5);
+        (positive and negative), and the values are taken through the complement (math §5.3);
         static.
     """
 
@@ -103,7 +106,7 @@ class SRMSummary:
 
 
 def combine_summaries(first: SRMSummary, second: SRMSummary) -> SRMSummary:
-    """The summary of the union of two disjoint sample sets (SPEC §4: sums are additive)."""
+    """The summary of the union of two disjoint sample sets (math §4.4: sums are additive)."""
     if (first.signed, first.complement) != (second.signed, second.complement):
         raise ValueError("cannot combine summaries of different settings (signed, sign of ε).")
     check_same_settings(first, second, ("angles", "planes", "epsilon"))
@@ -120,8 +123,20 @@ def combine_summaries(first: SRMSummary, second: SRMSummary) -> SRMSummary:
     )
 
 
-def plan_summaries(plan, activations, basis, pairs, angles, epsilon, *, groups=None,
-                   num_groups: int = 1, table=None):
+class GroupedSums(NamedTuple):
+    """What :func:`plan_summaries` returns: summaries of disjoint sample groups, wide
+    (:func:`srm_jax.sample_major.wide_add`) int32 sums with a leading group axis."""
+
+    curve: jax.Array  # (G, T, 2): per angle, the counts summed over planes
+    negative_curve: jax.Array | None  # the same for d̂·s ≤ −ε (signed, or ε < 0), else None
+    totals: jax.Array  # (G, P, 2): per plane, the counts summed over the angles
+    negative_totals: jax.Array | None
+    num_samples: jax.Array  # (G,) int32
+    angles: jax.Array  # (T,) in the working dtype
+
+
+def plan_summaries(plan: CountPlan, activations, basis, pairs, angles, epsilon, *, groups=None,
+                   num_groups: int = 1, table=None) -> GroupedSums:
     """Summaries of disjoint sample groups, as ``plan`` (:func:`srm_jax.plan_measurement`) says.
 
     The summary counterpart of :func:`srm_jax.resonance.plan_counts`: jitted and cached; inside
@@ -129,67 +144,66 @@ def plan_summaries(plan, activations, basis, pairs, angles, epsilon, *, groups=N
     (:func:`srm_jax.sample_major.plane_table`), to build once for many calls.
 
     Returns:
-      ``(curve, negative_curve, totals, negative_totals, num_samples, angles)`` with a leading
-      group axis: wide ``(G, T, 2)`` and ``(G, P, 2)`` sums (negatives ``None`` unless the
-      plan is signed or ε < 0), ``(G,)`` sample counts and the angles in the working dtype.
+      :class:`GroupedSums`: wide ``(G, T, 2)`` and ``(G, P, 2)`` sums (negatives ``None``
+      unless the plan is signed or ε < 0), ``(G,)`` sample counts and the angles in the working
+      dtype.
     """
     return _grouped_summaries_jit(
         activations, basis, pairs, angles, epsilon, groups=groups, num_groups=num_groups,
-        plan=plan, table=table,
+        plan=plan.resolved(), table=table,
     )
 
 
-def _grouped_summaries(activations, basis, pairs, angles, epsilon, *, groups, num_groups, plan,
-                       table):
-    major = plan.sample_major if plan.method in ("auto", "sample_major") else None
-    if major is None:  # any other kernel: sum its full counts
-        counts, negative, num_samples, angles = _grouped_counts(
-            activations, basis, pairs, angles, epsilon, groups=groups, num_groups=num_groups,
-            signed=plan.signed, method=plan.method, chunk_size=plan.chunk_size, grid=plan.grid,
-            backend=plan.backend or jax.default_backend(),
-        )
-
-        def wide(x, axis):
-            return None if x is None else wide_add(
-                jnp.zeros(x.shape[:axis] + x.shape[axis + 1:] + (2,), jnp.int32),
-                jnp.sum(x, axis=axis))
-
-        return (wide(counts, 1), wide(negative, 1), wide(counts, 2), wide(negative, 2),
-                num_samples, angles)
-    basis, angles, valid, groups, unit, num_samples = _prepare(
-        activations, basis, angles, groups, num_groups)
-    curve, totals = sample_major_counts(
-        unit, valid, groups, num_groups, normalise_rows(basis), pairs, angles, epsilon,
-        plan.signed, plan=major, grid=plan.grid, backend=plan.backend or jax.default_backend(),
-        summary=True, chunk=plan.chunk_size, table=table, gather=plan.gather,
-    )
-    two = plan.signed or major.complement
-    return (curve[:, 0], curve[:, 1] if two else None, totals[:, 0],
-            totals[:, 1] if two else None, num_samples, angles)
+def _wide_sum_over(x, axis: int):
+    """Counts summed over ``axis``, as wide sums (``None`` stays ``None``)."""
+    if x is None:
+        return None
+    total = jnp.sum(x, axis=axis)
+    return wide_add(jnp.zeros(total.shape + (2,), jnp.int32), total)
 
 
-_grouped_summaries_jit = jax.jit(
-    _grouped_summaries, static_argnames=("num_groups", "plan"),
-)
+def _grouped_summaries(activations, basis, pairs, angles, epsilon, *, groups, num_groups: int,
+                       plan: CountPlan, table) -> GroupedSums:
+    """The sums of :func:`plan_summaries`: the kernel's own summaries, or its counts summed."""
+    samples = _prepare(activations, basis, angles, groups, num_groups)
+    kernel = KERNELS[kernel_method(plan, samples.unit.shape[0], pairs.shape[0],
+                                   samples.angles.shape[0])]
+    if kernel.summaries is None:
+        counts, negative = kernel.counts(plan, samples, pairs, epsilon, num_groups=num_groups,
+                                         table=table)
+        return GroupedSums(_wide_sum_over(counts, 1), _wide_sum_over(negative, 1),
+                           _wide_sum_over(counts, 2), _wide_sum_over(negative, 2),
+                           samples.num_samples, samples.angles)
+    sums = kernel.summaries(plan, samples, pairs, epsilon, num_groups=num_groups, table=table)
+    two = sums.curve.shape[1] == 2
+
+    def copy(x, index):
+        return x[:, index] if index == 0 or two else None
+
+    return GroupedSums(copy(sums.curve, 0), copy(sums.curve, 1), copy(sums.totals, 0),
+                       copy(sums.totals, 1), samples.num_samples, samples.angles)
 
 
-def summary_from_sums(sums, pairs, epsilon, plan, *, group: int = 0) -> SRMSummary:
+_grouped_summaries_jit = jax.jit(_grouped_summaries, static_argnames=("num_groups", "plan"))
+
+
+def summary_from_sums(sums: GroupedSums, pairs, epsilon, plan: CountPlan, *,
+                      group: int = 0) -> SRMSummary:
     """The :class:`SRMSummary` of group ``group`` of :func:`plan_summaries`' output."""
-    curve, negative_curve, totals, negative_totals, num_samples, angles = sums
 
     def pick(x):
         return None if x is None else x[group]
 
-    major = plan.sample_major if plan.method in ("auto", "sample_major") else None
+    major = plan.major
     return SRMSummary(
-        curve_counts=curve[group],
-        negative_curve_counts=pick(negative_curve),
-        plane_totals=totals[group],
-        negative_plane_totals=pick(negative_totals),
-        num_samples=num_samples[group],
-        angles=angles,
+        curve_counts=sums.curve[group],
+        negative_curve_counts=pick(sums.negative_curve),
+        plane_totals=sums.totals[group],
+        negative_plane_totals=pick(sums.negative_totals),
+        num_samples=sums.num_samples[group],
+        angles=sums.angles,
         planes=pairs,
-        epsilon=jnp.asarray(epsilon, angles.dtype),
+        epsilon=jnp.asarray(epsilon, sums.angles.dtype),
         signed=plan.signed,
         complement=major is not None and major.complement,
     )

@@ -160,7 +160,7 @@ def run_x64(rng):
 
 def run_report(argv, capsys):
     """``srm-jax report ARGV`` in this process: ``(status, stdout, stderr)``."""
-    from srm_jax import cli
+    from srm_jax.report import cli
 
     status = cli.main(["report", *(str(a) for a in argv)])
     out, err = capsys.readouterr()

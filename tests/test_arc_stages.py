@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from srm_jax import arc_kernel, kernel_ops, resonance
-from srm_jax.planes import angle_grid, planes
+from srm_jax.planes import angle_grid, plane_pairs
 from srm_jax.rotation import normalise_rows
 
 
@@ -46,7 +46,7 @@ def _stages(layout, unit_basis, pairs, unit, valid, groups, epsilon):
 
 
 def _run(x, basis, epsilon, backend="cpu"):
-    pairs = planes(basis.shape[0])
+    pairs = plane_pairs(basis.shape[0])
     layout = arc_kernel._ArcLayout(
         num_planes=pairs.shape[0], num_angles=100, m=basis.shape[0], chunk=x.shape[0],
         num_groups=1, copies=1, portable=kernel_ops.portable_kernel(backend))
@@ -94,7 +94,7 @@ def test_histogram_and_fold_count_the_queued_arcs(rng):
     x, basis = _problem(rng, m=7, n=5, num=192)
     eps = 0.7
     angles = np.asarray(angle_grid(), np.float32)
-    pairs = planes(7)
+    pairs = plane_pairs(7)
     layout = arc_kernel._ArcLayout(num_planes=21, num_angles=100, m=7, chunk=192, num_groups=1,
                                   copies=1, portable=False)
     grid = resonance.angle_layout(angles, np.float32)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import jax
@@ -83,7 +84,8 @@ def test_batches_add_up_to_the_whole(rng):
     total = bm.zero_sums(DIM)
     for part in parts:
         total = bm.combine_sums(total, part)
-    for name, a, b in zip(bm.MeasureSums._fields, total, whole, strict=True):
+    for field in dataclasses.fields(bm.MeasureSums):
+        name, a, b = field.name, getattr(total, field.name), getattr(whole, field.name)
         if np.issubdtype(np.asarray(b).dtype, np.integer):
             np.testing.assert_array_equal(a, b, err_msg=name)
         else:
@@ -136,6 +138,26 @@ def test_memory_budget_batches_rotations_and_refuses_what_cannot_fit():
     assert bm.rotation_batch_size(2000, 64, 128, 64, 2, 1e12) == 2
     with pytest.raises(MemoryError, match="reduce --max-samples or raise --memory-budget"):
         bm.rotation_batch_size(2000, 64, 128, 64, 199, fixed + 0.5 * per)
+    with pytest.warns(DeprecationWarning, match="num_resamples"):
+        assert bm.rotation_batch_size(2000, 64, 128, 64, memory_budget=1e12, num_rotations=2) == 2
+
+
+def test_num_rotations_is_deprecated_for_num_resamples(rng):
+    """``num_resamples`` (the one Monte Carlo size name) with the old ``num_rotations=`` still
+    working; the results are pytrees (flax.struct), the batch size static."""
+    x, _ = planted_outliers(rng, num=60, n=8)
+    basis = srm_jax.standard_basis(8)
+    key = jax.random.key(4)
+    new = bm.measures_rotation_test(key, x, basis, num_resamples=3)
+    with pytest.warns(DeprecationWarning, match="num_resamples"):
+        old = bm.measures_rotation_test(key, x, basis, num_rotations=3)
+    np.testing.assert_array_equal(new.null, old.null)
+    assert new.null.shape == (3, len(bm.MEASURES))
+    with pytest.raises(TypeError, match="num_resamples"):
+        bm.measures_rotation_test(key, x, basis, 4, num_rotations=3)
+    leaves, tree = jax.tree_util.tree_flatten(new)
+    assert all(isinstance(leaf, jax.Array) for leaf in leaves)
+    assert jax.tree_util.tree_unflatten(tree, leaves).rotations_per_batch == 3
 
 
 def test_signed_neurons_of_standard_orthoplex_and_other_bases(rng):
@@ -198,11 +220,10 @@ def test_fused_rotation_loop_equals_the_separate_tests(rng, kind):
     x, _ = planted_outliers(rng, num=200, n=n)
     basis = (srm_jax.standard_basis(n) if kind == "standard"
              else srm_jax.orthoplex_basis(jax.random.key(3), n))
-    signed = neurons.signed_neurons(basis)
-    arguments = bm.direction_arguments(signed, basis)
+    arguments = bm.direction_arguments(neurons.signed_neurons(basis), basis)
     assert ("axes" in arguments) == (kind == "standard")  # a gather for ±e_i
     key = jax.random.key(int(rng.integers(1 << 30)))
-    kw = {"epsilon": 0.7, "num_rotations": 9, "statistic": "projection"}
+    kw = {"epsilon": 0.7, "num_resamples": 9, "statistic": "projection"}
     fused = srm_jax.alignment_test(key, x, basis, measure=bm.rotated_statistics,
                                    measure_args=arguments, **kw)
     alone = srm_jax.alignment_test(key, x, basis, **kw)

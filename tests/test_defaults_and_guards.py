@@ -128,17 +128,17 @@ def test_every_entry_point_measures_the_spanning_planes(rng):
         np.testing.assert_array_equal(results[name].counts, reference.counts, err_msg=name)
     np.testing.assert_array_equal(results["per_class_srm"].counts.sum(0), reference.counts)
 
-    band = srm_jax.null_band(jax.random.key(0), 20, basis, num_draws=3, **kw)
+    band = srm_jax.null_band(jax.random.key(0), 20, basis, num_resamples=3, **kw)
     np.testing.assert_array_equal(band.planes, expected)
     sweep = srm_jax.alignment_sweep(x, basis, np.array([0.3, 0.6]), angles=ANGLES,
                                     method="direct")
     np.testing.assert_array_equal(sweep.planes, expected)
-    test = srm_jax.alignment_test(jax.random.key(0), x, basis, num_rotations=3, **kw)
+    test = srm_jax.alignment_test(jax.random.key(0), x, basis, num_resamples=3, **kw)
     assert np.isfinite(float(test.p_value))
     spectrum = srm_jax.srm_spectrum(x, basis, epsilon=0.5, order=4)
     np.testing.assert_array_equal(spectrum.planes, expected)
     selectivity = srm_jax.rank_selectivity(jax.random.key(0), x, basis, labels, num_classes=2,
-                                           num_shuffles=3, **kw)
+                                           num_resamples=3, **kw)
     np.testing.assert_array_equal(selectivity.per_class.planes, expected)
     values, _ = srm_jax.vector_firing(x, basis, labels, num_classes=2, epsilon=0.5)
     assert values.shape == (2, basis.shape[0])
@@ -161,17 +161,17 @@ def test_every_entry_point_measures_the_spanning_planes(rng):
 def _method_calls(basis, x, labels):
     kw = dict(epsilon=0.5, angles=ANGLES, method="arcs")
     key = jax.random.key(0)
-    pairs = srm_jax.planes(basis.shape[0])
+    pairs = srm_jax.plane_pairs(basis.shape[0])
     state = srm_jax.streaming_srm(basis, epsilon=0.5, angles=ANGLES).init()
     return {
         "spotlight_resonance": lambda: srm_jax.spotlight_resonance(x, basis, **kw),
-        "null_band": lambda: srm_jax.null_band(key, 10, basis, num_draws=2, **kw),
+        "null_band": lambda: srm_jax.null_band(key, 10, basis, num_resamples=2, **kw),
         "alignment_sweep": lambda: srm_jax.alignment_sweep(x, basis, np.array([0.5]),
                                                            method="arcs"),
-        "alignment_test": lambda: srm_jax.alignment_test(key, x, basis, num_rotations=2, **kw),
+        "alignment_test": lambda: srm_jax.alignment_test(key, x, basis, num_resamples=2, **kw),
         "per_class_srm": lambda: srm_jax.per_class_srm(x, basis, labels, num_classes=2, **kw),
         "rank_selectivity": lambda: srm_jax.rank_selectivity(
-            key, x, basis, labels, num_classes=2, num_shuffles=2, **kw),
+            key, x, basis, labels, num_classes=2, num_resamples=2, **kw),
         "srm_alignment": lambda: srm_jax.srm_alignment(x, basis, planes=pairs, **kw),
         "srm_metric": lambda: srm_jax.srm_metric(basis, every=1, **kw),
         "streaming_srm": lambda: srm_jax.streaming_srm(basis, **kw),
@@ -273,7 +273,7 @@ def test_map_batch_size_means_the_same_everywhere_and_batch_size_still_works(rng
     basis = rng.standard_normal((4, N_DIM)).astype(np.float32)
     x = rng.standard_normal((30, N_DIM)).astype(np.float32)
     key = jax.random.key(int(rng.integers(1000)))
-    kw = dict(epsilon=0.5, angles=ANGLES, method="direct", num_draws=4)
+    kw = dict(epsilon=0.5, angles=ANGLES, method="direct", num_resamples=4)
     bands = [srm_jax.null_band(key, 20, basis, map_batch_size=k, **kw) for k in (1, 3, None)]
     for band in bands[1:]:
         np.testing.assert_allclose(band.mean, bands[0].mean, rtol=1e-6)
@@ -293,13 +293,13 @@ def test_map_batch_size_means_the_same_everywhere_and_batch_size_still_works(rng
                                       batch_size=2)
     np.testing.assert_allclose(old.mean_curves, sweep.mean_curves, rtol=1e-6)
 
-    test_kw = dict(epsilon=0.5, angles=ANGLES, method="direct", num_rotations=5)
+    test_kw = dict(epsilon=0.5, angles=ANGLES, method="direct", num_resamples=5)
     new = srm_jax.alignment_test(key, x, basis, map_batch_size=None, **test_kw)
     with pytest.warns(DeprecationWarning):
         old = srm_jax.alignment_test(key, x, basis, batch_size=None, **test_kw)
     np.testing.assert_allclose(old.null_scores, new.null_scores, rtol=1e-5, atol=1e-6)
     labels = rng.integers(0, 2, 30)
-    sel_kw = dict(num_classes=2, epsilon=0.5, angles=ANGLES, method="direct", num_shuffles=4)
+    sel_kw = dict(num_classes=2, epsilon=0.5, angles=ANGLES, method="direct", num_resamples=4)
     new = srm_jax.rank_selectivity(key, x, basis, labels, map_batch_size=2, **sel_kw)
     with pytest.warns(DeprecationWarning):
         old = srm_jax.rank_selectivity(key, x, basis, labels, batch_size=None, **sel_kw)

@@ -95,6 +95,27 @@ out["major_sharded"] = as_lists(sharded_srm(x, standard, mesh=mesh, method="samp
 out["major_stream_sharded"] = as_lists(accumulate_srm(
     iter(batches), standard, mesh=mesh, method="sample_major", **major_kw))
 out["major_arc"] = as_lists(srm_jax.spotlight_resonance(x, standard, method="arc", **major_kw))
+
+# Summaries streamed with the batches sharded over the devices: the in-memory summaries, for
+# the sample-major kernel (its own sums; ε < 0 through the complement) and another method
+# (its counts summed).
+from srm_jax.streaming import accumulate_summary
+
+def summary_lists(s):
+    fields = ("curve_counts", "negative_curve_counts", "plane_totals", "negative_plane_totals",
+              "num_samples")
+    return {f: None if getattr(s, f) is None else np.asarray(getattr(s, f)).tolist()
+            for f in fields}
+
+for name, b, skw in (("major", standard, dict(major_kw, method="sample_major")),
+                     ("complement", standard, dict(major_kw, epsilon=-0.6, signed=False,
+                                                method="sample_major")),
+                     ("direct", basis, kw)):
+    out["summary_sharded_" + name] = summary_lists(
+        accumulate_summary(iter(batches), b, mesh=mesh, **skw))
+    out["summary_" + name] = summary_lists(srm_jax.resonance_summary(x, b, **skw))
+out["summary_sharded_empty"] = summary_lists(
+    accumulate_summary(iter([]), standard, mesh=mesh, **major_kw))
 print("RESULT" + json.dumps(out))
 """
 
@@ -176,6 +197,10 @@ def test_eight_devices_stream_shard_and_memory_agree(tmp_path, rng):
     assert out["layer_sharded"] == eager
     assert out["major_sharded"] == out["major_arc"] == out["major_stream_sharded"]
     assert out["major_arc"]["num"] == 991 and np.sum(out["major_arc"]["counts"]) > 0
+    for name in ("major", "complement", "direct"):  # accumulate_summary(..., mesh=)
+        assert out["summary_sharded_" + name] == out["summary_" + name], name
+        assert out["summary_" + name]["num_samples"] == 991
+    assert out["summary_sharded_empty"]["num_samples"] == 0
     (low, high, _), (nlow, nhigh, _) = bounds
     counts, negative = np.asarray(eager["counts"]), np.asarray(eager["negative"])
     assert np.all((low <= counts) & (counts <= high))

@@ -20,11 +20,13 @@ ANGLES = np.linspace(0, 2 * np.pi, 16)
 def test_srm_alignment_matches_engine_and_direct_correlation(rng):
     basis = rng.standard_normal((6, 4)).astype(np.float32)
     x = rng.standard_normal((50, 4)).astype(np.float32) + 2.0 * basis[0]
-    pairs = np.asarray(srm_jax.planes(6))
-    score, result = jax.jit(
+    pairs = np.asarray(srm_jax.plane_pairs(6))
+    measured = jax.jit(
         lambda x, b: srm_alignment(x, b, epsilon=0.5, planes=pairs, angles=ANGLES,
                                    method="direct")
     )(x, basis)
+    assert isinstance(measured, srm_jax.SRMAlignment)
+    score, result = measured.score, measured.result
     full = SRM(x, basis, epsilon=0.5, angles=ANGLES)
     reference = SRM(basis, basis, epsilon=0.5, angles=ANGLES)  # self-SRM
     np.testing.assert_array_equal(result.counts, full.counts)

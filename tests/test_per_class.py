@@ -90,7 +90,7 @@ ANGLES = np.linspace(0, 2 * np.pi, 24)
 
 def _finder(key, data, basis, labels):
     return srm_jax.rank_selectivity(key, data, basis, labels, num_classes=CLASSES, epsilon=0.75,
-                                    angles=ANGLES, num_shuffles=99, method="direct")
+                                    angles=ANGLES, num_resamples=99, method="direct")
 
 
 def test_finder_ranks_planted_grandmother_neuron_first(rng):

@@ -25,7 +25,7 @@ class _Model(nnx.Module):
 
 def _calls(basis):
     key = jax.random.key(0)
-    pairs = srm_jax.planes(M)
+    pairs = srm_jax.plane_pairs(M)
     grid = srm_jax.angle_grid()
     stream = srm_jax.streaming_srm(basis, epsilon=0.4)
     labels = jnp.arange(N) % 3
@@ -43,9 +43,9 @@ def _calls(basis):
         "per_class_srm": lambda x: srm_jax.per_class_srm(x, basis, labels, num_classes=3,
                                                          epsilon=0.4),
         "null_band": lambda x: srm_jax.null_band(key, 50, basis + x[:M] * 0, epsilon=0.4,
-                                                 num_draws=2),
+                                                 num_resamples=2),
         "alignment_test": lambda x: srm_jax.alignment_test(key, x, basis, epsilon=0.4,
-                                                           num_rotations=3),
+                                                           num_resamples=3),
         "alignment_sweep": lambda x: srm_jax.alignment_sweep(x, basis, jnp.array([0.2, 0.6])),
         "layer_srm": lambda x: srm_jax.layer_srm(_Model(basis), "act", [x[:150], x[150:]],
                                                  epsilon=0.4),
@@ -76,7 +76,7 @@ def test_the_plan_keeps_the_static_grid_for_traced_angles_and_validates_once(rng
         None, basis, epsilon=0.3, angles=angles, signed=True, method="arc")
     assert plan.grid is not None and plan.grid.theta0 == 0.0 and plan.grid.period == 36
     assert plan.signed and plan.method == "arc"
-    np.testing.assert_array_equal(np.asarray(pairs), np.asarray(srm_jax.planes(M)))
+    np.testing.assert_array_equal(np.asarray(pairs), np.asarray(srm_jax.plane_pairs(M)))
     # Under jit the angles are traced, but the plan made eagerly still knows their layout:
     # the counts equal the eager ones.
     x = jnp.asarray(rng.standard_normal((N, N_FEATURES)), jnp.float32)

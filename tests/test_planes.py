@@ -9,8 +9,8 @@ import srm_jax
 
 @pytest.mark.parametrize("m", [2, 3, 7])
 def test_planes_follow_itertools_order(m):
-    comb = np.asarray(srm_jax.planes(m, "comb"))
-    perm = np.asarray(srm_jax.planes(m, "perm"))
+    comb = np.asarray(srm_jax.plane_pairs(m, "comb"))
+    perm = np.asarray(srm_jax.plane_pairs(m, "perm"))
     assert comb.dtype == np.int32 and perm.dtype == np.int32
     np.testing.assert_array_equal(comb, np.array(list(itertools.combinations(range(m), 2))))
     np.testing.assert_array_equal(perm, np.array(list(itertools.permutations(range(m), 2))))
@@ -19,10 +19,10 @@ def test_planes_follow_itertools_order(m):
 
 
 def test_max_planes_is_a_keyed_subset_without_replacement():
-    full = {tuple(p) for p in np.asarray(srm_jax.planes(12, "perm"))}
-    a = np.asarray(srm_jax.planes(12, "perm", max_planes=30, key=jax.random.key(1)))
-    b = np.asarray(srm_jax.planes(12, "perm", max_planes=30, key=jax.random.key(1)))
-    c = np.asarray(srm_jax.planes(12, "perm", max_planes=30, key=jax.random.key(2)))
+    full = {tuple(p) for p in np.asarray(srm_jax.plane_pairs(12, "perm"))}
+    a = np.asarray(srm_jax.plane_pairs(12, "perm", max_planes=30, key=jax.random.key(1)))
+    b = np.asarray(srm_jax.plane_pairs(12, "perm", max_planes=30, key=jax.random.key(1)))
+    c = np.asarray(srm_jax.plane_pairs(12, "perm", max_planes=30, key=jax.random.key(2)))
     assert a.shape == (30, 2)
     assert len({tuple(p) for p in a}) == 30
     assert {tuple(p) for p in a} <= full
@@ -30,17 +30,18 @@ def test_max_planes_is_a_keyed_subset_without_replacement():
     assert not np.array_equal(a, c)
     # More planes than exist: all of them.
     np.testing.assert_array_equal(
-        srm_jax.planes(4, "comb", max_planes=100, key=jax.random.key(0)), srm_jax.planes(4)
+        srm_jax.plane_pairs(4, "comb", max_planes=100, key=jax.random.key(0)),
+        srm_jax.plane_pairs(4),
     )
 
 
 def test_planes_errors():
     with pytest.raises(ValueError, match="needs a PRNG key"):
-        srm_jax.planes(5, max_planes=3)
+        srm_jax.plane_pairs(5, max_planes=3)
     with pytest.raises(ValueError, match="m must be"):
-        srm_jax.planes(1)
+        srm_jax.plane_pairs(1)
     with pytest.raises(ValueError, match="'comb'"):
-        srm_jax.planes(4, "pairs")
+        srm_jax.plane_pairs(4, "pairs")
 
 
 def test_angle_grid_has_endpoint():

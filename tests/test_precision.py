@@ -118,7 +118,7 @@ class _Model(nnx.Module):
 def _entry_points():
     x, basis, labels = _inputs()
     key = jax.random.key(0)
-    pairs = srm_jax.planes(M)
+    pairs = srm_jax.plane_pairs(M)
     ang = jnp.linspace(0.1, 6.0, 23)
     srm = srm_jax.spotlight_resonance
     points = {}
@@ -168,15 +168,15 @@ def _entry_points():
     points["vector_firing"] = (lambda: srm_jax.vector_firing(
         x, basis, labels, num_classes=3, epsilon=0.4), ())
     points["rank_selectivity"] = (lambda: srm_jax.rank_selectivity(
-        key, x, basis, labels, num_classes=3, epsilon=0.4, num_shuffles=3), ())
+        key, x, basis, labels, num_classes=3, epsilon=0.4, num_resamples=3), ())
     points["srm_spectrum"] = (lambda: srm_jax.evaluate_spectrum(
         srm_jax.srm_spectrum(x, basis, epsilon=0.4), srm_jax.angle_grid()), ())
     points["alignment_sweep"] = (lambda: srm_jax.alignment_sweep(
         x, basis, jnp.array([0.2, 0.6])), ())
     points["null_band"] = (lambda: srm_jax.null_band(
-        key, 100, basis, epsilon=0.4, num_draws=3), ())
+        key, 100, basis, epsilon=0.4, num_resamples=3), ())
     points["alignment_test"] = (lambda: srm_jax.alignment_test(
-        key, x, basis, epsilon=0.4, num_rotations=3), ())
+        key, x, basis, epsilon=0.4, num_resamples=3), ())
     points["plane_projection"] = (lambda: srm_jax.plane_projection(x, basis, pairs[:4]), ())
     points["projection_density"] = (lambda: srm_jax.projection_density(
         key, x, basis, pairs[:4], num_reference=4096), ())
@@ -260,7 +260,7 @@ def test_counts_are_unchanged_under_emulated_accelerator_precision(workload, mod
 def test_every_kernel_branch_is_exact_under_its_backends_rounding(backend):
     """The portable ops that the GPU/TPU kernel takes, run on the CPU under that rounding."""
     x, basis, angles, eps = _workload("m256", 12, 64, 0.5, 600, 37)
-    pairs = srm_jax.planes(64)
+    pairs = srm_jax.plane_pairs(64)
     groups = jnp.asarray(np.random.default_rng(3).integers(0, 3, x.shape[0]))
 
     def counts(backend):

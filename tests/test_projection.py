@@ -27,7 +27,7 @@ def test_plane_projection_matches_numpy(rng):
     data[6, 3] = np.nan
     pairs = np.array([[0, 1], [2, 4], [1, 3]])
     eps = 0.5
-    x, y, mask = srm_jax.plane_projection(data, basis, pairs, epsilon=eps)
+    x, y, mask = srm_jax.plane_projection(data, basis, pairs, min_radius=eps)
     assert x.shape == y.shape == mask.shape == (num, 3)
     wx, wy = _numpy_coordinates(np.nan_to_num(data), basis, pairs)
     usable = np.all(np.isfinite(data), axis=1) & np.any(data != 0, axis=1)
@@ -37,7 +37,7 @@ def test_plane_projection_matches_numpy(rng):
     clear = np.abs(r - eps) > 1e-5
     np.testing.assert_array_equal(np.asarray(mask)[clear], (usable[:, None] & (r >= eps))[clear])
     # One pair gives 1-D outputs equal to the matching column.
-    x1, y1, mask1 = srm_jax.plane_projection(data, basis, np.array([2, 4]), epsilon=eps)
+    x1, y1, mask1 = srm_jax.plane_projection(data, basis, np.array([2, 4]), min_radius=eps)
     assert x1.shape == (num,)
     np.testing.assert_array_equal(np.asarray(mask1), np.asarray(mask[:, 1]))
     np.testing.assert_allclose(np.asarray(x1), np.asarray(x[:, 1]))
@@ -50,7 +50,7 @@ def test_projection_density_counts_match_histogram2d(rng):
     data = rng.standard_normal((num, n))
     pairs = np.array([[0, 1], [2, 3]])
     eps = 0.3
-    density = srm_jax.projection_density(jax.random.key(0), data, basis, pairs, epsilon=eps,
+    density = srm_jax.projection_density(jax.random.key(0), data, basis, pairs, min_radius=eps,
                                          bins=bins, num_reference=1 << 16)
     assert density.counts.shape == (2, bins, bins) and density.expected.shape == (bins, bins)
     wx, wy = _numpy_coordinates(data, basis, pairs)
@@ -72,7 +72,7 @@ def test_isotropic_reference_matches_analytic_density(rng):
     data = rng.standard_normal((num, n))  # isotropic
     basis = rng.standard_normal((3, n))
     density = srm_jax.projection_density(jax.random.key(1), data, basis, np.array([0, 1]),
-                                         epsilon=eps, bins=bins, num_reference=1 << 20)
+                                         min_radius=eps, bins=bins, num_reference=1 << 20)
     expected = np.asarray(density.expected, np.float64)
     # Fraction of isotropic directions with r >= eps: P(r² >= eps²) = (1 - eps²)^((n-2)/2).
     np.testing.assert_allclose(expected.sum() / num, (1 - eps**2) ** ((n - 2) / 2), rtol=5e-3)

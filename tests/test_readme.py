@@ -36,7 +36,7 @@ README_MAX_LINES = 250
 # are fragments of a larger program (a model, batches) or take tens of seconds (analysis).
 RUNNABLE_DOCS = ("engine.md", "bases.md")
 DOCS_PAGES = ("engine.md", "bases.md", "experiments.md", "analysis.md", "integration.md",
-              "benchmarks.md")
+              "benchmarks.md", "math.md")
 
 
 def test_readme_is_short_and_maps_the_docs():
@@ -52,12 +52,29 @@ def test_readme_is_short_and_maps_the_docs():
         assert (ROOT / "docs" / page).exists(), page
 
 
+def heading_anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_heading_anchor_follows_github():
+    assert heading_anchor("5.1 Which planes a sample can light") == (
+        "51-which-planes-a-sample-can-light")
+    assert heading_anchor("6. Isotropic expectation and significance") == (
+        "6-isotropic-expectation-and-significance")
+
+
 def test_local_links_of_readme_and_docs_exist():
-    for path in [ROOT / "README.md", *(ROOT / "docs" / p for p in DOCS_PAGES)]:
+    for path in [ROOT / "README.md", *(ROOT / "docs" / p for p in DOCS_PAGES),
+                 ROOT / "benchmarks" / "RESULTS.md"]:
         for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text()):
             if target.startswith(("http", "#")):
                 continue
+            target, _, anchor = target.partition("#")
             assert (path.parent / target).exists(), (path.name, target)
+            if anchor and target.endswith(".md"):
+                headings = re.findall(r"^#+ (.*)$", (path.parent / target).read_text(), re.M)
+                assert anchor in {heading_anchor(h) for h in headings}, (path.name, target, anchor)
 
 
 def test_docs_code_blocks_run():

@@ -1,6 +1,6 @@
 """``srm-jax report``: verdicts on planted and isotropic files, formats, and bad inputs.
 
-The report runs in this process through :func:`srm_jax.cli.main` (a subprocess only for the
+The report runs in this process through :func:`srm_jax.report.cli.main` (a subprocess only for the
 ``python -m srm_jax`` entry point). Its numbers are checked against an independent float64
 reference (scipy's matrix-exponential spotlights, ``tests/conftest.py``), the isotropic
 expectation against scipy's incomplete beta function.
@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 import scipy.special
 
-from srm_jax import cli
-from srm_jax.report import basis_from_spec, verdict
+from srm_jax.report import basis_from_spec, cli, reading, verdict
 from tests.conftest import load_report as load
 from tests.conftest import reference_pairs, reference_spotlights
 from tests.conftest import run_report as run
@@ -178,7 +177,7 @@ def test_anti_alignment_with_a_simplex_basis(tmp_path, capsys, rng):
 def test_streamed_in_small_batches_equals_one_batch(files, planted_report, tmp_path, capsys,
                                                     monkeypatch):
     root, _, _ = files
-    monkeypatch.setattr(cli, "MAX_BATCH_SAMPLES", 256)  # 5 batches, the last one ragged
+    monkeypatch.setattr(reading, "MAX_BATCH_SAMPLES", 256)  # 5 batches, the last one ragged
     status, _, err = run([root / "planted.npy", "--labels", root / "labels.npy", "--out",
                           tmp_path, *ARGS], capsys)
     assert status == 0, err
@@ -345,7 +344,7 @@ def test_plane_subsets_are_pairs_in_canonical_order(rng):
 
     import jax
 
-    from srm_jax.report import _plane_pairs
+    from srm_jax.report.planes import _plane_pairs
 
     for m in (2, 3, 7, 40, int(rng.integers(50, 300))):
         for kind, gen in (("comb", itertools.combinations), ("perm", itertools.permutations)):

@@ -10,7 +10,9 @@ from conftest import load_report as load
 from conftest import run_report as run
 
 import srm_jax
-from srm_jax import cli
+from srm_jax import basis_measures as bm
+from srm_jax import report as report_lib
+from srm_jax.report import cli
 
 N, DIM, RESAMPLES = 400, 16, 39  # two-sided p down to 0.05
 ARGS = ["--resamples", str(RESAMPLES), "--max-samples", str(N)]
@@ -61,7 +63,7 @@ def test_outlier_channels_named_first_and_shards_equal_their_concatenation(
         assert (tmp_path / "whole" / whole["figures"][name]).stat().st_size > 1000
     # Shards (a directory, and the same files listed) give exactly the concatenation's numbers.
     files = sorted(shards.iterdir())
-    source = cli.ShardedSource(cli.shard_paths([str(shards)]), None)
+    source = report_lib.ShardedSource(report_lib.shard_paths([str(shards)]), None)
     assert source.shape == x.shape and source.name.startswith("3 shards (")
     np.testing.assert_array_equal(np.concatenate(list(source.rows(64))), x)
     for i, inputs in enumerate(([shards], files)):
@@ -179,8 +181,6 @@ def test_every_plane_of_a_wide_standard_basis_by_default(rng, tmp_path, capsys):
     """A wide ``±e_i`` basis: the report measures every plane through summaries by default
     (streamed, with a second pass for the candidates' exact curves), names the planted channels
     first, and agrees with the same report computed from the full ``(P, T)`` counts."""
-    from srm_jax import report as report_lib
-
     n = 80  # 12,640 planes: method="auto" takes the sample-major kernel
     channels = sorted(int(c) for c in rng.choice(n, 3, replace=False))
     x = outlier_tokens(rng, num=300, n=n, channels=channels)
@@ -229,9 +229,6 @@ def test_every_plane_of_a_wide_standard_basis_by_default(rng, tmp_path, capsys):
 def test_wide_report_fits_its_memory_budget_by_batching_rotations(rng, tmp_path, capsys):
     """A reduced-size wide report under a budget that holds a few rotations of the measures'
     null but not all of them: it completes, applying them a few at a time."""
-    from srm_jax import basis_measures as bm
-    from srm_jax import report as report_lib
-
     n, num, resamples = 96, 200, 19
     np.save(tmp_path / "t.npy", rng.standard_t(5, size=(num, n)).astype(np.float32))
     planes = n * (2 * n - 1) - n
@@ -246,5 +243,5 @@ def test_wide_report_fits_its_memory_budget_by_batching_rotations(rng, tmp_path,
     assert report["measurement"] == "summaries"
     assert 1 <= report["measures"]["rotations_per_batch"] <= 3
     # The counts of every plane would not fit that budget: refused in one line, nothing written.
-    with pytest.raises(report_lib.ReportError, match="reduce --max-samples or --max-planes"):
+    with pytest.raises(report_lib.ReportError, match="reduce max_samples= or max_planes="):
         report_lib.check_memory(num, n, 2 * n, n, planes, 100, resamples, budget)

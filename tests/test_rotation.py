@@ -74,7 +74,7 @@ def test_rotation_is_special_orthogonal_with_period_two_pi(rng, n):
 
 def test_plane_frame_is_orthonormal_and_coordinates_reproduce_dots(rng):
     basis = rng.standard_normal((5, 8)) + 0.5
-    pairs = np.asarray(srm_jax.planes(5, "perm"))
+    pairs = np.asarray(srm_jax.plane_pairs(5, "perm"))
     b_alpha, u, c = (np.asarray(x) for x in srm_jax.plane_frame(jnp.asarray(basis), pairs))
     np.testing.assert_allclose(np.sum(b_alpha * u, axis=1), 0, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(u, axis=1), 1, atol=1e-5)
@@ -99,7 +99,7 @@ def test_spotlight_jits():
     basis = jax.random.normal(jax.random.key(0), (4, 3))
     f = jax.jit(srm_jax.spotlight)
     np.testing.assert_allclose(
-        f(basis, srm_jax.planes(4), srm_jax.angle_grid(7)),
-        srm_jax.spotlight(basis, srm_jax.planes(4), srm_jax.angle_grid(7)),
+        f(basis, srm_jax.plane_pairs(4), srm_jax.angle_grid(7)),
+        srm_jax.spotlight(basis, srm_jax.plane_pairs(4), srm_jax.angle_grid(7)),
         atol=1e-6,
     )

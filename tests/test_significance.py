@@ -66,7 +66,7 @@ def test_null_band_matches_binomial_marginals(rng):
     angles = np.linspace(0, 2 * np.pi, 12)
     band = srm_jax.null_band(
         jax.random.key(int(rng.integers(1 << 30))), num_samples, jnp.asarray(basis, jnp.float32),
-        epsilon=eps, angles=angles, num_draws=draws, levels=(0.05, 0.5, 0.95), method="direct",
+        epsilon=eps, angles=angles, num_resamples=draws, levels=(0.05, 0.5, 0.95), method="direct",
     )
     p = float(scipy.special.betainc((n - 1) / 2, 0.5, 1 - eps**2) / 2)
     assert band.mean.shape == (10, 12) and band.quantiles.shape == (3, 10, 12)
@@ -89,7 +89,7 @@ def test_null_band_signed_is_centred_on_zero(rng):
     n, num_samples, eps, draws = 4, 200, 0.6, 150
     basis = rng.standard_normal((4, n))
     band = srm_jax.null_band(
-        jax.random.key(3), num_samples, basis, epsilon=eps, signed=True, num_draws=draws,
+        jax.random.key(3), num_samples, basis, epsilon=eps, signed=True, num_resamples=draws,
         angles=np.linspace(0, 2 * np.pi, 8), method="direct",
     )
     p = float(srm_jax.isotropic_expectation(n, eps))
@@ -129,8 +129,8 @@ def test_alignment_test_detects_planted_alignment_and_anti_alignment(rng):
     angles = np.linspace(0, 2 * np.pi, 48)
     key = jax.random.key(int(rng.integers(1 << 30)))
     aligned = _planted(rng, basis, 300, 0.15)
-    test = srm_jax.alignment_test(key, aligned, basis, epsilon=0.9, num_rotations=199,
-                                  angles=angles, method="direct")
+    test = srm_jax.alignment_test(key, aligned, basis, epsilon=0.9, num_resamples=199,
+                                  angles=angles, statistic="correlation", method="direct")
     assert float(test.score) > 0.8
     assert float(test.p_value) < 0.01
     assert test.null_scores.shape == (199,)
@@ -142,7 +142,7 @@ def test_alignment_test_detects_planted_alignment_and_anti_alignment(rng):
     q, _ = np.linalg.qr(simplex.T)  # an orthonormal basis of the sum-zero subspace
     simplex_basis = simplex @ q[:, :n]
     anti = _planted(rng, simplex_basis, 300, 0.1, sign=-1.0)
-    test = srm_jax.alignment_test(key, anti, simplex_basis, epsilon=0.8, num_rotations=199,
+    test = srm_jax.alignment_test(key, anti, simplex_basis, epsilon=0.8, num_resamples=199,
                                   angles=angles, alternative="less", statistic="projection",
                                   method="direct")
     assert float(test.score) < 0
@@ -152,15 +152,16 @@ def test_alignment_test_detects_planted_alignment_and_anti_alignment(rng):
 def test_alignment_statistic_matches_numpy(rng):
     f, g = rng.normal(size=(2, 40))
     np.testing.assert_allclose(
-        float(srm_jax.alignment_statistic(f, g)), np.corrcoef(f, g)[0, 1], rtol=1e-5
+        float(srm_jax.alignment_statistic(f, g, "correlation")), np.corrcoef(f, g)[0, 1],
+        rtol=1e-5,
     )
     fc, gc = f - f.mean(), g - g.mean()
     np.testing.assert_allclose(
-        float(srm_jax.alignment_statistic(f, g, "projection")),
+        float(srm_jax.alignment_statistic(f, g)),  # the default statistic
         np.mean(fc * gc) / np.sqrt(np.mean(gc**2)), rtol=1e-5,
     )
     # Scaling the curve scales the projection but not the correlation.
-    np.testing.assert_allclose(float(srm_jax.alignment_statistic(3 * f, g)),
+    np.testing.assert_allclose(float(srm_jax.alignment_statistic(3 * f, g, "correlation")),
                                np.corrcoef(f, g)[0, 1], rtol=1e-5)
     assert np.isnan(float(srm_jax.alignment_statistic(f, np.ones(40), "projection")))
 
@@ -174,8 +175,8 @@ def test_alignment_test_p_values_are_uniform_for_isotropic_data():
         data_key, rotation_key = jax.random.split(seed_key)
         data = jax.random.normal(data_key, (num, n))
         return srm_jax.alignment_test(rotation_key, data, basis, epsilon=0.6,
-                                      num_rotations=rotations, angles=angles,
-                                      method="direct").p_value
+                                      num_resamples=rotations, angles=angles,
+                                      statistic="correlation", method="direct").p_value
 
     one = jax.jit(one)
     p = np.array([float(one(k)) for k in jax.random.split(jax.random.key(11), seeds)])
@@ -192,7 +193,7 @@ def test_null_band_of_the_mean_curve_only_equals_the_full_band(rng):
     n = 12
     basis = jnp.asarray(np.concatenate([np.eye(n), -np.eye(n)]), jnp.float32)
     key = jax.random.key(int(rng.integers(1 << 30)))
-    kw = {"epsilon": 0.5, "num_draws": 12, "method": "sample_major"}
+    kw = {"epsilon": 0.5, "num_resamples": 12, "method": "sample_major"}
     full = srm_jax.null_band(key, 300, basis, **kw)  # (P, T) counts per draw
     curve = srm_jax.null_band(key, 300, basis, per_plane=False, **kw)  # summaries per draw
     assert curve.mean is None and curve.std is None and curve.quantiles is None

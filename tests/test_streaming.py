@@ -136,7 +136,7 @@ def test_random_planes_fixed_once_and_state_size_constant(rng):
     for batch in _split(x, [64, 64, 64, 48]):
         state = update(state, batch)
     assert jax.tree.map(np.shape, state) == shapes  # memory does not grow with samples
-    chosen = np.asarray(srm_jax.planes(7, max_planes=6, key=key))
+    chosen = np.asarray(srm_jax.plane_pairs(7, max_planes=6, key=key))
     np.testing.assert_array_equal(state.planes, chosen)
     full = SRM(x, basis, epsilon=0.4, angles=angles)  # every plane, in canonical order
     rows = [list(map(tuple, np.asarray(full.planes))).index(tuple(p)) for p in chosen]

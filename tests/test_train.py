@@ -250,6 +250,73 @@ def test_epoch_is_one_scan_and_equals_manual_sgd_momentum(config, data):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
 
 
+def test_config_accepts_every_library_method():
+    """``srm_method`` takes every kernel of the library's one list of methods (a kernel added
+    there needs no edit in train/), and only those."""
+    from srm_jax.resonance import METHODS
+    from train.configs import check_srm_method, override
+
+    for method in METHODS:
+        config = override(get_config("fig1"), [f"srm_method={method}"])
+        check_srm_method(config)
+        assert type(config).from_dict(config.to_dict()).srm_method == method
+    with pytest.raises(ValueError, match="srm_method must be one of"):
+        check_srm_method(get_config("fig1").replace(srm_method="bogus"))
+
+
+def test_unknown_method_stops_a_run_before_anything_is_written(config, data, tmp_path):
+    with pytest.raises(ValueError, match="srm_method must be one of"):
+        train_lib.train_and_evaluate(config.replace(srm_method="bogus"), tmp_path / "run",
+                                     dataset=data, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_sample_major_run_writes_the_srm_of_an_arc_run(config, data, tmp_path):
+    """``srm_method="sample_major"`` (planned from concrete bases, so measured seed by seed, not
+    vmapped) runs an ensemble end to end and writes the curves, counts and alignments of an
+    ``"arc"`` run: the kernels are exact. The rotation test's statistic is a float the library
+    sums from the sample-major kernel's summaries (another rounding), so it is compared to
+    float32 rounding."""
+    from train.measure import needs_concrete_basis
+
+    assert needs_concrete_basis("sample_major") and not needs_concrete_basis("arc")
+    small = config.replace(epochs=1, compare_bases=False, epsilon_sweep=(config.epsilon,),
+                           num_rotations=9)
+    summaries = {
+        method: train_lib.train_and_evaluate(small.replace(srm_method=method), tmp_path / method,
+                                             seeds=[0, 1], dataset=data, progress=False)
+        for method in ("arc", "sample_major")
+    }
+    arc, major = tmp_path / "arc", tmp_path / "sample_major"
+    written = [path.relative_to(arc) for path in sorted(arc.glob("measurements/*.npz"))]
+    assert written and (major / written[0]).exists()
+    for name in ["srm.npz", *written]:
+        with np.load(arc / name) as a, np.load(major / name) as b:
+            assert a.files == b.files
+            for key in set(a.files) - {"rotation_score"}:
+                np.testing.assert_array_equal(b[key], a[key], err_msg=f"{name}: {key}")
+            if "rotation_score" in a.files:
+                np.testing.assert_allclose(b["rotation_score"], a["rotation_score"], rtol=1e-5)
+    for a, b in zip(summaries["arc"]["per_seed"], summaries["sample_major"]["per_seed"],
+                    strict=True):
+        for key in ("alignment_per_measurement", "srm_mean_after", "self_srm_mean"):
+            assert a[key] == b[key], key
+        np.testing.assert_allclose(b["rotation_test"]["p_value"], a["rotation_test"]["p_value"],
+                                   rtol=1e-6)
+
+def test_checkpoints_do_not_import_the_training_loop():
+    """``load_run`` builds its state from :mod:`train.state`: no import cycle with the loop."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys, train.checkpoints; print('train.train' in sys.modules)"
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert probe.stdout.strip() == "False", probe.stderr
+
+
 def test_measured_epochs_schedule():
     cfg = get_config("fig1").replace(epochs=25, measure_every=10)
     assert train_lib.measured_epochs(cfg) == [0, 10, 20, 25]

@@ -1,9 +1,10 @@
-"""The paper's autoencoder experiments (SPEC §9), laid out like the Flax examples.
+"""The paper's autoencoder experiments (math §9), laid out like the Flax examples.
 
 * :mod:`train.configs` — one config per preset (fig1, fig2, fig5–fig9, isotropic);
 * :mod:`train.input_pipeline` — mnist5k, digits, and MNIST / CIFAR-10 through TFDS;
 * :mod:`train.models` — the small and large reconstruction autoencoders (Flax NNX);
-* :mod:`train.train` — the train state, the epoch and ensemble steps, the training loop;
+* :mod:`train.state` — the train state of one model or of a seed ensemble;
+* :mod:`train.train` — the epoch and ensemble steps, the training loop in stages;
 * :mod:`train.checkpoints` — save, restore, ``load_run`` and the compatibility of a resumed run;
 * :mod:`train.run_files` — ``config.json``, ``metrics.jsonl`` and the measurement files;
 * :mod:`train.guard` — the non-finite guard (frozen seeds, a stopped run);

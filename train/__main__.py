@@ -1,6 +1,6 @@
 """Command line: ``python -m train <preset> [--dataset NAME] [--epochs N] [--out DIR] [--seed S]``.
 
-Runs one preset of the paper's experiments (SPEC §9) and writes into ``DIR`` (default
+Runs one preset of the paper's experiments (math §9) and writes into ``DIR`` (default
 ``runs/<preset>``): ``config.json``, ``metrics.jsonl``, ``srm.npz``, ``summary.json``,
 ``srm.png`` (``bases.png`` for fig2), plus ``checkpoints/`` and ``measurements/``.
 ``--seeds K`` (or ``--seeds 0,3,7``) trains one model per seed at once (vmapped) and adds

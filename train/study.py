@@ -284,10 +284,13 @@ def run_study(config: Config, seeds: list[int], axes, out: Path, *, control: boo
               progress: bool = True, log=None, dataset=None) -> dict:
     """Train every variant × seed (and its control) and write ``study.json``, ``study.md``
     and ``study.png`` into ``out``; returns the study dict."""
+    from train.configs import check_srm_method
     from train.train import train_and_evaluate
 
     start = time.time()
     grid = variants(config, axes)
+    for _, _, cfg in grid:  # every variant's method, before the first one trains
+        check_srm_method(cfg)
     results, curves = [], {}
     summary = None
     for name, assignment, cfg in grid:

@@ -1,4 +1,4 @@
-"""Training and evaluation loop for the paper's autoencoder experiments (SPEC §9; App. E, G).
+"""Training and evaluation loop for the paper's autoencoder experiments (math §9; App. E, G).
 
 * Optimiser: ``optax.sgd(0.08, momentum=0.9)`` (isotropic: no Adam, App. G), batch 24, MSE.
 * One epoch is ONE compiled computation: a ``jax.lax.scan`` over the minibatches of a
@@ -24,8 +24,10 @@
   ``epochs`` may grow) and ends with bit-identical parameters to an uninterrupted run; rerunning
   a finished run returns its summary at once.
 
-This module holds the state, the steps and the loop, as in the Flax examples; the rest of a run
-lives next to it: :mod:`train.checkpoints` (save, restore, :func:`load_run`, the compatibility
+This module holds the steps and the loop, as in the Flax examples: :func:`train_and_evaluate`
+runs the stages (load the data, create the run, start or resume, train the epochs, finish). The
+rest of a run lives next to it: :mod:`train.state` (the :class:`TrainState` of one model or of
+a seed ensemble), :mod:`train.checkpoints` (save, restore, :func:`load_run`, the compatibility
 of a resumed run), :mod:`train.run_files` (``config.json``, ``metrics.jsonl``, measurement
 files), :mod:`train.measure` (the SRM measurements and their schedule) and :mod:`train.summary`
 (``summary.json``: the aggregation over seeds, the claims and their verdicts).
@@ -39,12 +41,12 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 from flax import nnx
 from tqdm.auto import tqdm
 
@@ -57,11 +59,11 @@ from train.checkpoints import (
     restore_checkpoint,
     save_checkpoint,
 )
-from train.configs import Config
+from train.configs import Config, check_srm_method
 from train.finished import finished_summary
 from train.guard import NAN_MESSAGE, NonFiniteLossError, all_finite, keep_where, nonfinite_reason
 from train.measure import RunMeasurements, measured_epochs
-from train.models import build_model, equalise_correction_pairs, mse
+from train.models import mse
 from train.run_files import (
     append_metrics,
     measurement_path,
@@ -70,77 +72,14 @@ from train.run_files import (
     write_json,
     write_metrics,
 )
-from train.summary import finalise, mean_interval, stopped_summary
-
-
-@dataclasses.dataclass
-class TrainState:
-    """The pure state of a run: ``nnx.split`` pieces plus the optax state.
-
-    In an ensemble every leaf of ``params``, ``rest`` and ``opt_state`` has a leading seed axis.
-    """
-
-    graphdef: Any
-    params: Any  # nnx.State of nnx.Param
-    rest: Any  # nnx.State of everything else (the privileged bases)
-    opt_state: Any
-
-
-@functools.cache
-def _sgd(learning_rate: float, momentum: float) -> optax.GradientTransformation:
-    return optax.sgd(learning_rate, momentum=momentum)
-
-
-def create_optimizer(config: Config) -> optax.GradientTransformation:
-    """Minibatch SGD with momentum (paper App. E/G: learning rate 0.08, momentum 0.9).
-
-    Cached per setting, so the compiled epoch (which takes the optimiser as a static argument)
-    is reused across runs in one process.
-    """
-    return _sgd(float(config.learning_rate), float(config.momentum))
-
-
-def create_train_state(config: Config, in_features: int, key: jax.Array):
-    """A fresh model and optimiser state; returns ``(state, model)``."""
-    model = build_model(config, in_features, key)
-    return _state_of(config, model), model
-
-
-def _state_of(config: Config, model) -> TrainState:
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    opt_state = create_optimizer(config).init(params)
-    return TrainState(graphdef, params, rest, opt_state)
-
-
-def seed_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``(model_key, shuffle_key, measure_key)``: one ``split`` of ``key(seed)`` into three."""
-    model_key, shuffle_key, measure_key = jax.random.split(jax.random.key(int(seed)), 3)
-    return model_key, shuffle_key, measure_key
-
-
-def _stack(trees: Sequence[Any]) -> Any:
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
-def create_ensemble_state(config: Config, in_features: int, seeds: Sequence[int]):
-    """The stacked :class:`TrainState` of one model per seed, and their latent bases ``(K, m, n)``.
-
-    Each seed's model is built from :func:`seed_keys` exactly as a single run of that seed
-    (where the seeds' generalised tanhs store positive-cosine pair lists of different lengths,
-    the shorter ones are padded with pairs of weight 0:
-    :func:`train.models.equalise_correction_pairs`).
-    """
-    models = [build_model(config, in_features, seed_keys(seed)[0]) for seed in seeds]
-    equalise_correction_pairs(models)
-    states = [_state_of(config, model) for model in models]
-    latent_bases = [np.asarray(model.latent_basis) for model in models]
-    stacked = TrainState(
-        states[0].graphdef,
-        _stack([s.params for s in states]),
-        _stack([s.rest for s in states]),
-        _stack([s.opt_state for s in states]),
-    )
-    return stacked, np.stack(latent_bases)
+from train.state import (
+    TrainState,
+    create_ensemble_state,
+    create_optimizer,
+    create_train_state,
+    seed_keys,
+)
+from train.summary import RunOutcome, finalise, mean_interval, stopped_summary
 
 
 def make_loss_fn(graphdef):
@@ -256,6 +195,299 @@ def _say(log: Callable[[str], None] | None, message: str) -> None:
         log(message)
 
 
+def _plural(num: int) -> str:
+    return "s" if num > 1 else ""
+
+
+def resolve_seeds(config: Config, seeds: Sequence[int] | None) -> tuple[Config, list[int]]:
+    """The run's seeds (``[config.seed]`` for a single run) and its config, whose ``seed`` is
+    then the first of them. Raises ``ValueError`` for an empty or repeating ``seeds``."""
+    if seeds is None:
+        return config, [int(config.seed)]
+    seed_list = [int(s) for s in seeds]
+    if not seed_list or len(set(seed_list)) != len(seed_list):
+        raise ValueError(f"seeds must be distinct and non-empty, got {seed_list}.")
+    return config.replace(seed=seed_list[0]), seed_list
+
+
+def load_data(
+    config: Config,
+    dataset: input_pipeline.Dataset | None,
+    log: Callable[[str], None] | None = None,
+) -> input_pipeline.Dataset:
+    """``dataset`` (or ``config.dataset``, loaded) subsampled as ``config`` says.
+
+    Raises ``ValueError`` when the train split holds fewer samples than one batch.
+    """
+    _say(log, f"loading data set {config.dataset} ...")
+    data = dataset or input_pipeline.load_dataset(config.dataset, data_dir=config.data_dir)
+    data = input_pipeline.subsample(data, config.num_train, config.num_test)
+    if data.train_x.shape[0] < config.batch_size:
+        raise ValueError(
+            f"the train split has {data.train_x.shape[0]} samples, fewer than one batch "
+            f"({config.batch_size})."
+        )
+    return data
+
+
+def check_resumable(workdir: Path, config: Config, seeds: list[int] | None) -> None:
+    """Raise :class:`IncompatibleRunError` when ``workdir`` holds a run of other settings."""
+    config_path = workdir / "config.json"
+    if config_path.exists():
+        check_compatible(config_path, config, seeds)
+
+
+def write_run_config(workdir: Path, config: Config, data: input_pipeline.Dataset,
+                     seeds: list[int] | None) -> None:
+    """Create ``workdir`` and write its ``config.json`` (settings, data set and, for an
+    ensemble, ``seeds``)."""
+    config_path = workdir / "config.json"
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "measurements").mkdir(exist_ok=True)
+    saved_config = {"config": config.to_dict(), "dataset": data.describe()}
+    if seeds is not None:
+        saved_config["seeds"] = seeds
+    write_json(config_path, saved_config)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What every stage of a run reads: its settings, data, compiled steps and measurements.
+
+    ``epoch_fn`` is :func:`ensemble_epoch` and ``evaluate_fn`` :func:`ensemble_evaluate`, bound
+    to the run's model; ``measure_x`` is the split SRM is measured on (``train_x`` or
+    ``test_x``); ``schedule`` the measured epochs (:func:`train.measure.measured_epochs`).
+    """
+
+    config: Config
+    workdir: Path
+    data: input_pipeline.Dataset
+    seeds: list[int]
+    ensemble: bool
+    epoch_fn: Callable
+    evaluate_fn: Callable
+    train_x: jax.Array
+    test_x: jax.Array
+    measure_x: jax.Array
+    shuffle_keys: jax.Array
+    measurements: RunMeasurements
+    schedule: frozenset[int]
+    steps_per_epoch: int
+
+    @property
+    def num_seeds(self) -> int:
+        """``K``, the number of models trained at once."""
+        return len(self.seeds)
+
+
+def create_run(config: Config, workdir: Path, data: input_pipeline.Dataset, seeds: list[int],
+               ensemble: bool) -> tuple[Run, TrainState]:
+    """The :class:`Run` of these settings and the fresh stacked state of its seeds' models."""
+    state, latent_bases = create_ensemble_state(config, data.num_features, seeds)
+    keys = [seed_keys(s) for s in seeds]
+    train_x, test_x = jnp.asarray(data.train_x), jnp.asarray(data.test_x)
+    run = Run(
+        config=config,
+        workdir=workdir,
+        data=data,
+        seeds=seeds,
+        ensemble=ensemble,
+        epoch_fn=functools.partial(ensemble_epoch, graphdef=state.graphdef,
+                                   tx=create_optimizer(config), batch_size=config.batch_size),
+        evaluate_fn=functools.partial(ensemble_evaluate, graphdef=state.graphdef,
+                                      chunk=config.eval_chunk, tensor=config.measure_tensor),
+        train_x=train_x,
+        test_x=test_x,
+        measure_x=train_x if config.measure_split == "train" else test_x,
+        shuffle_keys=jnp.stack([k[1] for k in keys]),
+        measurements=RunMeasurements(config, latent_bases, jnp.stack([k[2] for k in keys])),
+        schedule=frozenset(measured_epochs(config)),
+        steps_per_epoch=steps_per_epoch(config, data.train_x.shape[0]),
+    )
+    return run, state
+
+
+def evaluate_and_measure(run: Run, state: TrainState, epoch: int, record: dict,
+                         force: bool = False) -> np.ndarray:
+    """The test loss of every seed ``(K,)``, put into ``record``; on the schedule (or with
+    ``force``) also the SRM measurement, saved to ``measurements/`` and summarised in
+    ``record`` (alignment, mean SRM)."""
+    test_loss, latents = run.evaluate_fn(state.params, state.rest, run.test_x)
+    if run.measure_x is not run.test_x:
+        latents = run.evaluate_fn(state.params, state.rest, run.measure_x)[1]
+    test_loss = np.asarray(test_loss, np.float64)
+    record["test_loss"] = test_loss.tolist()
+    if force or epoch in run.schedule:
+        measured = run.measurements.measure(latents)
+        run.measurements.save(measurement_path(run.workdir, epoch), epoch, measured)
+        results = measured[0]
+        record["alignment"] = np.asarray(results["privileged"].alignment).tolist()
+        record["srm_mean"] = results["privileged"].values.mean(axis=(1, 2)).tolist()
+        for name, r in results.items():
+            if name != "privileged":
+                record[f"alignment_{name}"] = np.asarray(r.alignment).tolist()
+    return test_loss
+
+
+def start_or_resume(
+    run: Run, mngr: ocp.CheckpointManager, state: TrainState
+) -> tuple[TrainState, list[dict], dict, int]:
+    """Measure and checkpoint the untrained models (epoch 0), or restore the newest checkpoint.
+
+    Rewrites ``metrics.jsonl`` from the history. Returns ``(state, history, seeds_state,
+    start_epoch)``; ``seeds_state`` says which seeds are alive and where the frozen ones stopped.
+    """
+    latest = mngr.latest_step()
+    seeds_state = {"alive": [True] * run.num_seeds, "stopped": [None] * run.num_seeds}
+    if latest is None:
+        record = {"epoch": 0, "train_loss": [None] * run.num_seeds}
+        evaluate_and_measure(run, state, 0, record)
+        history = [record]
+        save_checkpoint(mngr, 0, state, history, seeds_state)
+        start_epoch = 0
+    else:
+        state, history, restored_seeds = restore_checkpoint(mngr, latest, state)
+        seeds_state.update(restored_seeds)
+        history = [r for r in history if r["epoch"] <= latest]
+        start_epoch = latest
+    write_metrics(run.workdir / "metrics.jsonl", output_history(history, run.ensemble))
+    return state, history, seeds_state, start_epoch
+
+
+def freeze_seeds(run: Run, before: TrainState, after: TrainState, bad: np.ndarray,
+                 reasons: dict, seeds_state: dict, record: dict) -> TrainState:
+    """``after`` with the ``bad`` seeds set back to ``before`` (frozen), marked in
+    ``seeds_state`` and ``record``; the epoch is evaluated and measured again."""
+    epoch = record["epoch"]
+    keep = jnp.asarray(~bad)
+    frozen = dataclasses.replace(
+        before,
+        params=keep_where(keep, after.params, before.params),
+        opt_state=keep_where(keep, after.opt_state, before.opt_state),
+    )
+    for k, (_, message) in reasons.items():
+        seeds_state["alive"][k] = False
+        seeds_state["stopped"][k] = {"epoch": epoch, "reason": message}
+        record["train_loss"][k] = record["train_loss_last"][k] = None
+    evaluate_and_measure(run, frozen, epoch, record)
+    tqdm.write(f"seeds {[run.seeds[k] for k in reasons]} frozen at epoch "
+               f"{epoch - 1}: {'; '.join(m for _, m in reasons.values())}")
+    return frozen
+
+
+def _stop_error(run: Run, reasons: dict, epoch: int) -> NonFiniteLossError:
+    """The error that stops a run whose every live seed went non-finite in ``epoch``."""
+    short, message = reasons[next(iter(reasons))]
+    return NonFiniteLossError(
+        f"{message}: training stopped. The last good checkpoint (epoch {epoch - 1}) is kept in "
+        f"{run.workdir / 'checkpoints'}. Check the data for NaN/Inf values, or lower the "
+        "learning rate.",
+        status=f"stopped: {short} at epoch {epoch}",
+    )
+
+
+def train_one_epoch(run: Run, state: TrainState, seeds_state: dict,
+                    epoch: int) -> tuple[TrainState, dict]:
+    """Epoch ``epoch`` of every live seed, evaluated and (on the schedule) measured.
+
+    Returns ``(state, record)``, ``record`` the epoch's line of ``metrics.jsonl``. Seeds whose
+    epoch went non-finite are frozen (:func:`freeze_seeds`); when every live seed did, raises
+    :class:`NonFiniteLossError`.
+    """
+    tick = time.time()
+    alive = np.asarray(seeds_state["alive"], bool)
+    epoch_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(run.shuffle_keys, epoch)
+    params, opt_state, losses, finite = run.epoch_fn(
+        state.params, state.opt_state, state.rest, jnp.asarray(alive), run.train_x, epoch_keys
+    )
+    losses, finite = np.asarray(losses), np.asarray(finite)
+    new_state = dataclasses.replace(state, params=params, opt_state=opt_state)
+    seeds = range(run.num_seeds)
+    record = {
+        "epoch": epoch,
+        "train_loss": [float(losses[k].mean()) if alive[k] else None for k in seeds],
+        "train_loss_last": [float(losses[k, -1]) if alive[k] else None for k in seeds],
+    }
+    test_loss = evaluate_and_measure(run, new_state, epoch, record)
+    bad = alive & ~(finite & np.isfinite(test_loss))
+    if bad.any():
+        reasons = {k: nonfinite_reason(losses[k], finite[k], test_loss[k], epoch)
+                   for k in np.flatnonzero(bad)}
+        if bad.sum() == alive.sum():
+            raise _stop_error(run, reasons, epoch)
+        new_state = freeze_seeds(run, state, new_state, bad, reasons, seeds_state, record)
+    record["epoch_time_s"] = round(time.time() - tick, 3)
+    return new_state, record
+
+
+def _postfix(record: dict) -> dict[str, str]:
+    """The progress bar's losses (and alignment) of an epoch's record."""
+    live = [v for v in record["train_loss"] if v is not None]
+    postfix = {"train": f"{np.mean(live):.4f}", "test": f"{np.nanmean(record['test_loss']):.4f}"}
+    if "alignment" in record:
+        defined = [a for a in record["alignment"] if a is not None and np.isfinite(a)]
+        postfix["align"] = plots.fmt_alignment(np.mean(defined) if defined else None)
+    return postfix
+
+
+def train_epochs(run: Run, mngr: ocp.CheckpointManager, state: TrainState, history: list[dict],
+                 seeds_state: dict, start_epoch: int, *, progress: bool = True) -> TrainState:
+    """Epochs ``start_epoch + 1 … epochs``, each checkpointed and appended to ``history`` and
+    ``metrics.jsonl``; returns the final state and closes ``mngr``.
+
+    A run that stops (:class:`NonFiniteLossError`) writes its ``summary.json`` first.
+    """
+    config = run.config
+    bar = tqdm(
+        total=config.epochs,
+        initial=min(start_epoch, config.epochs),
+        desc=f"{config.preset} on {run.data.name}"
+        + (f", {run.num_seeds} seeds" if run.ensemble else ""),
+        unit="epoch",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    try:
+        for epoch in range(start_epoch + 1, config.epochs + 1):
+            state, record = train_one_epoch(run, state, seeds_state, epoch)
+            history.append(record)
+            save_checkpoint(mngr, epoch, state, history, seeds_state)
+            append_metrics(run.workdir / "metrics.jsonl", output_record(record, run.ensemble))
+            bar.set_postfix(_postfix(record))
+            bar.update(1)
+    except NonFiniteLossError as err:
+        write_json(run.workdir / "summary.json", stopped_summary(
+            config, run.data, history, err.status, run.seeds, run.ensemble))
+        raise
+    finally:
+        bar.close()
+        mngr.close()
+    return state
+
+
+def finish(run: Run, state: TrainState, history: list[dict], seeds_state: dict,
+           final_epoch: int, start_time: float) -> dict:
+    """Measure the trained models once more where needed and write the run's ``srm.npz``,
+    ``summary.json`` and figures (:func:`train.summary.finalise`); returns the summary."""
+    final_latents = run.evaluate_fn(state.params, state.rest, run.measure_x)[1]
+    if not measurement_path(run.workdir, final_epoch).exists():  # e.g. resumed a finished run
+        evaluate_and_measure(run, state, final_epoch, {"epoch": final_epoch}, force=True)
+    return finalise(RunOutcome(
+        config=run.config,
+        data=run.data,
+        workdir=run.workdir,
+        history=history,
+        measurements=run.measurements,
+        final_epoch=final_epoch,
+        final_latents=final_latents,
+        seeds=run.seeds,
+        seeds_state=seeds_state,
+        ensemble=run.ensemble,
+        steps_per_epoch=run.steps_per_epoch,
+        start_time=start_time,
+    ))
+
+
 def train_and_evaluate(
     config: Config,
     workdir: str | Path,
@@ -290,183 +522,43 @@ def train_and_evaluate(
     start_time = time.time()
     workdir = Path(workdir)
     ensemble = seeds is not None
-    seed_list = [int(s) for s in seeds] if ensemble else [int(config.seed)]
-    if ensemble and (not seed_list or len(set(seed_list)) != len(seed_list)):
-        raise ValueError(f"seeds must be distinct and non-empty, got {seed_list}.")
-    if ensemble:
-        config = config.replace(seed=seed_list[0])
-    done = finished_summary(workdir, config, seed_list if ensemble else None)
+    config, seed_list = resolve_seeds(config, seeds)
+    check_srm_method(config)
+    saved_seeds = seed_list if ensemble else None
+    done = finished_summary(workdir, config, saved_seeds)
     if done is not None:
         return {**done, "already_complete": True}
-
-    _say(log, f"loading data set {config.dataset} ...")
-    data = dataset or input_pipeline.load_dataset(config.dataset, data_dir=config.data_dir)
-    data = input_pipeline.subsample(data, config.num_train, config.num_test)
-    if data.train_x.shape[0] < config.batch_size:
-        raise ValueError(
-            f"the train split has {data.train_x.shape[0]} samples, fewer than one batch "
-            f"({config.batch_size})."
-        )
+    data = load_data(config, dataset, log)
     config = resolve_budget(config, data.train_x.shape[0])
-    config_path = workdir / "config.json"
-    if config_path.exists():
-        check_compatible(config_path, config, seed_list if ensemble else None)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "measurements").mkdir(exist_ok=True)
-    saved_config = {"config": config.to_dict(), "dataset": data.describe()}
-    if ensemble:
-        saved_config["seeds"] = seed_list
-    write_json(config_path, saved_config)
+    check_resumable(workdir, config, saved_seeds)
 
-    num = len(seed_list)
-    _say(log, f"building {num} model{'s' if num > 1 else ''} and measuring the untrained "
-              f"model{'s' if num > 1 else ''} (first call compiles) ...")
-    state, latent_bases = create_ensemble_state(config, data.num_features, seed_list)
-    keys = [seed_keys(s) for s in seed_list]
-    shuffle_keys = jnp.stack([k[1] for k in keys])
-    measure_keys = jnp.stack([k[2] for k in keys])
-    tx = create_optimizer(config)
-    run_epoch = functools.partial(ensemble_epoch, graphdef=state.graphdef, tx=tx,
-                                  batch_size=config.batch_size)
-    run_evaluate = functools.partial(ensemble_evaluate, graphdef=state.graphdef,
-                                     chunk=config.eval_chunk, tensor=config.measure_tensor)
-    measurements = RunMeasurements(config, latent_bases, measure_keys)
-    schedule = set(measured_epochs(config))
-    train_x, test_x = jnp.asarray(data.train_x), jnp.asarray(data.test_x)
-    measure_x = train_x if config.measure_split == "train" else test_x
-    per_epoch = steps_per_epoch(config, data.train_x.shape[0])
-
-    def evaluate_and_measure(state: TrainState, epoch: int, record: dict,
-                             force: bool = False) -> np.ndarray:
-        test_loss, latents = run_evaluate(state.params, state.rest, test_x)
-        if measure_x is not test_x:
-            latents = run_evaluate(state.params, state.rest, measure_x)[1]
-        test_loss = np.asarray(test_loss, np.float64)
-        record["test_loss"] = test_loss.tolist()
-        if force or epoch in schedule:
-            measured = measurements.measure(latents)
-            measurements.save(measurement_path(workdir, epoch), epoch, measured)
-            results = measured[0]
-            record["alignment"] = np.asarray(results["privileged"].alignment).tolist()
-            record["srm_mean"] = results["privileged"].values.mean(axis=(1, 2)).tolist()
-            for name, r in results.items():
-                if name != "privileged":
-                    record[f"alignment_{name}"] = np.asarray(r.alignment).tolist()
-        return test_loss
-
+    s = _plural(len(seed_list))
+    _say(log, f"building {len(seed_list)} model{s} and measuring the untrained model{s} "
+              "(first call compiles) ...")
+    run, state = create_run(config, workdir, data, seed_list, ensemble)
+    write_run_config(workdir, config, data, saved_seeds)
     mngr = checkpoint_manager(workdir, config)
-    metrics_path = workdir / "metrics.jsonl"
-    latest = mngr.latest_step()
-    seeds_state = {"alive": [True] * num, "stopped": [None] * num}
-    if latest is None:
-        history = []
-        record = {"epoch": 0, "train_loss": [None] * num}
-        evaluate_and_measure(state, 0, record)
-        history.append(record)
-        save_checkpoint(mngr, 0, state, history, seeds_state)
-        start_epoch = 0
-    else:
-        state, history, restored_seeds = restore_checkpoint(mngr, latest, state)
-        seeds_state.update(restored_seeds)
-        history = [r for r in history if r["epoch"] <= latest]
-        start_epoch = latest
-    write_metrics(metrics_path, output_history(history, ensemble))
+    state, history, seeds_state, start_epoch = start_or_resume(run, mngr, state)
+    _say(log, f"training {len(seed_list)} model{s} for {config.epochs} epochs of "
+              f"{run.steps_per_epoch} steps (the first epoch compiles) ...")
+    state = train_epochs(run, mngr, state, history, seeds_state, start_epoch, progress=progress)
 
-    _say(log, f"training {num} model{'s' if num > 1 else ''} for {config.epochs} epochs of "
-              f"{per_epoch} steps (the first epoch compiles) ...")
-    bar = tqdm(
-        total=config.epochs,
-        initial=min(start_epoch, config.epochs),
-        desc=f"{config.preset} on {data.name}" + (f", {num} seeds" if ensemble else ""),
-        unit="epoch",
-        disable=not progress,
-        dynamic_ncols=True,
-    )
-    status = "completed"
-    try:
-        for epoch in range(start_epoch + 1, config.epochs + 1):
-            tick = time.time()
-            alive = np.asarray(seeds_state["alive"], bool)
-            epoch_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(shuffle_keys, epoch)
-            params, opt_state, losses, finite = run_epoch(
-                state.params, state.opt_state, state.rest, jnp.asarray(alive), train_x,
-                epoch_keys,
-            )
-            losses, finite = np.asarray(losses), np.asarray(finite)
-            new_state = dataclasses.replace(state, params=params, opt_state=opt_state)
-            record = {
-                "epoch": epoch,
-                "train_loss": [float(losses[k].mean()) if alive[k] else None
-                               for k in range(num)],
-                "train_loss_last": [float(losses[k, -1]) if alive[k] else None
-                                    for k in range(num)],
-            }
-            test_loss = evaluate_and_measure(new_state, epoch, record)
-            bad = alive & ~(finite & np.isfinite(test_loss))
-            if bad.any():
-                reasons = {k: nonfinite_reason(losses[k], finite[k], test_loss[k], epoch)
-                           for k in np.flatnonzero(bad)}
-                if bad.sum() == alive.sum():  # every live seed failed: stop the run
-                    k = int(np.flatnonzero(bad)[0])
-                    status = f"stopped: {reasons[k][0]} at epoch {epoch}"
-                    raise NonFiniteLossError(
-                        f"{reasons[k][1]}: training stopped. The last good checkpoint (epoch "
-                        f"{epoch - 1}) is kept in {workdir / 'checkpoints'}. Check the data for "
-                        "NaN/Inf values, or lower the learning rate."
-                    )
-                # Freeze the failed seeds at their state before this epoch and re-measure.
-                keep = jnp.asarray(~bad)
-                new_state = dataclasses.replace(
-                    state,
-                    params=keep_where(keep, new_state.params, state.params),
-                    opt_state=keep_where(keep, new_state.opt_state, state.opt_state),
-                )
-                for k, (_, message) in reasons.items():
-                    seeds_state["alive"][k] = False
-                    seeds_state["stopped"][k] = {"epoch": epoch, "reason": message}
-                    record["train_loss"][k] = record["train_loss_last"][k] = None
-                evaluate_and_measure(new_state, epoch, record)
-                tqdm.write(f"seeds {[seed_list[k] for k in reasons]} frozen at epoch "
-                           f"{epoch - 1}: {'; '.join(m for _, m in reasons.values())}")
-            state = new_state
-            record["epoch_time_s"] = round(time.time() - tick, 3)
-            history.append(record)
-            save_checkpoint(mngr, epoch, state, history, seeds_state)
-            append_metrics(metrics_path, output_record(record, ensemble))
-            live = [v for v in record["train_loss"] if v is not None]
-            postfix = {"train": f"{np.mean(live):.4f}",
-                       "test": f"{np.nanmean(record['test_loss']):.4f}"}
-            if "alignment" in record:
-                defined = [a for a in record["alignment"] if a is not None and np.isfinite(a)]
-                postfix["align"] = plots.fmt_alignment(np.mean(defined) if defined else None)
-            bar.set_postfix(postfix)
-            bar.update(1)
-    finally:
-        bar.close()
-        mngr.close()
-        if status != "completed":
-            write_json(workdir / "summary.json", stopped_summary(
-                config, data, history, status, seed_list, ensemble))
-
-    final_epoch = max(start_epoch, config.epochs)
-    _say(log, "measuring the trained model" + ("s" if num > 1 else "")
+    _say(log, f"measuring the trained model{s}"
          + (f" (rotation test, {config.num_rotations} rotations)" if config.num_rotations
             else "") + " and writing figures ...")
-    final_latents = run_evaluate(state.params, state.rest, measure_x)[1]
-    if not measurement_path(workdir, final_epoch).exists():  # e.g. resumed a finished run
-        evaluate_and_measure(state, final_epoch, {"epoch": final_epoch}, force=True)
-    return finalise(config, data, workdir, history, measurements, final_epoch, start_time,
-                    final_latents=final_latents, seeds=seed_list, seeds_state=seeds_state,
-                    ensemble=ensemble, steps_per_epoch=per_epoch)
+    final_epoch = max(start_epoch, config.epochs)
+    return finish(run, state, history, seeds_state, final_epoch, start_time)
 
 
 __all__ = [
     "NAN_MESSAGE",
     "IncompatibleRunError",
     "NonFiniteLossError",
+    "Run",
     "TrainState",
     "create_ensemble_state",
     "create_optimizer",
+    "create_run",
     "create_train_state",
     "ensemble_epoch",
     "ensemble_evaluate",

@@ -1,4 +1,4 @@
-"""One config per preset of the paper's experiments (SPEC §9), as in the Flax examples.
+"""One config per preset of the paper's experiments (math §9), as in the Flax examples.
 
 Each module ``train/configs/<preset>.py`` has ``get_config() -> Config``; :func:`get_config`
 looks a preset up by name.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from train.configs.default import Config, override
+from train.configs.default import Config, check_srm_method, override
 
 PRESETS = ("fig1", "fig2", "fig5", "fig6", "fig7", "fig8", "fig9", "isotropic")
 
@@ -20,4 +20,4 @@ def get_config(preset: str) -> Config:
     return importlib.import_module(f"train.configs.{preset}").get_config()
 
 
-__all__ = ["PRESETS", "Config", "get_config", "override"]
+__all__ = ["PRESETS", "Config", "check_srm_method", "get_config", "override"]

@@ -1,4 +1,4 @@
-"""The experiment configuration: one frozen dataclass, one instance per preset (SPEC §9).
+"""The experiment configuration: one frozen dataclass, one instance per preset (math §9).
 
 Every field can be overridden from the command line (``--set name=value``; the most used also
 have their own flags). Fields the paper leaves open are marked *choice* below and in the README.
@@ -15,7 +15,6 @@ SIZES = ("small", "large")
 ACTIVATIONS = ("generalised_tanh", "isotropic_tanh")
 BASIS_KINDS = ("thompson", "orthoplex", "simplex")
 PLANE_KINDS = ("comb", "perm")
-SRM_METHODS = ("auto", "arc", "direct")
 BIAS_INITS = ("zero", "torch")
 MEASURE_TENSORS = ("z", "sigma_z")
 MEASURE_SPLITS = ("test", "train")
@@ -25,7 +24,7 @@ CLAIMS = ("aligned", "anti-aligned", "none")
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Settings of one experiment run (paper App. E and G; SPEC §9).
+    """Settings of one experiment run (paper App. E and G; math §9).
 
     Model:
       size: ``"small"`` (no activation before the latent layer: the latent is an affine map of
@@ -44,7 +43,7 @@ class Config:
         (``m_h = h + 1``) or ``"thompson"`` (``m_h = round(hidden_basis_ratio * h)``).
       hidden_basis_ratio: ``m_h / h`` for Thompson hidden layers.
       thompson_steps, thompson_learning_rate: the App. D optimiser's settings.
-      isotropic_radius: radius of the identity ball of isotropic tanh (SPEC §7).
+      isotropic_radius: radius of the identity ball of isotropic tanh (math §7.5).
       bias_init: *choice*: ``"zero"`` (App. G names Xavier-normal for the weights only) or
         ``"torch"``, PyTorch's ``nn.Linear`` default ``U(−1/√fan_in, 1/√fan_in)``.
 
@@ -57,10 +56,13 @@ class Config:
     Measurement: SRM of the latent layer on the test split with ``epsilon``, ``planes``
     (``"comb"`` or ``"perm"``) and ``num_angles`` (grid 0…2π inclusive) before training, every
     ``measure_every`` epochs and after; ``compare_bases`` adds App. B.1's random and standard
-    bases (Fig. 2). ``srm_method`` picks the engine's exact kernel (``"auto"``, ``"arc"`` or
-    ``"direct"``; all give the same counts). ``epsilon_sweep``: the same measurement at these
-    ε as well (a diagnostic in ``summary.json``: at the paper's ε an SRM can be identically 0,
-    leaving the alignment undefined, while a wider spotlight still sees the structure).
+    bases (Fig. 2). ``srm_method`` picks the engine's exact kernel, one of the library's
+    :data:`srm_jax.resonance.METHODS` (all give the same counts; checked when a run starts:
+    :func:`check_srm_method`; ``"sample_major"`` is planned from each basis' values, so its
+    seeds are measured one at a time: :func:`train.measure.needs_concrete_basis`).
+    ``epsilon_sweep``: the same measurement at these ε as well (a diagnostic in
+    ``summary.json``: at the paper's ε an SRM can be identically 0, leaving the alignment
+    undefined, while a wider spotlight still sees the structure).
     *Choices* of the measurement: ``measure_tensor`` ``"z"`` (what ``encode`` returns) or
     ``"sigma_z"`` (σ_z(z), the latent activation's output; small models only, a large model's
     ``z`` already is it); ``measure_split`` ``"test"`` or ``"train"``; ``antipodal_planes``
@@ -150,24 +152,27 @@ class Config:
         return cls(**data)
 
 
+def _choose(name: str, value: Any, options: tuple) -> None:
+    if value not in options:
+        raise ValueError(f"{name} must be one of {options}, got {value!r}.")
+
+
 def validate(config: Config) -> None:
-    """Raise ``ValueError`` naming the setting when a config is inconsistent."""
+    """Raise ``ValueError`` naming the setting when a config is inconsistent.
 
-    def choose(name, value, options):
-        if value not in options:
-            raise ValueError(f"{name} must be one of {options}, got {value!r}.")
-
-    choose("size", config.size, SIZES)
-    choose("activation", config.activation, ACTIVATIONS)
-    choose("basis_kind", config.basis_kind, BASIS_KINDS)
-    choose("hidden_basis_kind", config.hidden_basis_kind, BASIS_KINDS)
-    choose("planes", config.planes, PLANE_KINDS)
-    choose("srm_method", config.srm_method, SRM_METHODS)
-    choose("bias_init", config.bias_init, BIAS_INITS)
-    choose("measure_tensor", config.measure_tensor, MEASURE_TENSORS)
-    choose("measure_split", config.measure_split, MEASURE_SPLITS)
-    choose("antipodal_planes", config.antipodal_planes, ANTIPODAL_PLANES)
-    choose("claim", config.claim, CLAIMS)
+    Needs no JAX (the CLI builds a config before importing it), so ``srm_method`` is checked
+    against the library separately, when a run starts (:func:`check_srm_method`).
+    """
+    _choose("size", config.size, SIZES)
+    _choose("activation", config.activation, ACTIVATIONS)
+    _choose("basis_kind", config.basis_kind, BASIS_KINDS)
+    _choose("hidden_basis_kind", config.hidden_basis_kind, BASIS_KINDS)
+    _choose("planes", config.planes, PLANE_KINDS)
+    _choose("bias_init", config.bias_init, BIAS_INITS)
+    _choose("measure_tensor", config.measure_tensor, MEASURE_TENSORS)
+    _choose("measure_split", config.measure_split, MEASURE_SPLITS)
+    _choose("antipodal_planes", config.antipodal_planes, ANTIPODAL_PLANES)
+    _choose("claim", config.claim, CLAIMS)
     if config.measure_tensor == "sigma_z" and config.size == "large":
         raise ValueError(
             "measure_tensor='sigma_z' is for small models: a large model's z already is the "
@@ -202,6 +207,17 @@ def validate(config: Config) -> None:
         raise ValueError(f"epochs must be non-negative, got {config.epochs}.")
     if config.checkpoints_to_keep < 1:
         raise ValueError("checkpoints_to_keep must be at least 1.")
+
+
+def check_srm_method(config: Config) -> None:
+    """Raise ``ValueError`` unless ``config.srm_method`` is one of the library's kernels.
+
+    The methods are the library's own :data:`srm_jax.resonance.METHODS` (one list, so a kernel
+    added there is accepted here). Not part of :func:`validate`: importing the library loads JAX.
+    """
+    from srm_jax.resonance import METHODS
+
+    _choose("srm_method", config.srm_method, METHODS)
 
 
 def _parse_value(text: str, annotation) -> Any:

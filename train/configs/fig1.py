@@ -4,7 +4,7 @@ from train.configs.default import Config
 
 
 def get_config() -> Config:
-    """The ``fig1`` preset (SPEC §9)."""
+    """The ``fig1`` preset (math §9)."""
     return Config(
         preset="fig1",
         description=(

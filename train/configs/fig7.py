@@ -4,7 +4,7 @@ from train.configs.default import Config
 
 
 def get_config() -> Config:
-    """The ``fig7`` preset (SPEC §9)."""
+    """The ``fig7`` preset (math §9)."""
     return Config(
         preset="fig7",
         description=(

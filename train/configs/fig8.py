@@ -4,7 +4,7 @@ from train.configs.default import Config
 
 
 def get_config() -> Config:
-    """The ``fig8`` preset (SPEC §9)."""
+    """The ``fig8`` preset (math §9)."""
     return Config(
         preset="fig8",
         description=(

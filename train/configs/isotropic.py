@@ -4,7 +4,7 @@ from train.configs.default import Config
 
 
 def get_config() -> Config:
-    """The ``isotropic`` preset (SPEC §9)."""
+    """The ``isotropic`` preset (math §9)."""
     return Config(
         preset="isotropic",
         description=(

@@ -1,0 +1,60 @@
+"""The report's settings: defaults, sizes and the names of its outputs."""
+
+from __future__ import annotations
+
+from srm_jax import basis_measures as _measures
+from srm_jax.significance import DEFAULT_STATISTIC
+
+__all__ = ["DEFAULT_STATISTIC"]
+
+#: Default spotlight ``ε`` (the paper's Fig. 1).
+DEFAULT_EPSILON = 0.9
+#: Default number of random rotations (and label shuffles): two-sided ``p`` down to 0.01.
+DEFAULT_RESAMPLES = 199
+#: The ε values of the sweep.
+DEFAULT_SWEEP = tuple(round(0.1 + 0.05 * i, 2) for i in range(18))  # 0.1, 0.15, ..., 0.95
+#: Significance level of the verdict.
+SIGNIFICANCE_LEVEL = 0.05
+#: The null band is simulated with N' = min(rows analysed, this) samples, scaled by √(N'/N).
+NULL_BAND_SAMPLES = 20_000
+#: Isotropic data sets drawn for the null band.
+NULL_BAND_DRAWS = 40
+#: Samples of each null-band draw when every plane is measured through summaries (the band of
+#: the mean curve only; scaled to the report's N like any band).
+SUMMARY_NULL_BAND_SAMPLES = 2_000
+#: Planes measured when the sample-major kernel does not apply and the basis has more (a random
+#: subset; ``max_planes``).
+DEFAULT_SAMPLED_PLANES = 1_000
+#: Planes whose exact curves a report of every plane measures: the best by lit counts
+#: (:func:`srm_jax.report.candidate_planes`); ``top_planes`` and ``max_srm`` come from them.
+PEAK_CANDIDATES = 1_000
+#: Planes of the ε sweep when every plane is measured through summaries (a random subset: the
+#: sweep only locates the best ε).
+SWEEP_PLANES = 1_000
+#: Multiply-adds of the rotation tests' products that the default analysis subset is sized for
+#: at width (:func:`srm_jax.report.default_max_samples`): about a minute on 2 CPU cores.
+ROTATION_TEST_WORK = 6e11
+#: The analysis subset's default size, and its floor at width.
+DEFAULT_MAX_SAMPLES = 20_000
+MIN_MAX_SAMPLES = 2_000
+#: Bins per axis of the projection density of the top plane (every sample, the whole disc).
+PROJECTION_BINS = 32
+#: Planes and basis vectors listed in the class-selectivity table.
+TOP_ITEMS = 5
+#: Basis vectors and planes listed in ``top_basis_vectors`` / ``top_planes`` (``top``).
+DEFAULT_TOP = 20
+#: Neurons shown in the per-neuron share chart, and labelled on the neuron map.
+CHART_NEURONS = 50
+MAP_LABELS = 10
+#: Memory budget of the report's rotation batches, in GiB (``memory_budget``).
+DEFAULT_MEMORY_BUDGET_GIB = _measures.DEFAULT_MEMORY_BUDGET_GIB
+#: Figure file names.
+FIGURES = {
+    "srm": "srm.png",
+    "epsilon_sweep": "epsilon_sweep.png",
+    "rotation_test": "rotation_test.png",
+    "per_class": "per_class_top_plane.png",
+    "projection": "projection_top_plane.png",
+    "neuron_map": "neuron_map.png",
+    "neuron_shares": "neuron_shares.png",
+}

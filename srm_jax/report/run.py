@@ -1,0 +1,184 @@
+"""A report of files, end to end: check every input, stream each layer, analyse, write.
+
+:func:`run_report` is what ``srm-jax report`` does once its flags are parsed into
+:class:`ReportSettings` (:mod:`srm_jax.report.cli`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+import numpy as np
+
+from srm_jax import __version__
+from srm_jax import neurons as _neurons
+from srm_jax.planes import DEFAULT_NUM_ANGLES
+from srm_jax.report.checks import (
+    check_count,
+    check_epsilon,
+    check_memory,
+    check_top,
+    default_max_samples,
+    memory_budget_bytes,
+)
+from srm_jax.report.compose import Report, srm_report
+from srm_jax.report.defaults import (
+    DEFAULT_EPSILON,
+    DEFAULT_MEMORY_BUDGET_GIB,
+    DEFAULT_RESAMPLES,
+    DEFAULT_STATISTIC,
+)
+from srm_jax.report.errors import ReportError
+from srm_jax.report.markdown import layers_sentence
+from srm_jax.report.output import write_report
+from srm_jax.report.planes import choose_planes
+from srm_jax.report.reading import (
+    SUMMARY_BATCH_ELEMENTS,
+    Samples,
+    ShardedSource,
+    layer_keys,
+    load_basis,
+    load_labels,
+    shard_paths,
+)
+from srm_jax.report.stream import stream_layer
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportSettings:
+    """The settings of a report of files (each one flag of ``srm-jax report``)."""
+
+    basis: str = "standard"
+    labels: str | None = None
+    keys: tuple[str, ...] | None = None
+    epsilon: float = DEFAULT_EPSILON
+    planes: str = "comb"
+    features: str | None = None
+    seed: int = 0
+    num_resamples: int = DEFAULT_RESAMPLES
+    statistic: str = DEFAULT_STATISTIC
+    max_samples: int | None = None
+    max_planes: int | None = None
+    top: int | None = None
+    memory_budget_gib: float = DEFAULT_MEMORY_BUDGET_GIB
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerPlan:
+    """One layer's inputs, checked, and the plan of its analysis (before anything is computed).
+
+    Attributes:
+      source, samples: the layer's array and how its rows become samples.
+      basis: the ``(m, n)`` basis; labels: per-sample classes or ``None``.
+      pairs: the planes; max_planes: the ``max_planes`` used (``None``: every plane);
+      summaries: whether they are measured through summaries.
+      top: basis vectors and planes listed; neurons: the basis' neurons.
+      max_samples: the analysis subset's size; chosen: its sorted row indices.
+      key: the PRNG key of :func:`srm_jax.report.srm_report`.
+    """
+
+    source: ShardedSource
+    samples: Samples
+    basis: np.ndarray
+    labels: np.ndarray | None
+    pairs: jax.Array
+    max_planes: int | None
+    summaries: bool
+    top: int
+    neurons: _neurons.SignedBasis
+    max_samples: int
+    chosen: np.ndarray
+    key: jax.Array
+
+
+def check_settings(settings: ReportSettings, out: str) -> float:
+    """Checks the settings that need no file; returns the memory budget in bytes."""
+    check_epsilon(settings.epsilon)
+    for name in ("num_resamples", "max_samples", "max_planes", "top"):
+        check_count(name, getattr(settings, name))
+    budget = memory_budget_bytes(settings.memory_budget_gib)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ReportError(f"out='{out}' exists and is not a directory")
+    return budget
+
+
+def _subset(total: int, size: int, seed: int) -> np.ndarray:
+    if total <= size:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, size, replace=False))
+
+
+def plan_layer(paths: list[str], key: str | None, settings: ReportSettings,
+               budget: float) -> LayerPlan:
+    """Reads one layer's headers, basis and labels, and plans its analysis (every check)."""
+    s = settings
+    source = ShardedSource(paths, key)
+    samples = Samples(source, s.features)
+    basis = load_basis(s.basis, samples.n)
+    labels = None if s.labels is None else load_labels(s.labels, source, samples)
+    k_planes, k_report = jax.random.split(jax.random.key(s.seed))
+    pairs, max_planes, summaries = choose_planes(basis, s.planes, s.epsilon,
+                                                 max_planes=s.max_planes, key=k_planes)
+    if summaries:
+        samples.resize(SUMMARY_BATCH_ELEMENTS, samples.total)
+    neurons = _neurons.signed_neurons(basis)
+    max_samples = (default_max_samples(samples.n, neurons.num_directions, s.num_resamples)
+                   if s.max_samples is None else s.max_samples)
+    chosen = _subset(samples.total, max_samples, s.seed)
+    check_memory(int(chosen.shape[0]), samples.n, int(basis.shape[0]), neurons.num_directions,
+                 int(pairs.shape[0]), DEFAULT_NUM_ANGLES, s.num_resamples, budget,
+                 summaries=summaries)
+    return LayerPlan(source, samples, basis, labels, pairs, max_planes, summaries,
+                     check_top(s.top, int(pairs.shape[0])), neurons, max_samples, chosen,
+                     k_report)
+
+
+def analyse_layer(plan: LayerPlan, settings: ReportSettings,
+                  budget: float) -> tuple[Report, dict]:
+    """Streams one layer (:func:`srm_jax.report.stream.stream_layer`), then its report; returns
+    the report and its ``report.json`` entry (with the inputs and settings)."""
+    s, source = settings, plan.source
+    streamed = stream_layer(plan.samples, plan.basis, plan.pairs, plan.neurons, plan.chosen,
+                            epsilon=s.epsilon, summaries=plan.summaries, name=source.key or "")
+    report = srm_report(
+        streamed.subset, plan.basis, key=plan.key, epsilon=s.epsilon,
+        labels=None if plan.labels is None else plan.labels[plan.chosen], planes=plan.pairs,
+        num_resamples=s.num_resamples, statistic=s.statistic, result=streamed.result,
+        num_rows=plan.samples.total, top=plan.top, memory_budget=budget,
+        streamed_sums=streamed.sums, peaks=streamed.peaks)
+    summary = dict(report.summary)
+    summary.update({
+        "input": {"path": source.path, "key": source.key, "shape": list(source.shape),
+                  "dtype": str(source.dtype), "features": plan.samples.features,
+                  "num_shards": len(source.shards)},
+        "basis": s.basis,
+        "planes": s.planes,
+        "max_planes": plan.max_planes,
+        "max_samples": plan.max_samples,
+        "seed": s.seed,
+        "labels": s.labels,
+        "memory_budget_gib": s.memory_budget_gib,
+        "srm_jax_version": __version__,
+    })
+    return report, summary
+
+
+def run_report(activations: list[str], settings: ReportSettings, out: str) -> str:
+    """The report of the files ``activations`` (shards of one sample set) into ``out``.
+
+    Every input is checked before anything is computed; the outputs are written to a
+    temporary directory and moved into ``out`` only when all of them exist. Returns the
+    verdict sentence (of every layer with several).
+    """
+    budget = check_settings(settings, out)
+    paths = shard_paths(activations)
+    keys = layer_keys(paths, list(settings.keys or []), settings.labels)
+    plans = [plan_layer(paths, key, settings, budget) for key in keys]  # every input, checked
+    outputs = [analyse_layer(plan, settings, budget) for plan in plans]
+    if len(outputs) == 1:
+        write_report(outputs, out, plans[0].source.name)
+        return outputs[0][1]["verdict_sentence"]
+    write_report(outputs, out, plans[0].source.name.rsplit("[", 1)[0])
+    return layers_sentence([summary for _, summary in outputs])

@@ -22,6 +22,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from jax.scipy.special import betainc
 
@@ -340,12 +341,25 @@ class AlignmentTest:
         axis), or ``None`` without ``measure``.
       alternative: ``"greater"``, ``"less"`` or ``"two-sided"``; static.
       statistic: ``"projection"`` or ``"correlation"`` (:func:`alignment_statistic`); static.
+      family_wise_p_value: for a 1-D ``epsilon`` (a sweep, math §6.2), the min-p p-value over
+        the sweep (Westfall & Young 1993; :func:`min_p_value`); ``None`` for a scalar ε.
+      lit_share: for a 1-D ``epsilon``, ``(E,)`` the share of the finite samples that light at
+        least one plane of the real basis at each ε (:func:`lit_share`); ``None`` for a
+        scalar ε.
+      num_drawn: with ``sequential_level`` (sequential rotations, Besag & Clifford 1991), the
+        number of rotations drawn; ``null_scores`` is NaN past it. ``None`` without it.
+
+    For a 1-D ``epsilon`` of ``E`` thresholds, ``score`` is ``(E,)``, ``null_scores``
+    ``(K, E)`` and ``p_value`` ``(E,)``.
     """
 
     score: jax.Array
     null_scores: jax.Array
     p_value: jax.Array
     null_measured: Any = None
+    family_wise_p_value: Any = None
+    lit_share: Any = None
+    num_drawn: Any = None
     alternative: str = struct.field(pytree_node=False, default="greater")
     statistic: str = struct.field(pytree_node=False, default=DEFAULT_STATISTIC)
 
@@ -392,10 +406,12 @@ def alignment_test(
     map_batch_size: int | None = 1,
     measure: Callable[[jax.Array, Any], Any] | None = None,
     measure_args: Any = None,
+    sequential_level: float | None = None,
     num_rotations=_validation.UNSET,
     batch_size=_validation.UNSET,
 ) -> AlignmentTest:
-    """Is the alignment with the privileged basis real? A rotation test (App. B.1, quantitative).
+    """Is the alignment with the privileged basis real? A rotation test (App. B.1, quantitative;
+    math §6.1, and §6.2 for a sweep of ε).
 
     The statistic (:func:`alignment_statistic`) compares the mean SRM curve of ``activations`` on
     ``basis`` with the mean self-SRM curve of ``basis``: by default ``"projection"`` (the in-phase
@@ -422,7 +438,12 @@ def alignment_test(
       key: PRNG key for the rotations.
       activations: ``(N, n)`` samples.
       basis: ``(m, n)`` privileged basis.
-      epsilon: ``ε ∈ [−1, 1]``.
+      epsilon: ``ε ∈ [−1, 1]``; or a concrete 1-D array of ``E`` thresholds, a sweep tested
+        as one (math §6.2): each rotation is drawn once and its one product (the rotated basis,
+        or ``x q`` with ``measure``) is measured at every ε, ``measure`` once per rotation. The
+        result then holds per-ε ``score``, ``null_scores`` and ``p_value`` (each equal to the
+        scalar test's at that ε with the same ``key``), the family-wise ``family_wise_p_value``
+        (min-p, Westfall & Young 1993) and ``lit_share``.
       num_resamples: ``K``, the number of random rotations (a setting; default 199).
       alternative: ``"greater"``, ``"less"`` or ``"two-sided"``.
       statistic: one of :data:`STATISTICS`: ``"projection"`` (default) or ``"correlation"``.
@@ -439,6 +460,11 @@ def alignment_test(
         ``x q`` for both (a ``±e_i`` basis then reads coordinates by a gather); without it the
         basis is rotated. :func:`srm_jax.basis_measures.rotated_statistics` is the report's.
       measure_args: arrays passed to ``measure`` (arguments, not constants of the computation).
+      sequential_level: sequential rotations (Besag & Clifford 1991; math §6.2): draw the
+        rotations ``map_batch_size`` at a time (the same stream as the full test) and stop once
+        the decision ``p ≤ sequential_level`` cannot change (math §6.2); the result's
+        ``num_drawn`` says how many were drawn. ``None`` (default) draws all ``num_resamples``.
+        A scalar ε only, without ``measure``; static.
       num_rotations: deprecated name of ``num_resamples``.
       batch_size: deprecated name of ``map_batch_size`` (``None`` there meant one at a time).
 
@@ -454,6 +480,19 @@ def alignment_test(
     check_statistic(statistic)
     if int(num_resamples) < 1:
         raise ValueError(f"num_resamples must be >= 1, got {num_resamples}.")
+    if sequential_level is not None:
+        return _sequential_test(
+            key, activations, basis, epsilon, num_resamples=int(num_resamples),
+            level=sequential_level,
+            alternative=alternative, statistic=statistic, angles=angles, planes=planes,
+            method=method, max_planes=max_planes, chunk_size=chunk_size,
+            map_batch_size=map_batch_size, measure=measure)
+    if not isinstance(epsilon, (int, float)) and np.ndim(epsilon) == 1:
+        return _alignment_sweep(
+            key, activations, basis, epsilon, num_resamples=int(num_resamples),
+            alternative=alternative, statistic=statistic, angles=angles, planes=planes,
+            method=method, max_planes=max_planes, chunk_size=chunk_size,
+            map_batch_size=map_batch_size, measure=measure, measure_args=measure_args)
     plan, pairs, angles = plan_measurement(
         activations, basis, epsilon=epsilon, angles=angles, planes=planes, method=method,
         max_planes=max_planes, key=planes_key(key, max_planes), chunk_size=chunk_size,
@@ -520,3 +559,304 @@ def _alignment_curves(
     return (_srm_mean_curve(plan, activations, basis, pairs, angles, epsilon, table),
             _srm_mean_curve(plan, basis, basis, pairs, angles, epsilon, table), null_curves,
             null_measured)
+
+
+def min_p_value(observed, null, alternative: str = "greater") -> jax.Array:
+    """The family-wise p-value of a sweep by the min-p rule (Westfall & Young 1993; math §6.2).
+
+    ``observed`` is ``(E,)``, the statistic at each of ``E`` settings (the ε of a sweep), and
+    ``null`` ``(K, E)`` the same statistics of ``K`` null draws. Every member of the ``K + 1``
+    set gets, per setting, its p-value against the other ``K`` members by
+    :func:`permutation_p_value`'s rule (ties count as at least as extreme), and its smallest
+    p-value over the settings; the observed minimum is ranked among them:
+    ``(1 + #{k : minp_k ≤ minp_obs}) / (1 + K)``. Exact whenever the ``K + 1`` members are
+    exchangeable, whatever the dependence between settings; never below the smallest per-setting
+    p-value. NaN statistics (flat curves) count as 0 for every member alike.
+    """
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}.")
+    members = jnp.concatenate([jnp.asarray(observed)[None], jnp.asarray(null)], axis=0)
+    members = jnp.where(jnp.isnan(members), 0.0, members)  # (K + 1, E)
+    if alternative == "two-sided":
+        members = jnp.abs(members)
+    if alternative == "less":
+        at_least = members[None, :, :] <= members[:, None, :]  # [i, k]: member k vs member i
+    else:
+        at_least = members[None, :, :] >= members[:, None, :]
+    dtype = working_dtype(members)
+    size = members.shape[0]
+    # Member i's own entry counts for the "+1": (1 + #{k ≠ i}) = #{k, i included}.
+    min_p = jnp.min(jnp.sum(at_least, axis=1).astype(dtype), axis=-1) / size  # (K + 1,)
+    return (1.0 + jnp.sum(min_p[1:] <= min_p[0]).astype(dtype)) / size
+
+
+def lit_share(activations: jax.Array, basis: jax.Array, pairs: jax.Array,
+              epsilon: jax.Array, *, plane_chunk: int = 4096) -> jax.Array:
+    """The share of the finite samples that light at least one of the planes ``pairs``, per ε.
+
+    A sample lights a plane at some angle iff its in-plane radius ``r`` (math §5.1:
+    ``r² = (x_α² + x_β² − 2c x_α x_β)/(1 − c²)`` for the unit sample's coordinates ``x`` on the
+    unit basis vectors, ``c`` their cosine) is at least ``ε`` (``ε > 0``; every sample does for
+    ``ε ≤ 0``). So this is the share with ``max_planes r ≥ ε``: exact for any basis, over the
+    continuous θ (a grid of angles may miss a sample whose ``r`` is barely ``ε``). Pairs that
+    span no plane (``|c| = 1``, math §2.2) light nothing. Rows with a NaN or an infinity are not
+    samples (math §1.2). Costs ``N·P`` once, the planes ``plane_chunk`` at a time; a ± orthonormal
+    basis measured on every plane takes :func:`lit_share_pm` (``N·K``) instead.
+
+    Args:
+      activations: ``(N, n)`` samples.
+      basis: ``(m, n)`` basis.
+      pairs: int ``(P, 2)`` planes.
+      epsilon: ``(E,)`` thresholds.
+      plane_chunk: planes evaluated together.
+
+    Returns:
+      ``(E,)`` shares (NaN without any finite sample).
+    """
+    x, valid = _unit_finite_rows(activations, basis)
+    b = jnp.asarray(basis, x.dtype)
+    b = b / jnp.linalg.norm(b, axis=-1, keepdims=True)
+    radius2 = _best_radius2(exact_matmul(x, b.T), exact_matmul(b, b.T),
+                            jnp.asarray(pairs, jnp.int32), int(plane_chunk))
+    return _share_lit(radius2, valid, epsilon)
+
+
+@partial(jax.jit, static_argnames=("plane_chunk",))
+def _best_radius2(coords, gram, pairs, plane_chunk):
+    """``(N,)`` each sample's largest in-plane radius² over ``pairs`` (coordinates ``(N, m)``)."""
+    num = pairs.shape[0]
+    chunk = min(plane_chunk, num)
+    padded = jnp.concatenate([pairs, jnp.broadcast_to(pairs[:1], (-num % chunk, 2))], axis=0)
+
+    def step(best, block):
+        a, b = coords[:, block[:, 0]], coords[:, block[:, 1]]
+        c = gram[block[:, 0], block[:, 1]]
+        spans = jnp.abs(c) < 1 - 1e-6
+        denom = jnp.where(spans, 1 - c * c, 1.0)
+        r2 = jnp.where(spans, (a * a + b * b - 2 * c * a * b) / denom, 0.0)
+        return jnp.maximum(best, jnp.max(r2, axis=-1)), None
+
+    best, _ = jax.lax.scan(step, jnp.zeros(coords.shape[:1], coords.dtype),
+                           padded.reshape(-1, chunk, 2))
+    return best
+
+
+def _alignment_sweep(key, activations, basis, epsilon, *, num_resamples, alternative, statistic,
+                     angles, planes, method, max_planes, chunk_size, map_batch_size, measure,
+                     measure_args) -> AlignmentTest:
+    """:func:`alignment_test` over a 1-D sweep of ε, one rotation loop for all (math §6.2)."""
+    eps_values = np.asarray(epsilon, dtype=float)
+    if eps_values.size < 1:
+        raise ValueError("a sweep needs at least one epsilon.")
+    plans = []
+    for eps in eps_values:
+        plan, pairs, angles_used = plan_measurement(
+            activations, basis, epsilon=float(eps), angles=angles, planes=planes, method=method,
+            max_planes=max_planes, key=planes_key(key, max_planes), chunk_size=chunk_size,
+        )
+        plans.append(plan)
+    eps_array = jnp.asarray(eps_values, working_dtype(activations, basis))
+    every_plane = isinstance(planes, str) and max_planes is None
+    return _sweep_test(
+        key, activations, basis, pairs, angles_used, eps_array, measure_args,
+        num_resamples=num_resamples, plans=tuple(plans), map_batch_size=map_batch_size,
+        measure=measure, alternative=alternative, statistic=statistic,
+        directions=pm_directions(basis) if every_plane else None)
+
+
+def pm_directions(basis) -> jax.Array | None:
+    """The distinct directions ``q_k`` of a ± orthonormal basis (math §5.1: every vector is
+    some ``±q_k``, the ``q_k`` orthonormal), one per ``±`` pair, or ``None`` for any other
+    basis (or fewer than two directions). Needs a concrete basis."""
+    b = np.asarray(basis, dtype=np.float64)
+    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    gram = np.abs(b @ b.T)
+    if not np.all((gram < 1e-5) | (np.abs(gram - 1) < 1e-5)):
+        return None
+    first = [i for i in range(len(b)) if not np.any(gram[i, :i] > 0.5)]
+    return None if len(first) < 2 else jnp.asarray(b[first], working_dtype(basis))
+
+
+def lit_share_pm(activations: jax.Array, directions: jax.Array, epsilon: jax.Array) -> jax.Array:
+    """:func:`lit_share` over every plane of a ± orthonormal basis, from its directions
+    (:func:`pm_directions`), in ``O(N·K)``: the best plane's radius² is the sum of the sample's
+    two largest squared coordinates ``z_k²`` (math §5.1, where a spanning pair has ``c = 0`` and
+    ``r² = x_α² + x_β²``). Equals :func:`lit_share` for ``planes="comb"`` or ``"perm"``."""
+    x, valid = _unit_finite_rows(activations, directions)
+    z2 = jnp.square(exact_matmul(x, jnp.asarray(directions, x.dtype).T))
+    top = jax.lax.top_k(z2, 2)[0]
+    return _share_lit(top[:, 0] + top[:, 1], valid, epsilon)
+
+
+def _unit_finite_rows(activations, basis):
+    """Unit rows (zero for a row with a NaN or an infinity, math §1.2) and the finite mask."""
+    x = jnp.asarray(activations, working_dtype(activations, basis))
+    valid = jnp.all(jnp.isfinite(x), axis=-1)
+    x = jnp.where(valid[:, None], x, 0.0)
+    norm = jnp.linalg.norm(x, axis=-1, keepdims=True)
+    return x / jnp.where(norm > 0, norm, 1.0), valid
+
+
+def _share_lit(radius2, valid, epsilon):
+    """The share of the ``valid`` rows whose best radius² reaches ``ε²`` (all for ``ε ≤ 0``)."""
+    eps = jnp.asarray(epsilon, radius2.dtype)
+    lit = (eps[None, :] <= 0) | (radius2[:, None] >= (eps * eps)[None, :])
+    count = jnp.sum(lit & valid[:, None], axis=0).astype(radius2.dtype)
+    total = jnp.sum(valid).astype(radius2.dtype)
+    return jnp.where(total > 0, count / jnp.where(total > 0, total, 1.0), jnp.nan)
+
+
+def _sweep_test(key, activations, basis, pairs, angles, epsilons, measure_args, *,
+                num_resamples, plans, map_batch_size, measure, alternative, statistic,
+                directions=None):
+    """The sweep's :class:`AlignmentTest` from its plans (one per ε); pure and vmap safe."""
+    curves, references, null_curves, null_measured = _sweep_curves(
+        key, activations, basis, pairs, angles, epsilons, measure_args,
+        num_resamples=num_resamples, plans=plans, map_batch_size=map_batch_size,
+        measure=measure,
+    )
+    score = jax.vmap(lambda c, r: alignment_statistic(c, r, statistic))(curves, references)
+    null = jax.vmap(jax.vmap(lambda c, r: alignment_statistic(c, r, statistic)),
+                    in_axes=(0, None))(null_curves, references)  # (K, E)
+    null = jnp.where(jnp.isnan(null), 0.0, null)
+    return AlignmentTest(
+        score=score,
+        null_scores=null,
+        p_value=permutation_p_value(score, null, alternative),
+        null_measured=null_measured,
+        family_wise_p_value=min_p_value(score, null, alternative),
+        lit_share=(lit_share(activations, basis, pairs, epsilons) if directions is None
+                   else lit_share_pm(activations, directions, epsilons)),
+        alternative=alternative,
+        statistic=statistic,
+    )
+
+
+@partial(jax.jit, static_argnames=("num_resamples", "plans", "map_batch_size", "measure"))
+def _sweep_curves(
+    key, activations, basis, pairs, angles, epsilons, measure_args, *, num_resamples, plans,
+    map_batch_size, measure,
+):
+    """:func:`_alignment_curves` at every ε of ``epsilons`` (one plan each): ``(E, T)`` data and
+    self-SRM curves, ``(K, E, T)`` rotated curves. Each rotation is drawn and applied once."""
+    dtype = working_dtype(activations, basis)
+    activations = jnp.asarray(activations, dtype)
+    basis = jnp.asarray(basis, dtype)
+    tables = tuple(None if p.sample_major is None else plane_table(p.sample_major, pairs)
+                   for p in plans)
+    rotated_plans = tuple(dataclasses.replace(p, gather=False) for p in plans)
+
+    def all_eps(use_plans, data, on_basis):
+        return jnp.stack([
+            _srm_mean_curve(p, data, on_basis, pairs, angles, epsilons[j], tables[j])
+            for j, p in enumerate(use_plans)])
+
+    def null_curve(rotation_key):
+        q = haar_rotation(rotation_key, basis.shape[1], dtype)
+        if measure is None:
+            return all_eps(rotated_plans, activations, exact_matmul(basis, q.T)), None
+        rotated = exact_matmul(activations, q)  # one product for every ε and the measure
+        return all_eps(plans, rotated, basis), measure(rotated, measure_args)
+
+    null_curves, null_measured = batched_map(
+        null_curve, jax.random.split(key, num_resamples), map_batch_size)
+    return (all_eps(plans, activations, basis), all_eps(plans, basis, basis), null_curves,
+            null_measured)
+
+
+def _sequential_test(key, activations, basis, epsilon, *, num_resamples, level, alternative,
+                     statistic, angles, planes, method, max_planes, chunk_size, map_batch_size,
+                     measure) -> AlignmentTest:
+    """:func:`alignment_test` with sequential rotations (Besag & Clifford 1991)."""
+    if measure is not None or np.ndim(epsilon) != 0:
+        raise ValueError("sequential_level takes a scalar epsilon and no measure.")
+    hits_needed = int(np.floor(float(level) * (num_resamples + 1)))
+    if not 1 <= hits_needed <= num_resamples:
+        raise ValueError(f"sequential_level must lie in [1/(K+1), K/(K+1)] for "
+                         f"K = {num_resamples}, got {level}.")
+    plan, pairs, angles = plan_measurement(
+        activations, basis, epsilon=epsilon, angles=angles, planes=planes, method=method,
+        max_planes=max_planes, key=planes_key(key, max_planes), chunk_size=chunk_size,
+    )
+    batch = num_resamples if map_batch_size is None else min(int(map_batch_size), num_resamples)
+    score, null, num_drawn, p_value = _sequential_run(
+        key, activations, basis, pairs, angles, epsilon, num_resamples=num_resamples, plan=plan,
+        batch=batch, hits_needed=hits_needed, alternative=alternative, statistic=statistic)
+    return AlignmentTest(score=score, null_scores=null, p_value=p_value, num_drawn=num_drawn,
+                         alternative=alternative, statistic=statistic)
+
+
+def _extreme(null, observed, alternative):
+    """Which ``null`` statistics are at least as extreme as ``observed`` (math §6.1)."""
+    if alternative == "greater":
+        return null >= observed
+    if alternative == "less":
+        return null <= observed
+    return jnp.abs(null) >= jnp.abs(observed)
+
+
+@partial(jax.jit, static_argnames=("num_resamples", "plan", "batch", "hits_needed",
+                                   "alternative", "statistic"))
+def _sequential_run(key, activations, basis, pairs, angles, epsilon, *, num_resamples, plan,
+                    batch, hits_needed, alternative, statistic):
+    """Rotations ``batch`` at a time until ``hits_needed`` are at least as extreme as the
+    score or all are drawn: ``(score, (K,) null scores, NaN past num_drawn, num_drawn, p)``."""
+    dtype = working_dtype(activations, basis)
+    activations = jnp.asarray(activations, dtype)
+    basis = jnp.asarray(basis, dtype)
+    table = None if plan.sample_major is None else plane_table(plan.sample_major, pairs)
+    rotated_plan = dataclasses.replace(plan, gather=False)
+    reference = _srm_mean_curve(plan, basis, basis, pairs, angles, epsilon, table)
+    score = alignment_statistic(
+        _srm_mean_curve(plan, activations, basis, pairs, angles, epsilon, table), reference,
+        statistic)
+
+    def null_score(rotation_key):
+        q = haar_rotation(rotation_key, basis.shape[1], dtype)
+        curve = _srm_mean_curve(rotated_plan, activations, exact_matmul(basis, q.T), pairs,
+                                angles, epsilon, table)
+        value = alignment_statistic(curve, reference, statistic)
+        return jnp.where(jnp.isnan(value), 0.0, value)
+
+    num_batches = -(-num_resamples // batch)
+    keys = jax.random.split(key, num_resamples)  # the full test's stream
+    keys = jnp.concatenate([keys, keys[:num_batches * batch - num_resamples]])
+
+    def body(carry):
+        i, nulls, count = carry
+        values = jax.vmap(null_score)(jax.lax.dynamic_slice_in_dim(keys, i * batch, batch))
+        index = i * batch + jnp.arange(batch)
+        count = count + jnp.sum(_extreme(values, score, alternative) & (index < num_resamples))
+        return i + 1, jax.lax.dynamic_update_slice_in_dim(nulls, values, i * batch, 0), count
+
+    def cond(carry):
+        return (carry[0] < num_batches) & (carry[2] < hits_needed)
+
+    nulls = jnp.full((num_batches * batch,), jnp.nan, dtype)
+    i, nulls, count = jax.lax.while_loop(cond, body, (0, nulls, jnp.asarray(0)))
+    num_drawn = jnp.minimum(i * batch, num_resamples)
+    nulls = nulls[:num_resamples]
+    p_value = _sequential_p_value(score, nulls, num_drawn, count, hits_needed, alternative)
+    return score, nulls, num_drawn, p_value
+
+
+def _sequential_p_value(score, nulls, num_drawn, count, hits_needed, alternative):
+    """The p-value of sequential rotations (Besag & Clifford 1991, math §6.2).
+
+    With all ``K`` rotations drawn it is the full test's ``(1 + count)/(K + 1)``. Stopped
+    early, after the ``h``-th rotation at least as extreme as the score (``h = ⌊level·(K+1)⌋``,
+    the first count at which ``p ≤ level`` can no longer hold) came at draw ``l``, it is
+    ``max(h/l, (1 + h)/(K + 1))``: Besag & Clifford's valid sequential p-value ``h/l``, made no
+    smaller than the least full p-value the stop implies, so the decision at ``level`` is the
+    full test's (both above ``level``).
+    """
+    num_resamples = nulls.shape[0]
+    dtype = nulls.dtype
+    drawn = jnp.arange(num_resamples) < num_drawn
+    hits = _extreme(nulls, score, alternative) & drawn
+    at_hit = jnp.argmax(jnp.cumsum(hits) >= hits_needed) + 1  # l, the draw of the h-th hit
+    early = jnp.maximum(hits_needed / at_hit.astype(dtype),
+                        (1.0 + hits_needed) / (1.0 + num_resamples))
+    full = (1.0 + count.astype(dtype)) / (1.0 + num_resamples)
+    p = jnp.where(num_drawn < num_resamples, early, full)
+    return jnp.where(jnp.isnan(score), jnp.nan, p)

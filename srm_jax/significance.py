@@ -31,6 +31,7 @@ from srm_jax._precision import exact_matmul, working_dtype
 from srm_jax.alignment import alignment_score
 from srm_jax.bases import random_orthogonal
 from srm_jax.resonance import SRMResult, plan_counts, plan_measurement
+from srm_jax.rotation import normalise_rows
 from srm_jax.sample_major import plane_table
 from srm_jax.summaries import plan_summaries, summary_from_sums
 
@@ -364,6 +365,15 @@ class AlignmentTest:
     statistic: str = struct.field(pytree_node=False, default=DEFAULT_STATISTIC)
 
 
+def _extreme(null, observed, alternative):
+    """Which ``null`` statistics are at least as extreme as ``observed`` (math §6.1)."""
+    if alternative == "greater":
+        return null >= observed
+    if alternative == "less":
+        return null <= observed
+    return jnp.abs(null) >= jnp.abs(observed)
+
+
 def permutation_p_value(observed, null, alternative: str = "greater") -> jax.Array:
     """Monte Carlo p-value ``(1 + #{null at least as extreme}) / (1 + K)`` (never 0, exact).
 
@@ -377,13 +387,7 @@ def permutation_p_value(observed, null, alternative: str = "greater") -> jax.Arr
         raise ValueError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}.")
     observed = jnp.asarray(observed)
     null = jnp.asarray(null)
-    if alternative == "greater":
-        extreme = null >= observed
-    elif alternative == "less":
-        extreme = null <= observed
-    else:
-        extreme = jnp.abs(null) >= jnp.abs(observed)
-    count = jnp.sum(extreme, axis=0)
+    count = jnp.sum(_extreme(null, observed, alternative), axis=0)
     dtype = working_dtype(observed, null)
     p = (1.0 + count.astype(dtype)) / (1.0 + null.shape[0])
     return jnp.where(jnp.isnan(observed), jnp.nan, p)
@@ -504,6 +508,14 @@ def alignment_test(
     )
     score = alignment_statistic(curve, reference, statistic)
     null = jax.vmap(lambda c: alignment_statistic(c, reference, statistic))(null_curves)
+    return _rotation_test_result(score, null, null_measured, alternative=alternative,
+                                 statistic=statistic)
+
+
+def _rotation_test_result(score, null, null_measured, *, alternative, statistic,
+                          **sweep_fields) -> AlignmentTest:
+    """The :class:`AlignmentTest` of ``score`` against the rotations' ``null`` (flat curves'
+    NaN counted as 0, no alignment), with a sweep's extra fields."""
     null = jnp.where(jnp.isnan(null), 0.0, null)
     return AlignmentTest(
         score=score,
@@ -512,6 +524,7 @@ def alignment_test(
         null_measured=null_measured,
         alternative=alternative,
         statistic=statistic,
+        **sweep_fields,
     )
 
 
@@ -577,12 +590,8 @@ def min_p_value(observed, null, alternative: str = "greater") -> jax.Array:
         raise ValueError(f"alternative must be one of {ALTERNATIVES}, got {alternative!r}.")
     members = jnp.concatenate([jnp.asarray(observed)[None], jnp.asarray(null)], axis=0)
     members = jnp.where(jnp.isnan(members), 0.0, members)  # (K + 1, E)
-    if alternative == "two-sided":
-        members = jnp.abs(members)
-    if alternative == "less":
-        at_least = members[None, :, :] <= members[:, None, :]  # [i, k]: member k vs member i
-    else:
-        at_least = members[None, :, :] >= members[:, None, :]
+    # [i, k]: member k at least as extreme as member i.
+    at_least = _extreme(members[None, :, :], members[:, None, :], alternative)
     dtype = working_dtype(members)
     size = members.shape[0]
     # Member i's own entry counts for the "+1": (1 + #{k ≠ i}) = #{k, i included}.
@@ -614,8 +623,7 @@ def lit_share(activations: jax.Array, basis: jax.Array, pairs: jax.Array,
       ``(E,)`` shares (NaN without any finite sample).
     """
     x, valid = _unit_finite_rows(activations, basis)
-    b = jnp.asarray(basis, x.dtype)
-    b = b / jnp.linalg.norm(b, axis=-1, keepdims=True)
+    b = normalise_rows(jnp.asarray(basis, x.dtype))
     radius2 = _best_radius2(exact_matmul(x, b.T), exact_matmul(b, b.T),
                             jnp.asarray(pairs, jnp.int32), int(plane_chunk))
     return _share_lit(radius2, valid, epsilon)
@@ -692,9 +700,7 @@ def _unit_finite_rows(activations, basis):
     """Unit rows (zero for a row with a NaN or an infinity, math §1.2) and the finite mask."""
     x = jnp.asarray(activations, working_dtype(activations, basis))
     valid = jnp.all(jnp.isfinite(x), axis=-1)
-    x = jnp.where(valid[:, None], x, 0.0)
-    norm = jnp.linalg.norm(x, axis=-1, keepdims=True)
-    return x / jnp.where(norm > 0, norm, 1.0), valid
+    return normalise_rows(jnp.where(valid[:, None], x, 0.0)), valid
 
 
 def _share_lit(radius2, valid, epsilon):
@@ -718,17 +724,11 @@ def _sweep_test(key, activations, basis, pairs, angles, epsilons, measure_args, 
     score = jax.vmap(lambda c, r: alignment_statistic(c, r, statistic))(curves, references)
     null = jax.vmap(jax.vmap(lambda c, r: alignment_statistic(c, r, statistic)),
                     in_axes=(0, None))(null_curves, references)  # (K, E)
-    null = jnp.where(jnp.isnan(null), 0.0, null)
-    return AlignmentTest(
-        score=score,
-        null_scores=null,
-        p_value=permutation_p_value(score, null, alternative),
-        null_measured=null_measured,
+    return _rotation_test_result(
+        score, null, null_measured, alternative=alternative, statistic=statistic,
         family_wise_p_value=min_p_value(score, null, alternative),
         lit_share=(lit_share(activations, basis, pairs, epsilons) if directions is None
                    else lit_share_pm(activations, directions, epsilons)),
-        alternative=alternative,
-        statistic=statistic,
     )
 
 
@@ -784,15 +784,6 @@ def _sequential_test(key, activations, basis, epsilon, *, num_resamples, level, 
         batch=batch, hits_needed=hits_needed, alternative=alternative, statistic=statistic)
     return AlignmentTest(score=score, null_scores=null, p_value=p_value, num_drawn=num_drawn,
                          alternative=alternative, statistic=statistic)
-
-
-def _extreme(null, observed, alternative):
-    """Which ``null`` statistics are at least as extreme as ``observed`` (math §6.1)."""
-    if alternative == "greater":
-        return null >= observed
-    if alternative == "less":
-        return null <= observed
-    return jnp.abs(null) >= jnp.abs(observed)
 
 
 @partial(jax.jit, static_argnames=("num_resamples", "plan", "batch", "hits_needed",

@@ -24,7 +24,7 @@ from benchmarks.precision import (
     round_to_bfloat16,
     round_to_tf32,
 )
-from srm_jax import resonance
+from srm_jax import resonance, significance
 
 # Dots that may stay at the backend's default precision, each with the reason it cannot change a
 # count, an index or a bin. Anything else that srm-jax issues must ask for HIGHEST.
@@ -177,6 +177,10 @@ def _entry_points():
         key, 100, basis, epsilon=0.4, num_resamples=3), ())
     points["alignment_test"] = (lambda: srm_jax.alignment_test(
         key, x, basis, epsilon=0.4, num_resamples=3), ())
+    points["alignment_test_sweep"] = (lambda: srm_jax.alignment_test(
+        key, x, basis, epsilon=np.array([0.2, 0.6]), num_resamples=3), ())
+    points["lit_share"] = (lambda: significance.lit_share(
+        x, basis, pairs, jnp.array([0.2, 0.6])), ())
     points["plane_projection"] = (lambda: srm_jax.plane_projection(x, basis, pairs[:4]), ())
     points["projection_density"] = (lambda: srm_jax.projection_density(
         key, x, basis, pairs[:4], num_reference=4096), ())

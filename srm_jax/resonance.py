@@ -603,11 +603,14 @@ class Kernel(NamedTuple):
     """One counting method: its full counts and, where it has them, its own summaries.
 
     ``summaries`` returns :class:`srm_jax.sample_major.SampleMajorSums` at ``|ε|``; ``None``
-    sums the full counts (:func:`srm_jax.summaries.plan_summaries`).
+    sums the full counts (:func:`srm_jax.summaries.plan_summaries`). ``needs_concrete_basis``:
+    the method is planned from the basis' values, so it refuses a basis traced by ``jit`` or
+    ``vmap`` (a caller that maps over bases measures them one at a time).
     """
 
     counts: Callable[..., tuple]
     summaries: Callable[..., SampleMajorSums] | None = None
+    needs_concrete_basis: bool = False
 
 
 # The one registry of counting methods: a new method is a new entry here (and, if it needs
@@ -615,7 +618,8 @@ class Kernel(NamedTuple):
 KERNELS = {
     "arc": Kernel(_arc_kernel),
     "direct": Kernel(_direct_kernel),
-    "sample_major": Kernel(_sample_major_kernel, _sample_major_summaries),
+    "sample_major": Kernel(_sample_major_kernel, _sample_major_summaries,
+                           needs_concrete_basis=True),
 }
 # Every method a measurement accepts: "auto" picks a kernel (:func:`kernel_method`).
 METHODS = ("auto", *KERNELS)

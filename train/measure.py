@@ -288,7 +288,8 @@ class RunMeasurements:
 
 
 def needs_concrete_basis(method: str) -> bool:
-    """Whether the library plans ``method`` from the basis' values (not only its shape).
+    """Whether the library plans ``method`` from the basis' values (its kernel's
+    ``needs_concrete_basis``), not only from its shape.
 
     The sample-major kernel's plan (:func:`srm_jax.resonance.plan_measurement`, its
     :attr:`~srm_jax.resonance.CountPlan.major` settings) is built from a concrete basis, planes
@@ -296,7 +297,8 @@ def needs_concrete_basis(method: str) -> bool:
     then measures seed by seed (:data:`_PER_SEED`). ``"auto"`` plans without it when the basis
     is traced (it then takes the arc or direct kernel: the same counts).
     """
-    return method == "sample_major"
+    kernel = srm_jax.resonance.KERNELS.get(method)
+    return kernel is not None and kernel.needs_concrete_basis
 
 
 # Module-level jitted kernels: basis, angles and planes are arguments, so one compilation serves

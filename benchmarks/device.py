@@ -4,7 +4,8 @@
     python -m benchmarks.device --quick         # every part at toy sizes (the test suite runs it)
     python -m benchmarks.device --out DIR       # where device.json goes (default: runs/device)
 
-It runs, in this order, and prints as it goes:
+It runs, in this order, and prints as it goes (after 4, the sample-major kernel at ``llm768`` and
+the rotation test over a sweep of ten ε at 1,536 units, :func:`sweep_test_timing`):
 
 1. the device: backend, device kind, JAX version, host CPU;
 2. precision: every float dot of the engine (each method, signed, grouped, traced angles) asks
@@ -308,6 +309,36 @@ def wide_timing(quick: bool) -> dict:
     return row
 
 
+def sweep_test_timing(quick: bool) -> dict:
+    """The rotation test over a sweep at 1,536 units (the fixture's GELU layer ``mlp3``, tiled to
+    20,000 rows on an accelerator): ten ε from 0.2 to 0.95, 199 rotations, in full (the moonshot:
+    ≤ 10 s on one H100); 2,000 rows on a CPU; quick: 100 rows of the 384-wide ``resid3``, three
+    ε, 19 rotations. Its time includes compilation (a fresh test, as a user runs it)."""
+    import jax
+
+    import srm_jax
+    from benchmarks.rotation_test_benchmark import fixture_rows
+
+    rows = 100 if quick else (2_000 if jax.default_backend() == "cpu" else 20_000)
+    # Quick: the 384-wide layer (the same code; 1,536 units' self-SRM alone lights 4.7 M planes).
+    x = fixture_rows("resid3" if quick else "mlp3", rows)
+    x = np.resize(x, (rows, x.shape[1]))  # whole copies of the fixture's rows, in order
+    sweep = np.linspace(0.2, 0.95, 3 if quick else 10).astype(np.float32)
+    rotations = 19 if quick else 199
+    start = time.perf_counter()
+    test = srm_jax.alignment_test(jax.random.key(0), jax.device_put(x),
+                                  srm_jax.standard_basis(x.shape[1]), epsilon=sweep,
+                                  num_resamples=rotations)
+    jax.block_until_ready(test.p_value)
+    row = {"rows": rows, "width": int(x.shape[1]), "epsilons": len(sweep),
+           "rotations": rotations, "seconds": time.perf_counter() - start,
+           "family_wise_p_value": float(test.family_wise_p_value),
+           "lit_share": np.asarray(test.lit_share).tolist()}
+    _log(f"  sweep test, {rows:,} × {row['width']}, {len(sweep)} ε, {rotations} rotations: "
+         f"{row['seconds']:.3g} s, family-wise p = {row['family_wise_p_value']:.3g}")
+    return row
+
+
 def crossover(quick: bool) -> dict:
     points = sorted(srm_benchmark.crossover_points(quick), key=lambda p: p["work"])
     # Largest work below which direct always wins (the measured auto limit for this backend).
@@ -355,6 +386,15 @@ def results_block(report: dict) -> list[str]:
         f"{wide['sample_major_counts_s']:.3g} s, one read of the activations "
         f"{wide['floor_read_s'] * 1e3:.3g} ms.",
     ]
+    sweep = report.get("sweep_test")
+    if sweep:
+        lines += [
+            "",
+            f"Rotation test over a sweep (`alignment_test`, fixture `mlp3` tiled): "
+            f"{sweep['rows']:,} × {sweep['width']}, {sweep['epsilons']} ε, "
+            f"{sweep['rotations']} rotations: {sweep['seconds']:.3g} s with compilation "
+            f"(family-wise p = {sweep['family_wise_p_value']:.3g}).",
+        ]
     prec = report["precision"]
     lines += [
         "",
@@ -415,6 +455,8 @@ def main(argv=None) -> int:
     report["timing"] = timing(names, args.quick, report["rates"])
     _log("language-model width (sample-major kernel):")
     report["wide"] = wide_timing(args.quick)
+    _log("rotation test over a sweep of ε at 1,536 units:")
+    report["sweep_test"] = sweep_test_timing(args.quick)
     _log("direct/arc crossover:")
     report["crossover"] = crossover(args.quick)
     _log(f"  suggested auto limit: {report['crossover']['suggested_auto_direct_limit']:,}")

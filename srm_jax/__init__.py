@@ -55,6 +55,8 @@ from srm_jax.significance import (
     haar_rotation,
     haar_rotations,
     isotropic_expectation,
+    lit_share,
+    min_p_value,
     null_band,
     permutation_p_value,
 )
@@ -164,6 +166,8 @@ __all__ = [
     "haar_rotations",
     "isotropic_expectation",
     "isotropic_plane_density",
+    "lit_share",
+    "min_p_value",
     "null_band",
     "per_class_srm",
     "permutation_p_value",

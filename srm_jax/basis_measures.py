@@ -161,9 +161,18 @@ def measure_sums(
     c = jnp.asarray(coordinates)
     c = c.astype(jnp.promote_types(c.dtype, jnp.float32))
     norms = jnp.asarray(norms, c.dtype)
-    k = c.shape[1]
     valid = jnp.all(jnp.isfinite(c), axis=1) & jnp.isfinite(norms) & (norms > 0)
-    c = jnp.where(valid[:, None], c, 0.0)
+    return _valid_sums(c, valid, norms, jnp.sum(c * c, axis=1), threshold=threshold,
+                       relative_threshold=relative_threshold, bins=bins)
+
+
+def _valid_sums(c, valid, norms, square_sum, *, threshold, relative_threshold, bins):
+    """:func:`measure_sums` given each row's validity and ``Σ_k c_k²`` (``square_sum``).
+
+    Every use of a row is masked by ``valid``, so invalid rows (NaN, Inf) need no zeroing: their
+    NaN moments and comparisons never reach a sum.
+    """
+    k = c.shape[1]
     # Kurtosis across dimensions: m4 / m2^2 with central moments (scipy's fisher=False, bias).
     centred = c - jnp.mean(c, axis=1, keepdims=True)
     m2 = jnp.mean(centred**2, axis=1)
@@ -171,8 +180,8 @@ def measure_sums(
     has_kurtosis = valid & (m2 > 0)
     kurtosis = jnp.where(has_kurtosis, m4 / jnp.where(has_kurtosis, m2, 1.0) ** 2, 0.0)
     # Outliers: absolute |c| >= threshold; relative c^2 >= t^2 (S - c^2) / (K - 1).
-    square = c**2
-    others = (jnp.sum(square, axis=1, keepdims=True) - square) / max(k - 1, 1)
+    square = c * c
+    others = (square_sum[:, None] - square) / max(k - 1, 1)
     absolute = valid[:, None] & (jnp.abs(c) >= threshold)
     relative = valid[:, None] & (square >= relative_threshold**2 * others)
     # Proximity: max_k |cos(d, q_k)| into fixed bins of [0, 1].
@@ -183,10 +192,18 @@ def measure_sums(
         num_samples=jnp.sum(valid, dtype=jnp.int32),
         num_kurtosis=jnp.sum(has_kurtosis, dtype=jnp.int32),
         kurtosis_sum=jnp.sum(kurtosis),
-        outlier_counts=jnp.sum(absolute, axis=0, dtype=jnp.int32),
-        relative_outlier_counts=jnp.sum(relative, axis=0, dtype=jnp.int32),
+        outlier_counts=_column_counts(absolute),
+        relative_outlier_counts=_column_counts(relative),
         proximity_histogram=histogram,
     )
+
+
+def _column_counts(mask: jax.Array) -> jax.Array:
+    """int32 ``(K,)`` true entries of each column of a bool ``(N, K)``: summed as float32 (exact
+    below 2²⁴ rows), which XLA:CPU reduces over rows faster than int32."""
+    if mask.shape[0] >= 2**24:
+        return jnp.sum(mask, axis=0, dtype=jnp.int32)
+    return jnp.sum(mask.astype(jnp.float32), axis=0).astype(jnp.int32)
 
 
 def activation_sums(activations: jax.Array, directions: jax.Array, **kwargs) -> MeasureSums:
@@ -276,8 +293,12 @@ class MeasuresTest:
 
 
 #: Rotations applied together at most, whatever the budget: a larger batch is no faster on CPU
-#: (the work is the products), and XLA:CPU can stall, idle, on a batch of a hundred rotations of
-#: a wide layer.
+#: (the work is the products and each draw's QR). A bound, not a workaround: the stall once seen
+#: on 108 rotations of width 768 (jax 0.10.2, ``jax.random.orthogonal`` vmapped) is the QR's
+#: LAPACK custom call running scipy's multi-threaded OpenBLAS on an XLA:CPU worker, whose threads
+#: spin-wait while other processes hold the cores. It slows one rotation as much as a batch and
+#: goes with ``OPENBLAS_NUM_THREADS=1`` (tests/test_xla_rotation_batch.py;
+#: https://github.com/OpenMathLib/OpenBLAS/issues/5517, https://github.com/jax-ml/jax/issues/39292).
 MAX_ROTATIONS_PER_BATCH = 16
 
 
@@ -416,14 +437,44 @@ def direction_arguments(neurons: SignedBasis, basis: jax.Array) -> dict:
     """The arrays :func:`measure_directions` needs for ``basis`` (whose neurons are ``neurons``,
     :func:`srm_jax.neurons.signed_neurons`): its unit ``directions`` ``(K, n)`` and, for the
     standard basis, the ``axes`` and ``signs`` that make each coordinate a gather (``±x_i``)
-    instead of a product."""
+    instead of a product.
+
+    When the directions are the coordinate axes in order (``axes = 0, …, n−1``) ``axes`` is
+    ``None``: the coordinates are the samples themselves (times ``signs``; ``None`` when every
+    sign is ``+``). ``None`` is an empty pytree, so the choice stays static under ``jax.jit``.
+    """
     directions = neurons.directions(jnp.asarray(basis, jnp.float32))
     if not neurons.standard:
         return {"directions": directions}
     values = np.asarray(directions)
     axes = np.argmax(np.abs(values), axis=1)
+    signs = np.sign(values[np.arange(len(axes)), axes])
+    if np.array_equal(axes, np.arange(values.shape[1])):
+        return {"directions": directions, "axes": None,
+                "signs": None if np.all(signs > 0) else jnp.asarray(signs, jnp.float32)}
     return {"directions": directions, "axes": jnp.asarray(axes, jnp.int32),
-            "signs": jnp.asarray(np.sign(values[np.arange(len(axes)), axes]), jnp.float32)}
+            "signs": jnp.asarray(signs, jnp.float32)}
+
+
+def _direction_sums(rows: jax.Array, arguments: dict, **kwargs) -> MeasureSums:
+    """:func:`measure_sums` of ``(C, n)`` samples on the directions of ``arguments``
+    (:func:`direction_arguments`)."""
+    directions = jnp.asarray(arguments["directions"], rows.dtype)
+    if "signs" not in arguments:
+        return activation_sums(rows, directions, **kwargs)
+    signs = arguments["signs"]
+    signs = None if signs is None else jnp.asarray(signs, rows.dtype)
+    if arguments.get("axes") is None:
+        # The coordinates are the samples (a gather along the feature axis would cost XLA:CPU
+        # two transposes and a copy): Σ_k c_k² is ‖d‖², and a row is valid when it is finite
+        # and non-zero, exactly when ‖d‖² is (an Inf or NaN makes it Inf or NaN).
+        c = rows if signs is None else rows * signs
+        square_sum = jnp.sum(rows * rows, axis=1)
+        valid = jnp.isfinite(square_sum) & (square_sum > 0)
+        return _valid_sums(c, valid, jnp.sqrt(square_sum), square_sum, **kwargs)
+    norms = jnp.linalg.norm(jnp.where(jnp.isfinite(rows), rows, jnp.nan), axis=1)
+    return measure_sums(jnp.take(rows, jnp.asarray(arguments["axes"]), axis=1) * signs, norms,
+                        **kwargs)
 
 
 def measure_directions(
@@ -435,34 +486,26 @@ def measure_directions(
     relative_threshold: float = RELATIVE_OUTLIER_THRESHOLD,
 ) -> BasisMeasures:
     """The measures of ``activations`` on unit directions (:func:`direction_arguments`),
-    ``row_chunk`` samples at a time (``jax.lax.scan``; memory ``row_chunk × K``).
+    ``row_chunk`` samples at a time (``jax.lax.scan`` over the whole chunks, then the rest;
+    memory ``row_chunk × K``).
 
-    With ``axes`` the coordinates are gathered (``signs · x[:, axes]``, the standard basis);
-    otherwise they are an exact product. Pure and jit-safe (``row_chunk`` and the thresholds
-    static).
+    With ``axes`` the coordinates are gathered (``signs · x[:, axes]``, the standard basis; the
+    samples themselves when ``axes`` is ``None``); otherwise they are an exact product. Pure and
+    jit-safe (``row_chunk`` and the thresholds static).
     """
     x = jnp.asarray(activations)
     x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     n = x.shape[1]
     row_chunk = int(min(row_chunk, max(1, x.shape[0])))
-    pad = (-x.shape[0]) % row_chunk
-    x = jnp.concatenate([x, jnp.full((pad, n), jnp.nan, x.dtype)]) if pad else x
-    chunks = x.reshape(-1, row_chunk, n)
-    directions = jnp.asarray(arguments["directions"], x.dtype)
-    axes = arguments.get("axes")
-
-    def add(total, rows):
-        if axes is None:
-            sums = activation_sums(rows, directions, threshold=threshold,
-                                   relative_threshold=relative_threshold)
-        else:
-            norms = jnp.linalg.norm(jnp.where(jnp.isfinite(rows), rows, jnp.nan), axis=1)
-            coordinates = rows[:, axes] * jnp.asarray(arguments["signs"], rows.dtype)
-            sums = measure_sums(coordinates, norms, threshold=threshold,
-                                relative_threshold=relative_threshold)
-        return combine_sums(total, sums), None
-
-    sums, _ = jax.lax.scan(add, zero_sums(directions.shape[0]), chunks)
+    whole = x.shape[0] // row_chunk * row_chunk
+    chunk_sums = partial(_direction_sums, arguments=arguments, threshold=threshold,
+                         relative_threshold=relative_threshold, bins=PROXIMITY_BINS)
+    sums = zero_sums(jnp.shape(arguments["directions"])[0])
+    if whole:
+        sums, _ = jax.lax.scan(lambda total, rows: (combine_sums(total, chunk_sums(rows)), None),
+                               sums, x[:whole].reshape(-1, row_chunk, n))
+    if whole < x.shape[0]:  # the last rows, a smaller chunk: no padded copy of the samples
+        sums = combine_sums(sums, chunk_sums(x[whole:]))
     return finalise_measures(sums)
 
 

@@ -42,6 +42,7 @@ from srm_jax.sample_major import (
     SampleMajorSums,
     basis_structure,
     check_plane_table_pairs,
+    observed_leaders,
     planes_orientations,
     sample_major_counts,
     sample_major_plan,
@@ -329,7 +330,7 @@ def plan_measurement(
         grid = _Grid(period=period, theta0=0.0, step=TWO_PI / period)
     else:
         grid = angle_layout(angles, dtype)
-    major = _plan_sample_major(basis, pairs, epsilon, method)
+    major = _plan_sample_major(basis, pairs, epsilon, method, activations)
     plan = CountPlan(signed=bool(signed), method=method,
                      chunk_size=None if chunk_size is None else int(chunk_size), grid=grid,
                      backend=jax.default_backend(), sample_major=major,
@@ -337,14 +338,21 @@ def plan_measurement(
     return plan, pairs, angles
 
 
-# method="auto" takes the sample-major kernel when its work per leading sample (L·K·J,
-# :func:`srm_jax.sample_major.sample_major_work`) is at most this fraction of the planes, and
-# there are at least SAMPLE_MAJOR_MIN_PLANES planes (benchmarks/RESULTS.md).
-SAMPLE_MAJOR_WORK_FRACTION = 1 / 16
+# method="auto" takes the sample-major kernel when its work per sample (L·K·J with the leaders
+# bound L, :func:`srm_jax.sample_major.sample_major_work`) is at most this fraction of the planes:
+# on the kernel's worst-case tokens the crossover against the tile kernel lies near P/4
+# (benchmarks/RESULTS.md, "Cost over ε"). Where the bound says no and the samples are concrete,
+# the same rule is applied to the leader rows the samples actually have (their mean over at most
+# SAMPLE_MAJOR_PROBE_ROWS rows), plus the scan of every (sample, direction) at
+# SAMPLE_MAJOR_SCAN_ENTRIES entries each. Below SAMPLE_MAJOR_MIN_PLANES planes the tile kernels.
+SAMPLE_MAJOR_WORK_FRACTION = 1 / 4
 SAMPLE_MAJOR_MIN_PLANES = 4096
+SAMPLE_MAJOR_PROBE_ROWS = 2048
+SAMPLE_MAJOR_SCAN_ENTRIES = 4
 
 
-def _plan_sample_major(basis, pairs, epsilon, method) -> SampleMajorPlan | None:
+def _plan_sample_major(basis, pairs, epsilon, method,
+                       activations=None) -> SampleMajorPlan | None:
     """The sample-major settings for this measurement, or ``None`` (see :class:`CountPlan`).
 
     ``method="sample_major"`` needs a concrete basis, ε ≠ 0 and concrete pairs that each span a
@@ -367,18 +375,59 @@ def _plan_sample_major(basis, pairs, epsilon, method) -> SampleMajorPlan | None:
     major = sample_major_plan(structure, float(epsilon))
     if major is None:  # ε = 0: every sample lights every plane; the tile kernel counts it
         return None
-    why = check_plane_table_pairs(structure, pairs)
+    why, both_orientations = _pairs_layout(basis, structure, pairs)
     if why is not None:
         if wanted:
             raise ValueError(f"method='sample_major' cannot count these planes: {why}.")
         return None
-    major = dataclasses.replace(major, both_orientations=planes_orientations(structure, pairs))
-    if not wanted and sample_major_work(major) > SAMPLE_MAJOR_WORK_FRACTION * num_planes:
+    major = dataclasses.replace(major, both_orientations=both_orientations)
+    if not wanted and not _sample_major_pays(major, num_planes, basis, activations):
         return None
     return major
 
 
+def _sample_major_pays(major: SampleMajorPlan, num_planes: int, basis, activations) -> bool:
+    """``"auto"``'s rule for the sample-major kernel (the constants above)."""
+    budget = SAMPLE_MAJOR_WORK_FRACTION * num_planes
+    if sample_major_work(major) <= budget:
+        return True
+    if activations is None or not _validation.is_concrete(activations) or activations.ndim != 2:
+        return False
+    leaders = observed_leaders(major, activations, basis, SAMPLE_MAJOR_PROBE_ROWS)
+    scan = SAMPLE_MAJOR_SCAN_ENTRIES * major.structure.num_directions
+    return sample_major_work(major, leaders) + scan <= budget
+
+
+def replan(plan: CountPlan, basis, pairs, epsilon, activations) -> CountPlan:
+    """``plan`` (of :func:`plan_measurement`, for ``basis`` and ``pairs``) with its sample-major
+    settings made again for another ε or other concrete samples (a sweep's thresholds, the
+    rotated copies of a rotation test: :func:`srm_jax.alignment_test`), by the rule of
+    :func:`plan_measurement`, without validating the inputs again. A method other than
+    ``"auto"`` and ``"sample_major"`` keeps its plan."""
+    if plan.method not in ("auto", "sample_major"):
+        return plan
+    major = _plan_sample_major(basis, pairs, epsilon, plan.method, activations)
+    return dataclasses.replace(
+        plan, sample_major=major,
+        gather=major is not None and major.structure.coordinate is not None)
+
+
 _STRUCTURES: dict = {}
+_PAIRS_LAYOUTS: dict = {}
+
+
+def _pairs_layout(basis, structure: BasisStructure, pairs) -> tuple[str | None, bool]:
+    """:func:`srm_jax.sample_major.check_plane_table_pairs` and
+    :func:`srm_jax.sample_major.planes_orientations` of concrete pairs, cached by the basis' and
+    the pairs' bytes (both sort every pair: a wide basis' millions of planes, planned once per ε
+    of a sweep)."""
+    key = (_validation.array_key(np.asarray(basis)), _validation.array_key(np.asarray(pairs)))
+    if key not in _PAIRS_LAYOUTS:
+        if len(_PAIRS_LAYOUTS) >= 8:
+            _PAIRS_LAYOUTS.pop(next(iter(_PAIRS_LAYOUTS)))
+        why = check_plane_table_pairs(structure, pairs)
+        _PAIRS_LAYOUTS[key] = (why, why is None and planes_orientations(structure, pairs))
+    return _PAIRS_LAYOUTS[key]
 
 
 def _basis_structure(basis) -> BasisStructure:

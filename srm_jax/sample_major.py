@@ -194,9 +194,38 @@ def sample_major_plan(structure: BasisStructure, epsilon: float) -> SampleMajorP
     return dataclasses.replace(plan, leaders=leaders)
 
 
-def sample_major_work(plan: SampleMajorPlan) -> int:
-    """Entries per leading sample, ``L · K · J``: the kernel's cost model (with the lit arcs)."""
-    return plan.leaders * plan.structure.num_directions * plan.planes_per_pair
+def sample_major_work(plan: SampleMajorPlan, leaders: float | None = None) -> float:
+    """Entries per sample, ``L · K · J``: the kernel's cost model (with the lit arcs), for the
+    bound ``L`` or for ``leaders`` leader rows a sample (:func:`observed_leaders`)."""
+    rows = plan.leaders if leaders is None else leaders
+    return rows * plan.structure.num_directions * plan.planes_per_pair
+
+
+def probe_rows(num_samples: int, max_rows: int) -> np.ndarray:
+    """At most ``max_rows`` evenly spaced row indices of ``num_samples`` rows (first and last
+    included): the rows a plan reads of concrete samples."""
+    return np.unique(np.linspace(0, num_samples - 1, min(num_samples, max_rows)).astype(np.int64))
+
+
+def observed_leaders(plan: SampleMajorPlan, activations, basis, max_rows: int = 2048) -> float:
+    """The mean number of leader rows (directions with ``z² ≥ τ``) of concrete samples: at most
+    ``max_rows`` evenly spaced rows are read (finite, non-zero rows only; host NumPy, for
+    planning). The kernel's cost follows this number, which for most data lies far below the
+    bound ``L`` (a Haar-rotated layer has almost none at any ε that lights anything)."""
+    with jax.ensure_compile_time_eval():  # concrete samples closed over by a jit: read them
+        x = np.asarray(activations[probe_rows(activations.shape[0], max_rows)], np.float32)
+    norms = np.linalg.norm(x.astype(np.float64), axis=1)
+    keep = np.isfinite(norms) & (norms > 0)
+    if not np.any(keep):
+        return 0.0
+    x = x[keep] / norms[keep, None].astype(np.float32)
+    s = plan.structure
+    if s.coordinate is not None:  # ±e_i directions: the coordinates themselves, no product
+        z = x[:, np.asarray(s.coordinate)]
+    else:
+        directions = np.asarray(basis, np.float32)[np.asarray(s.representative)]
+        z = x @ (directions / np.linalg.norm(directions, axis=1, keepdims=True)).T
+    return float(np.mean(np.sum(np.square(z) >= plan.leader_threshold, axis=1)))
 
 
 def plane_table(plan: SampleMajorPlan, pairs: jax.Array) -> jax.Array:
@@ -310,7 +339,8 @@ class _Layout:
     """The static sizes of one kernel call (hashable: known before tracing).
 
     ``turn_period`` is set for full counts on a uniform grid with its endpoint (the one-turn
-    layout of :func:`_fold_one_turn`); otherwise the difference arrays hold two turns.
+    layout of :func:`_fold_one_turn`); otherwise the difference arrays hold two turns. ``sweep``
+    is the number of thresholds of :func:`sample_major_curves` (0 for the other entry points).
     """
 
     plan: SampleMajorPlan
@@ -323,6 +353,7 @@ class _Layout:
     gather: bool
     summary: bool
     turn_period: int | None = None
+    sweep: int = 0
 
     @property
     def directions(self) -> int:
@@ -368,6 +399,7 @@ class _Geometry(NamedTuple):
     sign_b: jax.Array  # (J,) the sign of the vector along the partner
     table: jax.Array  # (K, K, J) :func:`plane_table`
     basis: jax.Array | None  # unit basis to project on, None for a gather
+    sweep: jax.Array | None = None  # (E,) the thresholds of sample_major_curves
 
 
 class _Bins(NamedTuple):
@@ -405,16 +437,23 @@ class _Sums(NamedTuple):
     dense: jax.Array
 
 
+class _Curves(NamedTuple):
+    """Curves accumulator of :func:`sample_major_curves`: wide ``(G·C·E, T, 2)`` sums, or a
+    chunk's difference arrays inside a chunk."""
+
+    curve: jax.Array
+
+
 class _Carry(NamedTuple):
     """The carry of the scan over chunks. ``found`` (the candidate queue) rides in it: entries
     past a chunk's count are never read, so it is allocated once, not zeroed per chunk."""
 
-    acc: _Counts | _Sums
+    acc: _Counts | _Sums | _Curves
     found: jax.Array
 
 
 def _layout(unit, pairs, angles, num_groups, signed, plan, grid, backend, chunk, gather,
-            summary) -> _Layout:
+            summary, sweep=0) -> _Layout:
     """The :class:`_Layout` of a call (``grid`` as returned by :func:`grid_bins`)."""
     num_angles = angles.shape[0]
     # Full counts of a uniform grid with its endpoint (the default: T = period + 1, angle 2π
@@ -430,7 +469,7 @@ def _layout(unit, pairs, angles, num_groups, signed, plan, grid, backend, chunk,
         # The complement (ε < 0) needs the negative arcs of |ε|, and so does signed SRM.
         copies=2 if (signed or plan.complement) else 1, chunk=chunk,
         portable=backend != "cpu", gather=gather, summary=summary,
-        turn_period=grid.period if one_turn else None,
+        turn_period=grid.period if one_turn else None, sweep=int(sweep),
     )
 
 
@@ -473,12 +512,15 @@ def _bins(grid, angles) -> _Bins:
 
 
 def _setup(unit, num_groups, unit_basis, pairs, angles, epsilon, signed, plan, grid, backend,
-           chunk, table, gather, summary):
-    """The layout, traced constants and bins of one call of either entry point."""
+           chunk, table, gather, summary, sweep=None):
+    """The layout, traced constants and bins of one call of any entry point (``sweep``: the
+    ``(E,)`` thresholds of :func:`sample_major_curves`; ``epsilon`` then the least of them)."""
     bins = _bins(grid, angles)
     layout = _layout(unit, pairs, angles, num_groups, signed, plan, bins.grid, backend, chunk,
-                     gather, summary)
+                     gather, summary, 0 if sweep is None else sweep.shape[0])
     geometry = _geometry(plan, unit_basis, pairs, epsilon, unit.dtype, table, gather)
+    if sweep is not None:
+        geometry = geometry._replace(sweep=jnp.abs(jnp.asarray(sweep, unit.dtype)))
     return layout, geometry, bins
 
 
@@ -554,6 +596,33 @@ def sample_major_summaries(
                            totals=totals)
 
 
+def sample_major_curves(
+    unit, valid, groups, num_groups, unit_basis, pairs, angles, epsilons, signed, *,
+    plan: SampleMajorPlan, grid, backend: str, chunk: int | None = None,
+    table: jax.Array | None = None, gather: bool = False,
+) -> jax.Array:
+    """The per-angle counts summed over planes at each of ``E`` thresholds, in one enumeration.
+
+    A sweep of ε (math §6.2) shares its leaders and candidates: they are found once at the least
+    ``|ε|`` (the plan's ``threshold``, for which the kernel is exact at every larger ``|ε|``),
+    and each lit plane's arc is histogrammed at every threshold it reaches. Arguments as
+    :func:`sample_major_counts`, with ``epsilons`` ``(E,)`` thresholds of one sign.
+
+    Returns:
+      wide (:func:`wide_add`) int32 ``(G, C, E, T, 2)`` curve sums at ``|ε|`` of each threshold,
+      copies as in :func:`sample_major_counts`.
+    """
+    epsilons = jnp.asarray(epsilons)
+    least = jnp.min(jnp.abs(epsilons))
+    layout, geometry, bins = _setup(unit, num_groups, unit_basis, pairs, angles, least, signed,
+                                    plan, grid, backend, chunk, table, gather, summary=True,
+                                    sweep=epsilons)
+    rows = num_groups * layout.copies * layout.sweep
+    acc = _Curves(jnp.zeros((rows, layout.num_angles, 2), jnp.int32))
+    acc = _scan_chunks(layout, geometry, bins, unit, valid, groups, acc)
+    return acc.curve.reshape(num_groups, layout.copies, layout.sweep, layout.num_angles, 2)
+
+
 def _scan_chunks(layout: _Layout, geometry: _Geometry, bins: _Bins, unit, valid, groups, acc):
     """``acc`` plus every chunk's arcs (:func:`_chunk_step`), by a scan over the chunks."""
     chunks = pad_samples(unit, valid, groups, layout.chunk)
@@ -576,6 +645,12 @@ def _chunk_step(layout: _Layout, geometry: _Geometry, bins: _Bins, carry: _Carry
 
     if not layout.summary:
         return _Carry(run(carry.acc), found), None
+    if layout.sweep:
+        rows = layout.num_groups * layout.copies * layout.sweep
+        chunk_curve = _fold(run(_Curves(jnp.zeros(rows * layout.width, jnp.int32))).curve
+                            .reshape(rows, layout.width), bins.period, bins.out_index,
+                            layout.num_angles)
+        return _Carry(_Curves(wide_add(carry.acc.curve, chunk_curve)), found), None
     rows = layout.num_groups * layout.copies
     chunk_acc = run(_Sums(jnp.zeros(rows * layout.width, jnp.int32), carry.acc.dense))
     chunk_curve = _fold(chunk_acc.curve.reshape(rows, layout.width), bins.period,
@@ -666,10 +741,19 @@ def _candidate_arcs(layout: _Layout, geometry: _Geometry, leaders: _ChunkLeaders
     y = (p_beta - c * x) / jnp.sqrt(1 - c * c)
     r2 = x * x + y * y
     phi = _atan2(y, x, layout.portable)
-    half_width = _atan2(jnp.sqrt(jnp.maximum(r2 - g.eps2, 0)),
-                        jnp.broadcast_to(g.eps, x.shape), layout.portable)
-    return _Arcs(group=leaders.groups[sample][:, None], plane=plane, pair=a * k + b,
-                 lo=-phi - half_width, half_width=half_width, lit=entry & (r2 >= g.eps2))
+    arcs = _Arcs(group=leaders.groups[sample][:, None], plane=plane, pair=a * k + b,
+                 lo=-phi, half_width=r2, lit=entry)
+    return arcs if layout.sweep else _arcs_at(layout, arcs, g.eps)
+
+
+def _arcs_at(layout: _Layout, planes: _Arcs, eps) -> _Arcs:
+    """The arcs at threshold ``eps`` of :func:`_candidate_arcs`' planes before a threshold is
+    applied (``lo`` holds ``−φ``, ``half_width`` holds ``r²`` and ``lit`` the planes in play)."""
+    r2 = planes.half_width
+    half_width = _atan2(jnp.sqrt(jnp.maximum(r2 - eps * eps, 0)),
+                        jnp.broadcast_to(eps, r2.shape), layout.portable)
+    return planes._replace(lo=planes.lo - half_width, half_width=half_width,
+                           lit=planes.lit & (r2 >= eps * eps))
 
 
 def _histogram_step(layout: _Layout, geometry: _Geometry, bins: _Bins, leaders: _ChunkLeaders,
@@ -677,6 +761,17 @@ def _histogram_step(layout: _Layout, geometry: _Geometry, bins: _Bins, leaders: 
     """One step of the histogram: ``block`` candidates' lit arcs, each copy, into ``acc``."""
     i, acc = state
     arcs = _candidate_arcs(layout, geometry, leaders, found, num_found, i)
+    if layout.sweep:
+        for e in range(layout.sweep):
+            eps = geometry.sweep[e]
+            # Most candidates of the least ε reach no larger one: a block none of whose planes
+            # is lit at this ε skips its arcs (the test is one comparison per entry).
+            acc = jax.lax.cond(
+                jnp.any(arcs.lit & (arcs.half_width >= eps * eps)),
+                lambda acc, eps=eps, e=e: _add_sweep_arcs(
+                    layout, bins, acc, _arcs_at(layout, arcs, eps), e),
+                lambda acc: acc, acc)
+        return i + 1, acc
     for copy, shift in enumerate((0.0, math.pi)[:layout.copies]):
         start, stop = _arc_bins(arcs.lo, arcs.half_width, shift, bins.grid)
         start = jnp.where(arcs.lit, start, 0)
@@ -687,6 +782,20 @@ def _histogram_step(layout: _Layout, geometry: _Geometry, bins: _Bins, leaders: 
         else:
             acc = _add_counts(layout, acc, row * layout.num_planes + arcs.plane, start, stop)
     return i + 1, acc
+
+
+def _add_sweep_arcs(layout: _Layout, bins: _Bins, acc: _Curves, arcs: _Arcs, e: int) -> _Curves:
+    """Adds the lit arcs of threshold ``e`` of a sweep, each copy, to the chunk's curve
+    differences (rows ``(group·C + copy)·E + e``)."""
+    curve = acc.curve
+    for copy, shift in enumerate((0.0, math.pi)[:layout.copies]):
+        start, stop = _arc_bins(arcs.lo, arcs.half_width, shift, bins.grid)
+        start = jnp.where(arcs.lit, start, 0)
+        stop = jnp.where(arcs.lit, stop, 0)
+        base = ((arcs.group * layout.copies + copy) * layout.sweep + e) * layout.width
+        curve = curve.at[(base + start).ravel()].add(1, mode="promise_in_bounds")
+        curve = curve.at[(base + stop).ravel()].add(-1, mode="promise_in_bounds")
+    return _Curves(curve)
 
 
 # Up to this many leaders a sample, rows are found by that many argmax passes over the chunk's

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -30,10 +30,17 @@ from srm_jax import _validation
 from srm_jax._precision import exact_matmul, working_dtype
 from srm_jax.alignment import alignment_score
 from srm_jax.bases import random_orthogonal
-from srm_jax.resonance import SRMResult, plan_counts, plan_measurement
+from srm_jax.planes import spanning_planes
+from srm_jax.resonance import (
+    SAMPLE_MAJOR_PROBE_ROWS,
+    SRMResult,
+    plan_counts,
+    plan_measurement,
+    replan,
+)
 from srm_jax.rotation import normalise_rows
-from srm_jax.sample_major import plane_table
-from srm_jax.summaries import plan_summaries, summary_from_sums
+from srm_jax.sample_major import plane_table, probe_rows
+from srm_jax.summaries import plan_summaries, plan_sweep_curves, summary_from_sums
 
 ALTERNATIVES = ("greater", "less", "two-sided")
 #: The statistics of the rotation test (:func:`alignment_statistic`); the first is the default
@@ -44,6 +51,8 @@ DEFAULT_LEVELS = (0.025, 0.5, 0.975)
 #: ``jax.random.fold_in(key, PLANES_STREAM)`` draws ``max_planes`` in the functions whose ``key``
 #: also draws their Monte Carlo null: the null's draws stay those of ``key``.
 PLANES_STREAM = 1
+#: The seed of the one rotation on which a rotation test plans its rotated copies' kernel.
+NULL_PLAN_SEED = 0
 
 
 def check_statistic(statistic: str) -> None:
@@ -468,7 +477,8 @@ def alignment_test(
         rotations ``map_batch_size`` at a time (the same stream as the full test) and stop once
         the decision ``p ≤ sequential_level`` cannot change (math §6.2); the result's
         ``num_drawn`` says how many were drawn. ``None`` (default) draws all ``num_resamples``.
-        A scalar ε only, without ``measure``; static.
+        For a sweep the test stops once every ε's decision is certain to be "no evidence" (the
+        family-wise decision is then certain too, math §6.2). Without ``measure``; static.
       num_rotations: deprecated name of ``num_resamples``.
       batch_size: deprecated name of ``map_batch_size`` (``None`` there meant one at a time).
 
@@ -484,31 +494,26 @@ def alignment_test(
     check_statistic(statistic)
     if int(num_resamples) < 1:
         raise ValueError(f"num_resamples must be >= 1, got {num_resamples}.")
+    sweep = not isinstance(epsilon, (int, float)) and np.ndim(epsilon) == 1
+    test = _plan_rotation_test(
+        key, activations, basis, epsilon, sweep=sweep, num_resamples=int(num_resamples),
+        angles=angles, planes=planes, method=method, max_planes=max_planes,
+        chunk_size=chunk_size, map_batch_size=map_batch_size, measure=measure,
+        level=sequential_level)
     if sequential_level is not None:
-        return _sequential_test(
-            key, activations, basis, epsilon, num_resamples=int(num_resamples),
-            level=sequential_level,
-            alternative=alternative, statistic=statistic, angles=angles, planes=planes,
-            method=method, max_planes=max_planes, chunk_size=chunk_size,
-            map_batch_size=map_batch_size, measure=measure)
-    if not isinstance(epsilon, (int, float)) and np.ndim(epsilon) == 1:
-        return _alignment_sweep(
-            key, activations, basis, epsilon, num_resamples=int(num_resamples),
-            alternative=alternative, statistic=statistic, angles=angles, planes=planes,
-            method=method, max_planes=max_planes, chunk_size=chunk_size,
-            map_batch_size=map_batch_size, measure=measure, measure_args=measure_args)
-    plan, pairs, angles = plan_measurement(
-        activations, basis, epsilon=epsilon, angles=angles, planes=planes, method=method,
-        max_planes=max_planes, key=planes_key(key, max_planes), chunk_size=chunk_size,
-    )
-    curve, reference, null_curves, null_measured = _alignment_curves(
-        key, activations, basis, pairs, angles, epsilon, measure_args,
-        num_resamples=int(num_resamples), plan=plan, map_batch_size=map_batch_size,
-        measure=measure,
-    )
-    score = alignment_statistic(curve, reference, statistic)
-    null = jax.vmap(lambda c: alignment_statistic(c, reference, statistic))(null_curves)
-    return _rotation_test_result(score, null, null_measured, alternative=alternative,
+        return _sequential_test(test, key, activations, basis, alternative=alternative,
+                                statistic=statistic)
+    if sweep:
+        every_plane = isinstance(planes, str) and max_planes is None
+        return _sweep_test(
+            key, activations, basis, test.pairs, test.angles, test.epsilons, measure_args,
+            setup=test.setup, alternative=alternative, statistic=statistic,
+            directions=pm_directions(basis) if every_plane else None)
+    curves, references, null_curves, null_measured = _alignment_curves(
+        key, activations, basis, test.pairs, test.angles, test.epsilons, measure_args,
+        setup=test.setup)
+    score, null = _statistics(curves, references, null_curves, statistic)
+    return _rotation_test_result(score[0], null[:, 0], null_measured, alternative=alternative,
                                  statistic=statistic)
 
 
@@ -542,36 +547,266 @@ def _srm_mean_curve(plan, data, basis, pairs, angles, epsilon, table=None, signe
     return SRMResult.from_counts(grouped, pairs, epsilon, plan.signed, group=0).mean_curve
 
 
-@partial(jax.jit, static_argnames=("num_resamples", "plan", "map_batch_size", "measure"))
-def _alignment_curves(
-    key, activations, basis, pairs, angles, epsilon, measure_args, *, num_resamples, plan,
-    map_batch_size, measure,
-):
-    """Mean SRM curve of the data, mean self-SRM curve and the ``(K, T)`` rotated-basis curves."""
+def _null_plan(plan, probe, basis, pairs, epsilon, *, rotate_data: bool):
+    """The plan of a rotation test's rotated copies (math §6.1).
+
+    ``"auto"`` decides the sample-major kernel on ``probe``, samples turned by a Haar rotation
+    (:func:`_rotated_probe`), which is what every rotated copy looks like (a Haar rotation
+    spreads a layer over the directions: few samples lead at any ε that lights anything), not
+    on the samples as they are (:func:`srm_jax.resonance.replan`). ``rotate_data``:
+    the copies are ``x q`` on the basis (a ``±e_i`` basis keeps its gather); otherwise the
+    basis is rotated (a rotated basis is no longer ``±e_i``: its projection is a product).
+    """
+    null = plan
+    if probe is not None and plan.method == "auto" and _validation.is_concrete(epsilon):
+        null = replan(plan, basis, pairs, epsilon, probe)
+    return null if rotate_data else dataclasses.replace(null, gather=False)
+
+
+def _rotated_probe(activations, basis) -> np.ndarray | None:
+    """At most ``SAMPLE_MAJOR_PROBE_ROWS`` rows of concrete samples turned by one Haar rotation,
+    on the host (``None`` for traced inputs): what a rotation test's copies look like."""
+    if not all(_validation.is_concrete(v) for v in (activations, basis)):
+        return None
+    if np.ndim(activations) != 2:
+        return None
+    n = basis.shape[1]
+    # Planning is eager host work: one Haar rotation in NumPy (scipy.stats.ortho_group's
+    # construction, QR with R's signs) costs no compilation; any rotation is typical.
+    rng = np.random.default_rng(NULL_PLAN_SEED)
+    q, r = np.linalg.qr(rng.standard_normal((n, n)))
+    q = (q * np.sign(np.diag(r))).astype(np.float32)
+    rows = probe_rows(activations.shape[0], SAMPLE_MAJOR_PROBE_ROWS)
+    with jax.ensure_compile_time_eval():  # concrete samples closed over by a jit: read them
+        probe = np.asarray(activations[rows], np.float32)
+    return probe @ q
+
+
+def _plane_table(pairs, *plans):
+    """The sample-major plane table of ``pairs`` (the same for every plan of one basis and
+    planes: built once), or ``None`` where no plan takes that kernel."""
+    major = next((p.sample_major for p in plans if p.sample_major is not None), None)
+    return None if major is None else plane_table(major, pairs)
+
+
+@dataclasses.dataclass(frozen=True)
+class _TestSetup:
+    """The static half of a rotation test (hashable): one plan per ε for the data and the
+    self-SRM, one per ε for the rotated copies (:func:`_null_plan`), and ``fused``: the plan of
+    the copies' one enumeration of every ε (:func:`srm_jax.summaries.plan_sweep_curves`) where
+    the sample-major kernel counts every ε > 0 of them, else ``None``. ``shared``: where the
+    sample-major kernel counts the data at every ε > 0, the plan of the least ε, which is exact
+    at every larger ε (math §6.2): the data and self-SRM curves then loop over ε with one
+    compiled kernel instead of one per ε."""
+
+    plans: tuple
+    null_plans: tuple
+    fused: Any
+    shared: Any
+    num_resamples: int
+    map_batch_size: int | None
+    measure: Any
+
+
+class _PlannedTest(NamedTuple):
+    """A planned rotation test: its static setup and the arrays the plans fixed."""
+
+    setup: _TestSetup
+    pairs: jax.Array
+    angles: jax.Array
+    epsilons: jax.Array  # (E,)
+    level: float | None
+    sweep: bool
+
+
+def _plan_rotation_test(key, activations, basis, epsilon, *, sweep, num_resamples, angles,
+                        planes, method, max_planes, chunk_size, map_batch_size, measure,
+                        level) -> _PlannedTest:
+    """Plans every ε of a rotation test (one ε is a sweep of one), eagerly."""
+    values = np.asarray(epsilon, dtype=float).reshape(-1) if sweep else None
+    if sweep and values.size < 1:
+        raise ValueError("a sweep needs at least one epsilon.")
+    each = [float(e) for e in values] if sweep else [epsilon]
+    probe = _rotated_probe(activations, basis) if method == "auto" else None
+    first, pairs, angles_used = plan_measurement(
+        activations, basis, epsilon=each[0], angles=angles, planes=planes, method=method,
+        max_planes=max_planes, key=planes_key(key, max_planes), chunk_size=chunk_size)
+    plans, null_plans = [], []
+    for j, eps in enumerate(each):
+        plan = first if j == 0 else replan(first, basis, pairs, eps, activations)
+        plans.append(plan)
+        null_plans.append(_null_plan(plan, probe, basis, pairs, eps,
+                                     rotate_data=measure is not None))
+    fused = shared = None
+    if sweep and values.min() > 0:
+        least = int(np.argmin(values))
+        if all(p.sample_major is not None for p in null_plans):
+            fused = null_plans[least]
+        if all(p.sample_major is not None for p in plans):
+            shared = plans[least]
     dtype = working_dtype(activations, basis)
-    activations = jnp.asarray(activations, dtype)
-    basis = jnp.asarray(basis, dtype)
+    epsilons = jnp.asarray(values, dtype) if sweep else jnp.reshape(
+        jnp.asarray(epsilon, dtype), (1,))
+    setup = _TestSetup(tuple(plans), tuple(null_plans), fused, shared, num_resamples,
+                       map_batch_size, measure)
+    return _PlannedTest(setup, pairs, angles_used, epsilons, level, sweep)
 
-    # The plane table of the sample-major kernel depends on the planes only: built once.
-    table = None if plan.sample_major is None else plane_table(plan.sample_major, pairs)
-    # A rotated basis is no longer ±e_i: its projection is a product, not a gather.
-    rotated_plan = dataclasses.replace(plan, gather=False)
 
-    def null_curve(rotation_key):
-        q = haar_rotation(rotation_key, basis.shape[1], dtype)
-        if measure is None:
-            return _srm_mean_curve(rotated_plan, activations, exact_matmul(basis, q.T), pairs,
-                                   angles, epsilon, table), None
-        rotated = exact_matmul(activations, q)  # one product for SRM and the measure
-        return (_srm_mean_curve(plan, rotated, basis, pairs, angles, epsilon, table),
-                measure(rotated, measure_args))
+def _statistics(curves, references, null_curves, statistic):
+    """Per-ε scores ``(E,)`` and the rotations' ``(K, E)`` of ``(E, T)`` curves and
+    ``(K, E, T)`` rotated curves."""
+    score = jax.vmap(lambda c, r: alignment_statistic(c, r, statistic))(curves, references)
+    null = jax.vmap(jax.vmap(lambda c, r: alignment_statistic(c, r, statistic)),
+                    in_axes=(0, None))(null_curves, references)
+    return score, null
 
-    # Rotations are drawn and applied map_batch_size at a time: never all of them at once.
+
+def _sweep_test(key, activations, basis, pairs, angles, epsilons, measure_args, *,
+                setup: _TestSetup, alternative, statistic, directions=None) -> AlignmentTest:
+    """The sweep's :class:`AlignmentTest` (math §6.2): per-ε p-values, the min-p family-wise
+    p-value and the lit share (:func:`lit_share_pm` from ``directions`` of a ± orthonormal
+    basis measured on every plane, else :func:`lit_share`). Pure and vmap safe (``setup``,
+    ``alternative`` and ``statistic`` static)."""
+    curves, references, null_curves, null_measured = _alignment_curves(
+        key, activations, basis, pairs, angles, epsilons, measure_args, setup=setup)
+    score, null = _statistics(curves, references, null_curves, statistic)
+    return _rotation_test_result(
+        score, null, null_measured, alternative=alternative, statistic=statistic,
+        family_wise_p_value=min_p_value(score, null, alternative),
+        lit_share=(lit_share(activations, basis, pairs, epsilon=epsilons) if directions is None
+                   else lit_share_pm(activations, directions, epsilons)))
+
+
+def _curves_at(plans, data, basis, pairs, angles, epsilons, table, shared=None):
+    """``(E, T)`` mean SRM curves of ``data`` on ``basis``: one plan per ε, or the ``shared``
+    plan (:class:`_TestSetup`) for every ε, in a loop."""
+    if shared is not None:
+        return jax.lax.map(
+            lambda eps: _srm_mean_curve(shared, data, basis, pairs, angles, eps, table), epsilons)
+    return jnp.stack([_srm_mean_curve(p, data, basis, pairs, angles, epsilons[j], table)
+                      for j, p in enumerate(plans)])
+
+
+def _rotated_curves(setup: _TestSetup, rotation_key, activations, basis, pairs, angles,
+                    epsilons, measure_args, table):
+    """One rotation of the test: its ``(E, T)`` curves and what ``measure`` gives (or ``None``).
+
+    Without ``measure`` the basis is rotated, ``B qᵀ``; with it the samples, ``x q`` (one
+    product for SRM and the measure: the SRM of ``x`` on ``B qᵀ`` is that of ``x q`` on ``B``).
+    """
+    q = haar_rotation(rotation_key, basis.shape[1], activations.dtype)
+    if setup.measure is None:
+        data, on_basis, measured = activations, exact_matmul(basis, q.T), None
+    else:
+        data, on_basis = exact_matmul(activations, q), basis
+        measured = setup.measure(data, measure_args)
+    if setup.fused is not None:
+        curves = plan_sweep_curves(setup.fused, data, on_basis, pairs, angles, epsilons,
+                                   table=table)
+    else:
+        curves = _curves_at(setup.null_plans, data, on_basis, pairs, angles, epsilons, table)
+    return curves, measured
+
+
+def _cast(activations, basis):
+    """Both in the working dtype."""
+    dtype = working_dtype(activations, basis)
+    return jnp.asarray(activations, dtype), jnp.asarray(basis, dtype)
+
+
+@partial(jax.jit, static_argnames=("setup",))
+def _alignment_curves(key, activations, basis, pairs, angles, epsilons, measure_args, *,
+                      setup: _TestSetup):
+    """``(E, T)`` mean SRM curves of the data and of the self-SRM, the ``(K, E, T)`` curves of
+    the rotated copies and the measure of each. Each rotation is drawn and applied once, for
+    every ε; rotations are drawn ``map_batch_size`` at a time, never all at once."""
+    activations, basis = _cast(activations, basis)
+    table = _plane_table(pairs, *setup.plans, *setup.null_plans)
     null_curves, null_measured = batched_map(
-        null_curve, jax.random.split(key, num_resamples), map_batch_size)
-    return (_srm_mean_curve(plan, activations, basis, pairs, angles, epsilon, table),
-            _srm_mean_curve(plan, basis, basis, pairs, angles, epsilon, table), null_curves,
-            null_measured)
+        lambda k: _rotated_curves(setup, k, activations, basis, pairs, angles, epsilons,
+                                  measure_args, table),
+        jax.random.split(key, setup.num_resamples), setup.map_batch_size)
+    return (_curves_at(setup.plans, activations, basis, pairs, angles, epsilons, table,
+                       setup.shared),
+            _curves_at(setup.plans, basis, basis, pairs, angles, epsilons, table, setup.shared),
+            null_curves, null_measured)
+
+
+def _sequential_test(test: _PlannedTest, key, activations, basis, *, alternative,
+                     statistic) -> AlignmentTest:
+    """:func:`alignment_test` with sequential rotations (Besag & Clifford 1991, math §6.2)."""
+    setup, num_resamples = test.setup, test.setup.num_resamples
+    if setup.measure is not None:
+        raise ValueError("sequential_level takes no measure (the measures' null needs every "
+                         "rotation).")
+    hits_needed = int(np.floor(float(test.level) * (num_resamples + 1)))
+    if not 1 <= hits_needed <= num_resamples:
+        raise ValueError(f"sequential_level must lie in [1/(K+1), K/(K+1)] for "
+                         f"K = {num_resamples}, got {test.level}.")
+    batch = (num_resamples if setup.map_batch_size is None
+             else min(int(setup.map_batch_size), num_resamples))
+    score, null, num_drawn, p_value, family = _sequential_run(
+        key, activations, basis, test.pairs, test.angles, test.epsilons, setup=setup,
+        batch=batch, hits_needed=hits_needed, alternative=alternative, statistic=statistic)
+    sweep = test.sweep
+    return AlignmentTest(
+        score=score if sweep else score[0], null_scores=null if sweep else null[:, 0],
+        p_value=p_value if sweep else p_value[0], num_drawn=num_drawn,
+        family_wise_p_value=family if sweep else None,
+        alternative=alternative, statistic=statistic)
+
+
+@partial(jax.jit, static_argnames=("setup", "batch", "hits_needed", "alternative", "statistic"))
+def _sequential_run(key, activations, basis, pairs, angles, epsilons, *, setup, batch,
+                    hits_needed, alternative, statistic):
+    """Rotations ``batch`` at a time until every ε has ``hits_needed`` rotations at least as
+    extreme as its score, or all are drawn: ``(E,)`` scores, ``(K, E)`` null scores (NaN past
+    ``num_drawn``), ``num_drawn``, ``(E,)`` p-values and the family-wise p-value."""
+    activations, basis = _cast(activations, basis)
+    num_resamples = setup.num_resamples
+    table = _plane_table(pairs, *setup.plans, *setup.null_plans)
+    references = _curves_at(setup.plans, basis, basis, pairs, angles, epsilons, table,
+                            setup.shared)
+    score, _ = _statistics(_curves_at(setup.plans, activations, basis, pairs, angles, epsilons,
+                                      table, setup.shared), references, references[None],
+                           statistic)
+
+    def null_scores(rotation_key):
+        curves, _ = _rotated_curves(setup, rotation_key, activations, basis, pairs, angles,
+                                    epsilons, None, table)
+        values = jax.vmap(lambda c, r: alignment_statistic(c, r, statistic))(curves, references)
+        return jnp.where(jnp.isnan(values), 0.0, values)
+
+    num_batches = -(-num_resamples // batch)
+    keys = jax.random.split(key, num_resamples)  # the full test's stream
+    keys = jnp.concatenate([keys, keys[:num_batches * batch - num_resamples]])
+
+    def body(carry):
+        i, nulls, count = carry
+        # One rotation at a time within a batch (lax.map, not vmap: the kernel's early exits
+        # stay branches instead of both sides of a select).
+        values = jax.lax.map(null_scores, jax.lax.dynamic_slice_in_dim(keys, i * batch, batch))
+        index = i * batch + jnp.arange(batch)
+        hits = _extreme(values, score, alternative) & (index < num_resamples)[:, None]
+        return (i + 1, jax.lax.dynamic_update_slice_in_dim(nulls, values, i * batch, 0),
+                count + jnp.sum(hits, axis=0))
+
+    def cond(carry):
+        return (carry[0] < num_batches) & jnp.any(carry[2] < hits_needed)
+
+    nulls = jnp.full((num_batches * batch, score.shape[0]), jnp.nan, score.dtype)
+    count = jnp.zeros(score.shape, jnp.int32)
+    i, nulls, count = jax.lax.while_loop(cond, body, (0, nulls, count))
+    num_drawn = jnp.minimum(i * batch, num_resamples)
+    nulls = nulls[:num_resamples]
+    p_value = jax.vmap(
+        lambda s, v, c: _sequential_p_value(s, v, num_drawn, c, hits_needed, alternative),
+        in_axes=(0, 1, 0))(score, nulls, count)
+    # Stopped early, every ε's decision is "no evidence", and so is the family's (the min-p
+    # p-value is never below the least per-ε one): the least sequential p-value says so.
+    family = jnp.where(num_drawn < num_resamples, jnp.min(p_value),
+                       min_p_value(score, jnp.where(jnp.isnan(nulls), 0.0, nulls), alternative))
+    return score, nulls, num_drawn, p_value, family
 
 
 def min_p_value(observed, null, alternative: str = "greater") -> jax.Array:
@@ -599,8 +834,8 @@ def min_p_value(observed, null, alternative: str = "greater") -> jax.Array:
     return (1.0 + jnp.sum(min_p[1:] <= min_p[0]).astype(dtype)) / size
 
 
-def lit_share(activations: jax.Array, basis: jax.Array, pairs: jax.Array,
-              epsilon: jax.Array, *, plane_chunk: int = 4096) -> jax.Array:
+def lit_share(activations: jax.Array, basis: jax.Array, planes: str | jax.Array = "comb", *,
+              epsilon: float | jax.Array, plane_chunk: int = 4096) -> jax.Array:
     """The share of the finite samples that light at least one of the planes ``pairs``, per ε.
 
     A sample lights a plane at some angle iff its in-plane radius ``r`` (math §5.1:
@@ -615,17 +850,24 @@ def lit_share(activations: jax.Array, basis: jax.Array, pairs: jax.Array,
     Args:
       activations: ``(N, n)`` samples.
       basis: ``(m, n)`` basis.
-      pairs: int ``(P, 2)`` planes.
-      epsilon: ``(E,)`` thresholds.
+      planes: ``"comb"`` or ``"perm"`` (every plane the basis spans: for a ± orthonormal
+        basis :func:`lit_share_pm`'s ``O(N·K)``; the basis must be concrete) or explicit int
+        ``(P, 2)`` pairs.
+      epsilon: a threshold or ``(E,)`` thresholds.
       plane_chunk: planes evaluated together.
 
     Returns:
-      ``(E,)`` shares (NaN without any finite sample).
+      The shares, in the shape of ``epsilon`` (NaN without any finite sample).
     """
+    if isinstance(planes, str):
+        directions = pm_directions(basis)
+        if directions is not None:
+            return lit_share_pm(activations, directions, epsilon)
+        planes = spanning_planes(basis, planes)
     x, valid = _unit_finite_rows(activations, basis)
     b = normalise_rows(jnp.asarray(basis, x.dtype))
     radius2 = _best_radius2(exact_matmul(x, b.T), exact_matmul(b, b.T),
-                            jnp.asarray(pairs, jnp.int32), int(plane_chunk))
+                            jnp.asarray(planes, jnp.int32), int(plane_chunk))
     return _share_lit(radius2, valid, epsilon)
 
 
@@ -649,29 +891,6 @@ def _best_radius2(coords, gram, pairs, plane_chunk):
     return best
 
 
-def _alignment_sweep(key, activations, basis, epsilon, *, num_resamples, alternative, statistic,
-                     angles, planes, method, max_planes, chunk_size, map_batch_size, measure,
-                     measure_args) -> AlignmentTest:
-    """:func:`alignment_test` over a 1-D sweep of ε, one rotation loop for all (math §6.2)."""
-    eps_values = np.asarray(epsilon, dtype=float)
-    if eps_values.size < 1:
-        raise ValueError("a sweep needs at least one epsilon.")
-    plans = []
-    for eps in eps_values:
-        plan, pairs, angles_used = plan_measurement(
-            activations, basis, epsilon=float(eps), angles=angles, planes=planes, method=method,
-            max_planes=max_planes, key=planes_key(key, max_planes), chunk_size=chunk_size,
-        )
-        plans.append(plan)
-    eps_array = jnp.asarray(eps_values, working_dtype(activations, basis))
-    every_plane = isinstance(planes, str) and max_planes is None
-    return _sweep_test(
-        key, activations, basis, pairs, angles_used, eps_array, measure_args,
-        num_resamples=num_resamples, plans=tuple(plans), map_batch_size=map_batch_size,
-        measure=measure, alternative=alternative, statistic=statistic,
-        directions=pm_directions(basis) if every_plane else None)
-
-
 def pm_directions(basis) -> jax.Array | None:
     """The distinct directions ``q_k`` of a ± orthonormal basis (math §5.1: every vector is
     some ``±q_k``, the ``q_k`` orthonormal), one per ``±`` pair, or ``None`` for any other
@@ -685,7 +904,8 @@ def pm_directions(basis) -> jax.Array | None:
     return None if len(first) < 2 else jnp.asarray(b[first], working_dtype(basis))
 
 
-def lit_share_pm(activations: jax.Array, directions: jax.Array, epsilon: jax.Array) -> jax.Array:
+def lit_share_pm(activations: jax.Array, directions: jax.Array,
+                 epsilon: float | jax.Array) -> jax.Array:
     """:func:`lit_share` over every plane of a ± orthonormal basis, from its directions
     (:func:`pm_directions`), in ``O(N·K)``: the best plane's radius² is the sum of the sample's
     two largest squared coordinates ``z_k²`` (math §5.1, where a spanning pair has ``c = 0`` and
@@ -704,131 +924,15 @@ def _unit_finite_rows(activations, basis):
 
 
 def _share_lit(radius2, valid, epsilon):
-    """The share of the ``valid`` rows whose best radius² reaches ``ε²`` (all for ``ε ≤ 0``)."""
+    """The share of the ``valid`` rows whose best radius² reaches ``ε²`` (all for ``ε ≤ 0``), in
+    the shape of ``epsilon``."""
     eps = jnp.asarray(epsilon, radius2.dtype)
-    lit = (eps[None, :] <= 0) | (radius2[:, None] >= (eps * eps)[None, :])
+    flat = jnp.reshape(eps, (-1,))
+    lit = (flat[None, :] <= 0) | (radius2[:, None] >= (flat * flat)[None, :])
     count = jnp.sum(lit & valid[:, None], axis=0).astype(radius2.dtype)
     total = jnp.sum(valid).astype(radius2.dtype)
-    return jnp.where(total > 0, count / jnp.where(total > 0, total, 1.0), jnp.nan)
-
-
-def _sweep_test(key, activations, basis, pairs, angles, epsilons, measure_args, *,
-                num_resamples, plans, map_batch_size, measure, alternative, statistic,
-                directions=None):
-    """The sweep's :class:`AlignmentTest` from its plans (one per ε); pure and vmap safe."""
-    curves, references, null_curves, null_measured = _sweep_curves(
-        key, activations, basis, pairs, angles, epsilons, measure_args,
-        num_resamples=num_resamples, plans=plans, map_batch_size=map_batch_size,
-        measure=measure,
-    )
-    score = jax.vmap(lambda c, r: alignment_statistic(c, r, statistic))(curves, references)
-    null = jax.vmap(jax.vmap(lambda c, r: alignment_statistic(c, r, statistic)),
-                    in_axes=(0, None))(null_curves, references)  # (K, E)
-    return _rotation_test_result(
-        score, null, null_measured, alternative=alternative, statistic=statistic,
-        family_wise_p_value=min_p_value(score, null, alternative),
-        lit_share=(lit_share(activations, basis, pairs, epsilons) if directions is None
-                   else lit_share_pm(activations, directions, epsilons)),
-    )
-
-
-@partial(jax.jit, static_argnames=("num_resamples", "plans", "map_batch_size", "measure"))
-def _sweep_curves(
-    key, activations, basis, pairs, angles, epsilons, measure_args, *, num_resamples, plans,
-    map_batch_size, measure,
-):
-    """:func:`_alignment_curves` at every ε of ``epsilons`` (one plan each): ``(E, T)`` data and
-    self-SRM curves, ``(K, E, T)`` rotated curves. Each rotation is drawn and applied once."""
-    dtype = working_dtype(activations, basis)
-    activations = jnp.asarray(activations, dtype)
-    basis = jnp.asarray(basis, dtype)
-    tables = tuple(None if p.sample_major is None else plane_table(p.sample_major, pairs)
-                   for p in plans)
-    rotated_plans = tuple(dataclasses.replace(p, gather=False) for p in plans)
-
-    def all_eps(use_plans, data, on_basis):
-        return jnp.stack([
-            _srm_mean_curve(p, data, on_basis, pairs, angles, epsilons[j], tables[j])
-            for j, p in enumerate(use_plans)])
-
-    def null_curve(rotation_key):
-        q = haar_rotation(rotation_key, basis.shape[1], dtype)
-        if measure is None:
-            return all_eps(rotated_plans, activations, exact_matmul(basis, q.T)), None
-        rotated = exact_matmul(activations, q)  # one product for every ε and the measure
-        return all_eps(plans, rotated, basis), measure(rotated, measure_args)
-
-    null_curves, null_measured = batched_map(
-        null_curve, jax.random.split(key, num_resamples), map_batch_size)
-    return (all_eps(plans, activations, basis), all_eps(plans, basis, basis), null_curves,
-            null_measured)
-
-
-def _sequential_test(key, activations, basis, epsilon, *, num_resamples, level, alternative,
-                     statistic, angles, planes, method, max_planes, chunk_size, map_batch_size,
-                     measure) -> AlignmentTest:
-    """:func:`alignment_test` with sequential rotations (Besag & Clifford 1991)."""
-    if measure is not None or np.ndim(epsilon) != 0:
-        raise ValueError("sequential_level takes a scalar epsilon and no measure.")
-    hits_needed = int(np.floor(float(level) * (num_resamples + 1)))
-    if not 1 <= hits_needed <= num_resamples:
-        raise ValueError(f"sequential_level must lie in [1/(K+1), K/(K+1)] for "
-                         f"K = {num_resamples}, got {level}.")
-    plan, pairs, angles = plan_measurement(
-        activations, basis, epsilon=epsilon, angles=angles, planes=planes, method=method,
-        max_planes=max_planes, key=planes_key(key, max_planes), chunk_size=chunk_size,
-    )
-    batch = num_resamples if map_batch_size is None else min(int(map_batch_size), num_resamples)
-    score, null, num_drawn, p_value = _sequential_run(
-        key, activations, basis, pairs, angles, epsilon, num_resamples=num_resamples, plan=plan,
-        batch=batch, hits_needed=hits_needed, alternative=alternative, statistic=statistic)
-    return AlignmentTest(score=score, null_scores=null, p_value=p_value, num_drawn=num_drawn,
-                         alternative=alternative, statistic=statistic)
-
-
-@partial(jax.jit, static_argnames=("num_resamples", "plan", "batch", "hits_needed",
-                                   "alternative", "statistic"))
-def _sequential_run(key, activations, basis, pairs, angles, epsilon, *, num_resamples, plan,
-                    batch, hits_needed, alternative, statistic):
-    """Rotations ``batch`` at a time until ``hits_needed`` are at least as extreme as the
-    score or all are drawn: ``(score, (K,) null scores, NaN past num_drawn, num_drawn, p)``."""
-    dtype = working_dtype(activations, basis)
-    activations = jnp.asarray(activations, dtype)
-    basis = jnp.asarray(basis, dtype)
-    table = None if plan.sample_major is None else plane_table(plan.sample_major, pairs)
-    rotated_plan = dataclasses.replace(plan, gather=False)
-    reference = _srm_mean_curve(plan, basis, basis, pairs, angles, epsilon, table)
-    score = alignment_statistic(
-        _srm_mean_curve(plan, activations, basis, pairs, angles, epsilon, table), reference,
-        statistic)
-
-    def null_score(rotation_key):
-        q = haar_rotation(rotation_key, basis.shape[1], dtype)
-        curve = _srm_mean_curve(rotated_plan, activations, exact_matmul(basis, q.T), pairs,
-                                angles, epsilon, table)
-        value = alignment_statistic(curve, reference, statistic)
-        return jnp.where(jnp.isnan(value), 0.0, value)
-
-    num_batches = -(-num_resamples // batch)
-    keys = jax.random.split(key, num_resamples)  # the full test's stream
-    keys = jnp.concatenate([keys, keys[:num_batches * batch - num_resamples]])
-
-    def body(carry):
-        i, nulls, count = carry
-        values = jax.vmap(null_score)(jax.lax.dynamic_slice_in_dim(keys, i * batch, batch))
-        index = i * batch + jnp.arange(batch)
-        count = count + jnp.sum(_extreme(values, score, alternative) & (index < num_resamples))
-        return i + 1, jax.lax.dynamic_update_slice_in_dim(nulls, values, i * batch, 0), count
-
-    def cond(carry):
-        return (carry[0] < num_batches) & (carry[2] < hits_needed)
-
-    nulls = jnp.full((num_batches * batch,), jnp.nan, dtype)
-    i, nulls, count = jax.lax.while_loop(cond, body, (0, nulls, jnp.asarray(0)))
-    num_drawn = jnp.minimum(i * batch, num_resamples)
-    nulls = nulls[:num_resamples]
-    p_value = _sequential_p_value(score, nulls, num_drawn, count, hits_needed, alternative)
-    return score, nulls, num_drawn, p_value
+    share = jnp.where(total > 0, count / jnp.where(total > 0, total, 1.0), jnp.nan)
+    return jnp.reshape(share, eps.shape)
 
 
 def _sequential_p_value(score, nulls, num_drawn, count, hits_needed, alternative):

@@ -23,17 +23,20 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
+from srm_jax import _validation
 from srm_jax.resonance import (
     KERNELS,
     CountPlan,
     _prepare,
+    _sample_major_call,
     check_same_settings,
     kernel_method,
     plan_measurement,
 )
-from srm_jax.sample_major import wide_add, wide_sum, wide_value
+from srm_jax.sample_major import sample_major_curves, wide_add, wide_sum, wide_value
 
 
 @struct.dataclass
@@ -239,3 +242,34 @@ def resonance_summary(
     )
     sums = plan_summaries(plan, activations, basis, pairs, angles, epsilon)
     return summary_from_sums(sums, pairs, epsilon, plan)
+
+
+def plan_sweep_curves(plan: CountPlan, activations, basis, pairs, angles, epsilons, *,
+                      table=None) -> jax.Array:
+    """The mean SRM curves (Eqn. 2) at every threshold of a sweep, ``(E, T)``, counted in one
+    sample-major enumeration (:func:`srm_jax.sample_major.sample_major_curves`, math §6.2).
+
+    ``plan`` is the sample-major plan of the sweep's least ε (:func:`srm_jax.plan_measurement`
+    at ``min(epsilons)``; unsigned); ``epsilons`` ``(E,)`` are positive and at least that ε
+    (the caller's contract, checked where they are concrete). Each row equals the mean curve of
+    the same samples planned at that ε alone. Pure; ``plan`` static.
+    """
+    major = plan.major
+    if major is None or major.complement or plan.signed:
+        raise ValueError("plan_sweep_curves needs an unsigned sample-major plan at ε > 0.")
+    if _validation.is_concrete(epsilons) and float(np.min(np.asarray(epsilons))) < major.threshold:
+        raise ValueError("plan_sweep_curves: every epsilon must be at least the plan's.")
+    return _sweep_curves_jit(activations, basis, pairs, angles, epsilons, plan=plan.resolved(),
+                             table=table)
+
+
+def _sweep_curves(activations, basis, pairs, angles, epsilons, *, plan: CountPlan, table):
+    """The curves of :func:`plan_sweep_curves`."""
+    samples = _prepare(activations, basis, angles, None, 1)
+    curves = _sample_major_call(sample_major_curves, plan, samples, pairs, epsilons, 1, table)
+    dtype = jnp.result_type(samples.angles.dtype, jnp.float32)
+    scale = samples.num_samples[0].astype(dtype) * pairs.shape[0]
+    return wide_value(curves[0, 0], dtype) / scale
+
+
+_sweep_curves_jit = jax.jit(_sweep_curves, static_argnames=("plan",))

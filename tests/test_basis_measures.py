@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from functools import partial
 
 import jax
 import numpy as np
@@ -234,3 +235,103 @@ def test_fused_rotation_loop_equals_the_separate_tests(rng, kind):
     np.testing.assert_allclose(fused.null_measured, measures.null, rtol=1e-4)
     observed = bm.measure_statistics(bm.measure_directions(x, arguments))
     np.testing.assert_allclose(observed, measures.observed, rtol=1e-5)
+
+
+def awkward_rows(rng, num, n):
+    """Heavy-tailed rows with the rows the measures leave out (NaN, ±Inf, zero, a float32 ‖d‖²
+    that overflows) and rows of equal coordinates (counted, but without a kurtosis)."""
+    x = rng.standard_t(3, size=(num, n)).astype(np.float32)
+    x[rng.choice(num, 12, replace=False)] *= 8.0  # outliers on some tokens
+    x[3, 1], x[8, 0], x[11, 5], x[20] = np.nan, np.inf, -np.inf, 0.0
+    x[25], x[30], x[31] = 1e25, 2.0, -0.5
+    return x
+
+
+def reference_measures(x, directions):
+    """The measures by their definitions (module docstring), NumPy/SciPy in float64: counts,
+    shares, the binned median proximity and the mean kurtosis of the rows kept."""
+    x32 = np.asarray(x, np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        square_norm = np.sum(x32 * x32, axis=1, dtype=np.float32)
+    keep = np.isfinite(square_norm) & np.any(x32 != 0, axis=1)
+    d = x32[keep].astype(np.float64)
+    c = d @ np.asarray(directions, np.float64).T
+    square = c**2
+    others = (square.sum(1, keepdims=True) - square) / (c.shape[1] - 1)
+    index = np.sort(np.minimum(np.floor(np.max(np.abs(c), 1) / np.linalg.norm(d, axis=1)
+                                        * bm.PROXIMITY_BINS), bm.PROXIMITY_BINS - 1))
+    total = len(index)  # numpy.median of the bin centres
+    proximity = (index[(total + 1) // 2 - 1] + index[total // 2] + 1) / (2 * bm.PROXIMITY_BINS)
+    spread = np.var(c, axis=1) > 1e-12 * np.mean(square, axis=1)
+    return {"num_samples": total,
+            "outlier_counts": np.sum(np.abs(c) >= 6, axis=0),
+            "relative_counts": np.sum(square >= 36 * others, axis=0),
+            "proximity": proximity,
+            "kurtosis": np.mean(scipy.stats.kurtosis(c[spread], axis=1, fisher=False))}
+
+
+def assert_measures_equal_reference(measures, expected, label):
+    num = int(measures.num_samples)
+    assert num == expected["num_samples"], label
+    for name, counts in (("outlier_shares", expected["outlier_counts"]),
+                         ("relative_outlier_shares", expected["relative_counts"])):
+        shares = np.asarray(getattr(measures, name), np.float64)
+        np.testing.assert_array_equal(np.rint(shares * num), counts, err_msg=f"{label} {name}")
+    assert float(measures.proximity) == expected["proximity"], label
+    assert float(measures.kurtosis) == pytest.approx(expected["kurtosis"], rel=2e-5), label
+
+
+@pytest.mark.parametrize("row_chunk", [bm.ROW_CHUNK, 64])
+def test_measure_directions_forms_against_numpy(rng, row_chunk):
+    """The identity form (``axes`` None: the samples are the coordinates), the gather of a
+    permuted or partial ``±e_i`` basis and the product of a general basis all give the measures
+    of their definitions, whole chunks and the last partial one alike (jit, and ``rotated_
+    statistics`` as the report calls it)."""
+    n, num = 16, 1000  # 1000 rows: 15 chunks of 64 and 40 more
+    x = awkward_rows(rng, num, n)
+    eye = np.eye(n, dtype=np.float32)
+    signs = np.where(rng.random(n) < 0.5, -1.0, 1.0).astype(np.float32)
+    cases = {
+        "standard": srm_jax.standard_basis(n),
+        "permuted": np.concatenate([eye, -eye])[rng.permutation(2 * n)],
+        "partial": eye[rng.choice(n, 9, replace=False)] * signs[:9, None],
+        "rotated": random_orthogonal(rng, n).astype(np.float32),
+    }
+    measure = jax.jit(partial(bm.measure_directions, row_chunk=row_chunk))
+    statistics = jax.jit(partial(bm.rotated_statistics, row_chunk=row_chunk))
+    for label, basis in cases.items():
+        signed = neurons.signed_neurons(basis)
+        arguments = bm.direction_arguments(signed, basis)
+        if label in ("standard", "rotated"):  # the samples themselves; a product
+            assert (arguments["axes"] is None) if label == "standard" else "axes" not in arguments
+        expected = reference_measures(x, signed.directions(jax.numpy.asarray(basis)))
+        measures = measure(x, arguments)
+        assert_measures_equal_reference(measures, expected, label)
+        np.testing.assert_array_equal(statistics(x, arguments),
+                                      bm.measure_statistics(measures), err_msg=label)
+    # Signs on the identity form: the coordinates ±x_i, as the product with ±e_i gives.
+    directions = eye * signs[:, None]
+    signed_identity = {"directions": directions, "axes": None, "signs": signs}
+    assert_measures_equal_reference(measure(x, signed_identity),
+                                    reference_measures(x, directions), "signed identity")
+
+
+def test_measure_directions_forms_agree_count_for_count(rng):
+    """On the standard basis the identity form, the gather and the product count the same
+    rows, dimension for dimension."""
+    n = 24
+    x = awkward_rows(rng, 1500, n)
+    basis = srm_jax.standard_basis(n)
+    identity = bm.direction_arguments(neurons.signed_neurons(basis), basis)
+    forms = {"identity": identity,
+             "gather": dict(identity, axes=np.arange(n, dtype=np.int32),
+                            signs=np.ones(n, np.float32)),
+             "product": {"directions": identity["directions"]}}
+    measures = {k: bm.measure_directions(x, v, row_chunk=256) for k, v in forms.items()}
+    for name in ("num_samples", "outlier_shares", "relative_outlier_shares", "proximity"):
+        for label in ("gather", "product"):
+            np.testing.assert_array_equal(getattr(measures[label], name),
+                                          getattr(measures["identity"], name), err_msg=label)
+    for label in ("gather", "product"):
+        assert float(measures[label].kurtosis) == pytest.approx(
+            float(measures["identity"].kurtosis), rel=1e-6)

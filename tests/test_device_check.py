@@ -33,6 +33,10 @@ def test_quick_device_check_passes_and_writes_its_report(tmp_path):
     assert all(v["ok"] for v in report["exactness"].values())
     assert report["wide"]["rows"] == 2_000 and report["wide"]["sample_major_summary_s"] > 0
     assert report["exactness"]["fig1-dense"]["lit"] > 0  # the reference compared something
+    sweep = report["sweep_test"]  # the rotation test over a sweep (384 units when quick)
+    assert (sweep["width"], sweep["epsilons"], sweep["rotations"]) == (384, 3, 19)
+    assert sweep["seconds"] > 0 and 0 < sweep["family_wise_p_value"] <= 1
+    assert len(sweep["lit_share"]) == 3
     with open(results) as fh:
         assert fh.read() == before  # --quick leaves RESULTS.md alone
 

@@ -65,8 +65,9 @@ out["input_devices"] = len(sharded_x.sharding.device_set)
 kw["method"] = "direct"
 # shard_map + psum.
 out["sharded"] = as_lists(sharded_srm(x, basis, mesh=mesh, **kw))
-# Streaming over 100 batches, in memory and sharded over the 8 devices.
-batches = [x[i : i + 10] for i in range(0, 1000, 10)]
+# Streaming over 10 batches of 100 rows, in memory and sharded over the 8 devices (each batch
+# padded to 104 rows, a multiple of the devices).
+batches = [x[i : i + 100] for i in range(0, 1000, 100)]
 out["stream"] = as_lists(accumulate_srm(iter(batches), basis, **kw))
 out["stream_sharded"] = as_lists(accumulate_srm(iter(batches), basis, mesh=mesh, **kw))
 
@@ -131,7 +132,7 @@ mine = x[:500] if pid == 0 else x[500:]  # each process holds half of the sample
 out = {"processes": jax.process_count(), "devices": jax.device_count(),
        "local_devices": jax.local_device_count()}
 out["sharded"] = as_lists(sharded_srm(mine, basis, **kw))
-batches = [mine[i : i + 25] for i in range(0, 500, 25)]
+batches = [mine[i : i + 125] for i in range(0, 500, 125)]  # padded to 126 for 2 devices
 out["stream_sharded"] = as_lists(accumulate_srm(iter(batches), basis, mesh=data_mesh(), **kw))
 out["local_reference"] = as_lists(
     jax.jit(srm_jax.spotlight_resonance, static_argnames=("signed", "method"))(x, basis, **kw)

@@ -180,7 +180,7 @@ def _entry_points():
     points["alignment_test_sweep"] = (lambda: srm_jax.alignment_test(
         key, x, basis, epsilon=np.array([0.2, 0.6]), num_resamples=3), ())
     points["lit_share"] = (lambda: significance.lit_share(
-        x, basis, pairs, jnp.array([0.2, 0.6])), ())
+        x, basis, pairs, epsilon=jnp.array([0.2, 0.6])), ())
     points["plane_projection"] = (lambda: srm_jax.plane_projection(x, basis, pairs[:4]), ())
     points["projection_density"] = (lambda: srm_jax.projection_density(
         key, x, basis, pairs[:4], num_reference=4096), ())

@@ -99,3 +99,18 @@ def test_readme_report_command_parses():
         args = cli.build_parser().parse_args(command.split()[1:])
         assert args.command == "report"
         assert all(a.endswith((".safetensors", "/")) for a in args.activations)
+
+
+def test_readme_capture_code_is_the_example_script():
+    """The README's PyTorch code is the marked core of examples/capture_activations.py, verbatim
+    (one code: the script runs what the README shows)."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("<!-- section:report -->"):text.index("<!-- section:engine -->")]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    script = (ROOT / "examples" / "capture_activations.py").read_text()
+    core = script.split("# [readme-start]\n", 1)[1].split("# [readme-end]\n", 1)[0]
+    assert block == core
+    compile(block, "README.md", "exec")
+    assert "def capture(" in block
+    assert 'pip install -e ".[capture]"' in section
+    assert "python examples/capture_activations.py --out acts/" in section

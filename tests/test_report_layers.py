@@ -15,6 +15,9 @@ from srm_jax import report as report_lib
 from srm_jax.report import cli
 
 N, DIM, RESAMPLES = 400, 16, 39  # two-sided p down to 0.05
+# The wide reports' width and rows: 4,512 planes, above SAMPLE_MAJOR_MIN_PLANES, so method="auto"
+# takes the sample-major kernel. Both wide tests use them, so they share compiled computations.
+WIDE_N, WIDE_ROWS = 48, 300
 ARGS = ["--resamples", str(RESAMPLES), "--max-samples", str(N)]
 
 
@@ -78,7 +81,7 @@ def test_outlier_channels_named_first_and_shards_equal_their_concatenation(
 
 def test_rotated_planted_basis_is_found_in_that_basis_not_the_standard_one(
         rng, tmp_path, capsys):
-    n = 8
+    n = DIM  # the other reports' width: their compiled computations are reused
     basis = np.asarray(srm_jax.orthoplex_basis(jax.random.key(int(rng.integers(1 << 30))), n))
     np.save(tmp_path / "basis.npy", basis)
     np.save(tmp_path / "acts.npy", clustered(rng, basis[[0, 1, 2, n, n + 1, n + 2]]))
@@ -90,7 +93,7 @@ def test_rotated_planted_basis_is_found_in_that_basis_not_the_standard_one(
     assert not own["basis_is_standard"]
     # Neurons 0, 1, 2 of the planted basis (its directions q_0, q_1, q_2) lead.
     assert sorted(t["neuron"] for t in own["top_neurons"][:3]) == [0, 1, 2]
-    assert own["measures"]["coordinates"].startswith("the coordinates in the basis' 8")
+    assert own["measures"]["coordinates"].startswith(f"the coordinates in the basis' {n}")
     assert own["measures"]["proximity"]["evidence"] == "higher than rotations"
     status, _, err = run([tmp_path / "acts.npy", "--out", tmp_path / "std", *ARGS], capsys)
     assert status == 0, err
@@ -181,9 +184,9 @@ def test_every_plane_of_a_wide_standard_basis_by_default(rng, tmp_path, capsys):
     """A wide ``±e_i`` basis: the report measures every plane through summaries by default
     (streamed, with a second pass for the candidates' exact curves), names the planted channels
     first, and agrees with the same report computed from the full ``(P, T)`` counts."""
-    n = 80  # 12,640 planes: method="auto" takes the sample-major kernel
+    n = WIDE_N
     channels = sorted(int(c) for c in rng.choice(n, 3, replace=False))
-    x = outlier_tokens(rng, num=300, n=n, channels=channels)
+    x = outlier_tokens(rng, num=WIDE_ROWS, n=n, channels=channels)
     np.save(tmp_path / "wide.npy", x)
     status, _, err = run([tmp_path / "wide.npy", "--out", tmp_path / "r", "--resamples", "19"],
                          capsys)
@@ -229,7 +232,7 @@ def test_every_plane_of_a_wide_standard_basis_by_default(rng, tmp_path, capsys):
 def test_wide_report_fits_its_memory_budget_by_batching_rotations(rng, tmp_path, capsys):
     """A reduced-size wide report under a budget that holds a few rotations of the measures'
     null but not all of them: it completes, applying them a few at a time."""
-    n, num, resamples = 96, 200, 19
+    n, num, resamples = WIDE_N, WIDE_ROWS, 19
     np.save(tmp_path / "t.npy", rng.standard_t(5, size=(num, n)).astype(np.float32))
     planes = n * (2 * n - 1) - n
     held = report_lib.report_bytes(num, n, n, planes, 100, summaries=True)

@@ -172,7 +172,7 @@ def test_per_class_counts_and_traced_angles_match_arc(rng):
 
 
 def test_auto_picks_sample_major_for_a_wide_pm_basis_only(rng):
-    wide = srm_jax.standard_basis(256)  # work L·K·J = 4,096 ≤ P/16 = 8,160
+    wide = srm_jax.standard_basis(256)  # work L·K·J = 4,096 ≤ P/4 = 32,640
     plan, *_ = resonance.plan_measurement(None, wide, epsilon=0.9)
     assert plan.sample_major is not None and plan.gather
     dense = jnp.asarray(rng.standard_normal((48, 24)), jnp.float32)
@@ -234,3 +234,51 @@ def test_wide_sums_pass_int32():
                                   9 * np.asarray(value, np.int64))
     doubled = sample_major.wide_sum(total, total)
     assert float(sample_major.wide_value(doubled)[0]) == 18 * 2**30
+
+
+@pytest.mark.parametrize("kind,rotated", [("heavy", False), ("onehot", True), ("normal", True)])
+def test_one_enumeration_of_a_sweep_equals_each_threshold_alone(rng, kind, rotated):
+    """sample_major_curves (one leader and candidate search at the least ε) gives, at every ε,
+    the curve that ε measured alone gives (math §6.2): equal counts, not close ones."""
+    n = 24
+    basis = _basis(rng, n, rotated)
+    x = _in_basis(_data(rng, kind, 300, n), basis)
+    x[5] = np.nan  # a row that is not a sample
+    sweep = np.asarray([0.25, 0.4, 0.55, 0.9], np.float32)
+    plan, pairs, angles = resonance.plan_measurement(x, basis, epsilon=float(sweep.min()),
+                                                     method="sample_major")
+    curves = np.asarray(srm_jax.summaries.plan_sweep_curves(plan, x, basis, pairs, angles, sweep))
+    num_samples = np.sum(np.all(np.isfinite(x), axis=1))
+    for j, eps in enumerate(sweep):
+        alone = srm_jax.resonance_summary(x, basis, epsilon=float(eps), method="sample_major")
+        np.testing.assert_array_equal(curves[j], np.asarray(alone.mean_curve))
+        # The tile kernel projects a rotated basis in another order: counts equal but where
+        # d̂·s lies within rounding of ε (math §5.2), here at most one count an angle.
+        arc = srm_jax.spotlight_resonance(x, basis, epsilon=float(eps), method="arc")
+        np.testing.assert_allclose(np.rint(curves[j] * num_samples * pairs.shape[0]),
+                                   np.asarray(arc.counts).sum(axis=0), rtol=0, atol=1)
+    with pytest.raises(ValueError, match="at least"):
+        srm_jax.summaries.plan_sweep_curves(plan, x, basis, pairs, angles, sweep - 0.1)
+
+
+def test_auto_counts_the_leaders_the_samples_have(rng):
+    """The bound L·K·J rejects the sample-major kernel at ε = 0.15 on 384 units; samples with
+    fewer leaders (Gaussian rows: about 14) take it, rows with 80 equal coordinates (80 leaders,
+    every pair of them lit) do not."""
+    n, eps = 384, 0.15
+    basis = srm_jax.standard_basis(n)
+    plan, *_ = resonance.plan_measurement(None, basis, epsilon=eps)
+    assert plan.sample_major is None  # the bound alone: 88·384·4 > P/4
+    spread = rng.standard_normal((500, n)).astype(np.float32)
+    plan, *_ = resonance.plan_measurement(spread, basis, epsilon=eps)
+    assert plan.sample_major is not None and plan.gather
+    major = sample_major.sample_major_plan(sample_major.basis_structure(basis), eps)
+    unit = spread / np.linalg.norm(spread, axis=1, keepdims=True)
+    expected = np.mean(np.sum(unit**2 >= major.leader_threshold, axis=1))
+    assert sample_major.observed_leaders(major, spread, basis) == pytest.approx(expected)
+    worst = np.zeros((500, n), np.float32)
+    for row in worst:
+        row[rng.choice(n, 80, replace=False)] = 1.0
+    assert sample_major.observed_leaders(major, worst, basis) == 80
+    plan, *_ = resonance.plan_measurement(worst, basis, epsilon=eps)
+    assert plan.sample_major is None

@@ -54,9 +54,9 @@ def calibration_draws(basis, *, num_draws, num_samples, num_resamples=99, num_pl
     plans = tuple(plan_measurement(probe, basis, epsilon=e, angles=angles, planes=pairs)[0]
                   for e in epsilons)
     eps = jnp.asarray(epsilons, jnp.float32)
-    test = functools.partial(
-        significance._sweep_test, num_resamples=num_resamples, plans=plans, map_batch_size=None,
-        measure=None, alternative=alternative, statistic="projection")
+    setup = significance._TestSetup(plans, plans, None, None, num_resamples, None, None)
+    test = functools.partial(significance._sweep_test, setup=setup, alternative=alternative,
+                             statistic="projection")
 
     def draws(keys, basis, pairs, angles, eps):
         # Arrays as arguments, not constants: XLA would fold the basis' products at compile time.
@@ -103,8 +103,10 @@ def test_sweep_calibration_thompson_n64():
 
 @pytest.mark.slow
 def test_sweep_calibration_pm_orthonormal_n384():
+    # 20 draws give loose bounds (0-4 rejections at 5 %) that K = 19's conservative min-p
+    # also meets; each rotation is a 384 × 384 QR.
     check_calibration(pm_basis(jax.random.key(9), 384), num_draws=20, num_samples=40,
-                      num_planes=128, num_angles=16, epsilons=(0.1, 0.15, 0.2))
+                      num_resamples=19, num_planes=128, num_angles=16, epsilons=(0.1, 0.15, 0.2))
 
 
 def clustered(key, num_samples, n, scale=0.35):
@@ -174,7 +176,7 @@ def test_lit_share_pm_basis_is_the_top_two_coordinates():
     i, j = np.triu_indices(2 * n, k=1)
     pairs = jnp.asarray(np.stack([i, j], axis=1), jnp.int32)
     eps = jnp.asarray([-0.2, 0.0, 0.3, 0.5, 0.7])
-    got = np.asarray(significance.lit_share(x, basis, pairs, eps, plane_chunk=50))
+    got = np.asarray(significance.lit_share(x, basis, pairs, epsilon=eps, plane_chunk=50))
     finite = x[np.all(np.isfinite(x), axis=1)]
     z2 = np.sort((finite / np.linalg.norm(finite, axis=1, keepdims=True) @ np.asarray(q).T) ** 2)
     radius = np.sqrt(z2[:, -1] + z2[:, -2])
@@ -183,6 +185,9 @@ def test_lit_share_pm_basis_is_the_top_two_coordinates():
     directions = significance.pm_directions(basis)
     assert directions.shape == (n, n)
     np.testing.assert_allclose(significance.lit_share_pm(x, directions, eps), want, atol=1e-6)
+    # planes="comb" (the default) of this ± basis is every spanning pair: the same shares.
+    np.testing.assert_allclose(significance.lit_share(x, basis, epsilon=eps), want, atol=1e-6)
+    assert float(significance.lit_share(x, basis, epsilon=0.3)) == pytest.approx(want[2])
     assert significance.pm_directions(srm_jax.thompson_basis(jax.random.key(1), 5, 4)) is None
 
 
@@ -222,3 +227,33 @@ def test_sequential_decision_equals_the_full_tests(alternative):
             assert float(seq.p_value) > level
     assert stopped >= 1
     assert full.num_drawn is None
+
+
+def test_sequential_sweep_decides_as_the_full_sweep():
+    """Sequential rotations over a sweep stop only once every ε's decision is "no evidence", so
+    the family-wise decision is the full test's on the same rotation stream (math §6.2)."""
+    n = 6
+    basis = jnp.concatenate([jnp.eye(n), -jnp.eye(n)])
+    num_resamples, level = 59, 0.05
+    sweep = jnp.asarray([0.4, 0.6, 0.8])
+    stopped = 0
+    for seed in range(6):
+        scale = 0.35 if seed % 2 else 3.0  # clustered (a signal) or near isotropic
+        x = clustered(jax.random.key(60 + seed), 80, n, scale=scale)
+        key = jax.random.key(80 + seed)
+        full = srm_jax.alignment_test(key, x, basis, epsilon=sweep, num_resamples=num_resamples)
+        seq = srm_jax.alignment_test(key, x, basis, epsilon=sweep, num_resamples=num_resamples,
+                                     sequential_level=level, map_batch_size=4)
+        drawn = int(seq.num_drawn)
+        assert seq.p_value.shape == (3,) and seq.null_scores.shape == (num_resamples, 3)
+        family = float(seq.family_wise_p_value)
+        assert (family <= level) == (float(full.family_wise_p_value) <= level)
+        np.testing.assert_allclose(seq.null_scores[:drawn], full.null_scores[:drawn],
+                                   rtol=1e-5, atol=1e-7)
+        if drawn == num_resamples:
+            assert family == pytest.approx(float(full.family_wise_p_value))
+            np.testing.assert_allclose(seq.p_value, full.p_value)
+        else:
+            stopped += 1
+            assert family > level and np.all(np.asarray(seq.p_value) > level)
+    assert stopped >= 1

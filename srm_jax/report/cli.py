@@ -156,6 +156,21 @@ def _fail(message: str) -> int:
     return 2
 
 
+def one_blas_thread() -> None:
+    """Runs OpenBLAS on one thread for the rest of the process.
+
+    Each Haar rotation of the rotation tests is a QR that jaxlib hands to SciPy's LAPACK
+    (OpenBLAS). Threaded OpenBLAS inside XLA:CPU's own threads oversubscribes the cores and,
+    under load, spin-waits: the draw of one rotation then costs many times one thread's
+    (OpenMathLib/OpenBLAS#5517, jax-ml/jax#39292). SciPy's LAPACK is loaded first, so that the
+    limit reaches it (threadpoolctl limits the libraries loaded when it is called).
+    """
+    import scipy.linalg  # noqa: F401  (loads SciPy's OpenBLAS, which jaxlib's QR calls)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``srm-jax`` console script; returns the exit status."""
     parser = build_parser()
@@ -163,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    one_blas_thread()
     try:
         sentence = run_report(args.activations, settings_from(args), args.out)
     except ValueError as error:  # ReportError, or a library check of a setting

@@ -76,6 +76,7 @@ from srm_jax.per_class import (
     rank_selectivity,
     vector_firing,
 )
+from srm_jax.credits import LitCredits, lit_credits
 from srm_jax.projection import (
     ProjectionDensity,
     isotropic_plane_density,
@@ -152,6 +153,7 @@ __all__ = [
     # analysis
     "AlignmentTest",
     "EpsilonSweep",
+    "LitCredits",
     "NullBand",
     "ProjectionDensity",
     "SRMSpectrum",
@@ -166,6 +168,7 @@ __all__ = [
     "haar_rotations",
     "isotropic_expectation",
     "isotropic_plane_density",
+    "lit_credits",
     "lit_share",
     "min_p_value",
     "null_band",

@@ -318,14 +318,17 @@ def plot_alignment_test(test, *, ax=None, bins: int = 30, title: str | None = No
     return ax
 
 
-def plot_neuron_map(image, *, neurons=None, labelled=(), ax=None, title: str | None = None):
+def plot_neuron_map(image, *, neurons=None, labelled=(), ax=None, title: str | None = None,
+                    fontsize="x-small"):
     """The neuron × neuron map of per-plane resonance of a ``±`` basis
     (:func:`srm_jax.neurons.neuron_map`) on a log colour scale; unmeasured cells blank.
 
     Args:
-      image: ``(K, K)`` per-neuron-pair values (NaN where no plane was measured).
+      image: ``(K, K)`` per-neuron-pair values (NaN where no plane was measured), or a
+        sub-map of it (the rows and columns of some neurons, in their order).
       neurons: ``(K,)`` neuron labels of the rows (default ``0 … K−1``).
       labelled: slots to mark on both axes (the top neurons).
+      fontsize: size of the neuron labels (small for a map labelled on every row).
     """
     from matplotlib.colors import LogNorm
 
@@ -340,8 +343,8 @@ def plot_neuron_map(image, *, neurons=None, labelled=(), ax=None, title: str | N
     handle = ax.imshow(shown, norm=norm, cmap="viridis", interpolation="nearest")
     ax.figure.colorbar(handle, ax=ax, label="mean SRM of the planes (log scale)")
     slots = [int(s) for s in labelled]
-    ax.set_xticks(slots, [str(int(neurons[s])) for s in slots], rotation=90, fontsize="x-small")
-    ax.set_yticks(slots, [str(int(neurons[s])) for s in slots], fontsize="x-small")
+    ax.set_xticks(slots, [str(int(neurons[s])) for s in slots], rotation=90, fontsize=fontsize)
+    ax.set_yticks(slots, [str(int(neurons[s])) for s in slots], fontsize=fontsize)
     ax.set_xlabel("neuron")
     ax.set_ylabel("neuron")
     ax.set_title(title or "per-plane resonance by neuron pair")
@@ -364,4 +367,53 @@ def plot_neuron_shares(shares, *, neurons=None, top: int = 50, ax=None, title: s
     ax.set_ylabel("share of the lit counts")
     ax.set_title(title or f"top {len(order)} neurons by share of SRM")
     ax.legend(fontsize="small")
+    return ax
+
+
+def plot_mean_curve(angles, mean_curve, *, expectation: float | None = None, ax=None,
+                    title: str | None = None, color: str = "k", ylabel: str = "SRM"):
+    """One mean SRM curve over θ (solid) with the isotropic expectation (dashed), e.g. the
+    mean curve of a group of rows (math §6).
+
+    Args:
+      angles: ``(T,)`` rotation angles.
+      mean_curve: ``(T,)`` the mean SRM over planes at each angle.
+      expectation: the isotropic expectation at the curve's ε (Eqn. 18); not drawn when None.
+      title: axes title.
+
+    Returns:
+      The axes.
+    """
+    ax = _axes(ax, figsize=(4.5, 3.2))
+    angles = np.asarray(angles, np.float64)
+    ax.plot(angles, np.asarray(mean_curve, np.float64), color=color, linewidth=1.5,
+            label="mean over planes")
+    if expectation is not None and np.isfinite(expectation):
+        ax.axhline(float(expectation), color="0.3", linestyle="--", linewidth=1.0,
+                   label=f"isotropic expectation ({float(expectation):.3g})")
+    _angle_axis(ax, angles)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize="small", loc="best")
+    return ax
+
+
+def plot_labelled_shares(shares, labels: Sequence[str], *, ax=None, title: str | None = None,
+                         xlabel: str = "share of the lit counts"):
+    """Horizontal bar chart of ``shares`` (``(k,)``, drawn in the given order, the first on
+    top), one bar a label (e.g. the tokens of the rows carrying SRM).
+
+    Returns:
+      The axes.
+    """
+    shares = np.asarray(shares, np.float64)
+    ax = _axes(ax, figsize=(5, 0.3 * shares.shape[0] + 1.2))
+    slots = np.arange(shares.shape[0])
+    ax.barh(slots, shares, color="C0")
+    ax.set_yticks(slots, list(labels), fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    if title:
+        ax.set_title(title)
     return ax

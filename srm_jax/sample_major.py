@@ -30,15 +30,17 @@ the complement ``#{d̂·s ≥ ε} = N − #{d̂·s < ε} = N − #{(−d̂)·s >
 negative arcs at ``|ε| > 0`` (equal except for samples with ``d̂·s`` exactly at ``±ε``, which
 math §5.2 leaves to rounding); ε = 0 is handed to the tile kernel (:mod:`srm_jax.arc_kernel`).
 
-Two entry points: :func:`sample_major_counts`, full ``(G, C, P, T)`` counts (a difference
+Four entry points: :func:`sample_major_counts`, full ``(G, C, P, T)`` counts (a difference
 array per group and copy, folded once at the end, only in its rows that hold an arc: ``P · T``
 int32 folded in place on a uniform grid with its endpoint, the default, see
-:func:`_fold_one_turn`; ``P · (2T + 1)`` on any other grid), and
+:func:`_fold_one_turn`; ``P · (2T + 1)`` on any other grid);
 :func:`sample_major_summaries`, the additive sums of :class:`srm_jax.SRMSummary`'s fields,
 which never hold ``(P, T)``: per-angle counts summed over planes and per-plane counts summed over
-angles. Both run the same steps, module-level functions over a typed scan carry
-(:class:`_Carry`): :func:`_chunk_leaders`, :func:`_find_candidates`, :func:`_candidate_arcs`
-and the accumulators :func:`_add_counts` / :func:`_add_sums`.
+angles; :func:`sample_major_curves`, the mean curves of a sweep of thresholds in one
+enumeration (math §6.2); and :func:`sample_major_credits`, each sample's lit count and its
+basis vectors' credits (math §11). All run the same steps, module-level functions over a
+typed scan carry (:class:`_Carry`): :func:`_chunk_leaders`, :func:`_find_candidates`,
+:func:`_candidate_arcs` and the accumulators :func:`_add_counts` / :func:`_add_sums`.
 """
 
 from __future__ import annotations
@@ -911,3 +913,77 @@ def _fold(diff, period, out_index, num_angles):
     folded = extended[:, :num_angles] + jax.lax.dynamic_slice_in_dim(
         extended, period, num_angles, axis=-1)
     return folded[:, jnp.asarray(out_index)]
+
+
+def sample_major_credits(
+    unit, valid, unit_basis, pairs, angles, epsilon, *, plan: SampleMajorPlan, grid,
+    backend: str, chunk: int | None = None, table: jax.Array | None = None,
+    gather: bool = False,
+) -> tuple[jax.Array, jax.Array]:
+    """Per sample, its lit ``(plane, angle)`` pairs and each basis vector's credit (math §11).
+
+    The same enumeration as :func:`sample_major_summaries` (the same leaders, candidates and
+    arcs, so a sample's count is exactly what the kernel adds to the per-plane totals for it),
+    scattered per sample instead of per plane: a lit arc of plane ``(α, β)`` adds its number of
+    grid angles to the sample's count and splits it between ``α`` and ``β`` in proportion to
+    ``(d̂·b̂_α)²`` and ``(d̂·b̂_β)²``. Arguments as :func:`sample_major_counts` (no groups: one
+    row per sample); ε must be positive (unsigned SRM, no complement).
+
+    Returns:
+      ``(counts, credits)``: int32 ``(N,)`` lit pairs of each sample (0 where not ``valid``)
+      and ``(N, m)`` credits in ``unit``'s dtype, each row summing to its count.
+    """
+    if plan.complement or (not isinstance(epsilon, jax.core.Tracer) and float(epsilon) <= 0):
+        raise ValueError("sample_major_credits counts unsigned SRM at ε > 0 only.")
+    groups = jnp.zeros(unit.shape[0], jnp.int32)
+    layout, geometry, bins = _setup(unit, 1, unit_basis, pairs, angles, epsilon, False, plan,
+                                    grid, backend, chunk, table, gather, summary=True)
+    m = unit_basis.shape[0]
+    step = functools.partial(_credit_step, layout, geometry, bins, pairs, m)
+
+    def chunk_credits(found, chunk_data):
+        leaders = _chunk_leaders(layout, geometry, *chunk_data)
+        found, num_found = _find_candidates(layout, geometry, leaders, found)
+        num_blocks = -(-num_found // layout.block)
+        state = (jnp.int32(0), jnp.zeros(layout.chunk, jnp.int32),
+                 jnp.zeros(layout.chunk * m, unit.dtype))
+        _, counts, credits = jax.lax.while_loop(
+            lambda s: s[0] < num_blocks,
+            lambda s: step(leaders, found, num_found, s), state)
+        return found, (counts, credits.reshape(layout.chunk, m))
+
+    chunks = pad_samples(unit, valid, groups, layout.chunk)
+    found = jnp.zeros(layout.candidate_capacity, jnp.int32)
+    _, (counts, credits) = jax.lax.scan(chunk_credits, found, chunks)
+    num = unit.shape[0]
+    return counts.reshape(-1)[:num], credits.reshape(-1, m)[:num]
+
+
+def _credit_step(layout: _Layout, geometry: _Geometry, bins: _Bins, pairs, m: int,
+                 leaders: _ChunkLeaders, found, num_found, state):
+    """One step of :func:`sample_major_credits`: ``block`` candidates' lit arcs, per sample."""
+    i, counts, credits = state
+    arcs = _candidate_arcs(layout, geometry, leaders, found, num_found, i)
+    start, stop = _arc_bins(arcs.lo, arcs.half_width, 0.0, bins.grid)
+    # Grid angles on each arc, as :func:`_add_sums` counts a plane's total.
+    total = jnp.where(arcs.lit, bins.angle_prefix[stop] - bins.angle_prefix[start], 0)
+    # The candidates' samples and direction pairs, as :func:`_candidate_arcs` reads them.
+    k = layout.directions
+    cand = jax.lax.dynamic_slice(found, (i * layout.block,), (layout.block,))
+    row, b = cand // k, cand % k
+    sample, a = leaders.queue[row] // k, leaders.queue[row] % k
+    z2_a, z2_b = jnp.square(leaders.z[sample, a]), jnp.square(leaders.z[sample, b])
+    norm = z2_a + z2_b
+    share_a = jnp.where(norm > 0, z2_a / jnp.where(norm > 0, norm, 1), 0.5)[:, None]
+    code = jnp.maximum(geometry.table[a, b], 0)
+    plane, orient = code >> 1, code & 1  # orientation 0: α lies along the leader a
+    share_alpha = jnp.where(orient == 0, share_a, 1 - share_a)
+    vectors = pairs[plane]  # (B, J, 2)
+    weight = total.astype(credits.dtype)
+    base = sample[:, None] * m
+    index = jnp.concatenate([(base + vectors[..., 0]).ravel(), (base + vectors[..., 1]).ravel()])
+    values = jnp.concatenate([(weight * share_alpha).ravel(),
+                              (weight * (1 - share_alpha)).ravel()])
+    credits = credits.at[index].add(values, mode="drop")
+    counts = counts.at[sample].add(jnp.sum(total, axis=1), mode="drop")
+    return i + 1, counts, credits

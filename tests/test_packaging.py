@@ -137,7 +137,8 @@ def test_wheel_installs_and_reports_in_a_fresh_environment(wheel, tmp_path):
     np.save(work / "acts.npy", x.astype(np.float32))
     script = bin_dir / ("srm-jax.exe" if os.name == "nt" else "srm-jax")
     assert script.exists()
-    _run([script, "report", "acts.npy", "--resamples", "19", "--out", "report"], cwd=work)
+    _run([script, "report", "acts.npy", "--resamples", "19", "--epsilon", "0.9", "--out",
+          "report"], cwd=work)
     report = json.loads((work / "report" / "report.json").read_text())
     assert report["srm_jax_version"] == srm_jax.__version__
     assert report["num_samples"] == num

@@ -148,6 +148,10 @@ def _entry_points():
     points["summary-sample_major"] = (
         lambda: srm_jax.resonance_summary(x, rotated, epsilon=-0.5, signed=True,
                                           method="sample_major"), ())
+    points["lit_credits-direct"] = (
+        functools.partial(srm_jax.lit_credits, basis=basis, epsilon=0.4), (x,))
+    points["lit_credits-sample_major"] = (
+        lambda: srm_jax.lit_credits(x, rotated, epsilon=0.5, method="sample_major"), ())
 
     def streaming():
         acc = srm_jax.streaming_srm(basis, epsilon=0.4)

@@ -25,7 +25,8 @@ from tests.conftest import run_report as run
 
 N, DIM, RESAMPLES, SUBSET = 1200, 6, 39, 1000  # two-sided p down to 2/40 = 0.05
 # Every run analyses a subset of the same size, so the compiled computations are shared.
-ARGS = ["--resamples", str(RESAMPLES), "--max-samples", str(SUBSET)]
+# One ε, the old default: these tests pin the one-ε verdict (the sweep: test_report_carriers).
+ARGS = ["--resamples", str(RESAMPLES), "--max-samples", str(SUBSET), "--epsilon", "0.9"]
 EPSILON = 0.9
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAME = ("num_rows", "num_samples", "num_excluded", "mean_srm", "max_srm", "alignment_score",
@@ -145,7 +146,7 @@ def test_isotropic_file_gives_no_evidence_and_replaces_a_report(
 
 def test_flat_curve_says_why(files, tmp_path, capsys):
     root, _, _ = files
-    status, stdout, err = run([root / "planted.npy", "--epsilon", "1", "--out", tmp_path, *ARGS],
+    status, stdout, err = run([root / "planted.npy", "--out", tmp_path, *ARGS, "--epsilon", "1"],
                               capsys)
     assert status == 0, err
     report = load(tmp_path)
@@ -296,7 +297,7 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(files, tmp_path, caps
     for name, (argv, needle) in _bad_inputs(root, tmp_path).items():
         out = tmp_path / "out" / name.replace(" ", "_")
         try:
-            status = cli.main(["report", *map(str, argv), "--out", str(out), *ARGS])
+            status = cli.main(["report", *ARGS, *map(str, argv), "--out", str(out)])
         except SystemExit as exit_:  # argparse's own errors
             status = exit_.code
         _, err = capsys.readouterr()

@@ -1,11 +1,13 @@
 """``srm-jax report``'s outputs are unchanged: ``report.json`` against a golden copy.
 
-The golden files in ``tests/data/report_golden/`` were written by ``generate.py`` there with the
-revision before the report became a package; this test runs the same command lines on the same
-inputs and seed and compares every field. Three cases cover the main paths: a labelled planted
-file with NaN/Inf rows (counts, class selectivity, an "aligned" verdict), a wide outlier-channel
-file (every plane through summaries, with the candidates' second pass) and a two-layer ``.npz``
-(``--key all``, the table across layers).
+The golden files in ``tests/data/report_golden/`` were written by ``generate.py`` there (last
+regenerated, deliberately, when the verdict became a test over a sweep of ε and ``report.json``
+gained ``carriers``, ``bulk``, ``mean`` and tie marks; before, with the revision before the
+report became a package); this test runs the same command lines on the same inputs and seed and
+compares every field. Three cases cover the main paths: a labelled planted file with NaN/Inf
+rows at one ε (counts, class selectivity, an "aligned" verdict), a wide outlier-channel file at
+one ε (every plane through summaries, with the candidates' second pass) and a two-layer ``.npz``
+(``--key all``, the table across layers; the default verdict over the sweep of ε).
 
 Paths (``input.path``, ``labels``) are compared by file name only, and ``srm_jax_version`` is
 left out; the figures' file names are compared. Integers, strings, booleans and ``None`` must

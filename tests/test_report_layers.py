@@ -18,7 +18,8 @@ N, DIM, RESAMPLES = 400, 16, 39  # two-sided p down to 0.05
 # The wide reports' width and rows: 4,512 planes, above SAMPLE_MAJOR_MIN_PLANES, so method="auto"
 # takes the sample-major kernel. Both wide tests use them, so they share compiled computations.
 WIDE_N, WIDE_ROWS = 48, 300
-ARGS = ["--resamples", str(RESAMPLES), "--max-samples", str(N)]
+# One ε (the sweep default is pinned by test_report_carriers and the golden reports).
+ARGS = ["--resamples", str(RESAMPLES), "--max-samples", str(N), "--epsilon", "0.9"]
 
 
 def outlier_tokens(rng, num=N, n=DIM, channels=(3, 11)):
@@ -60,7 +61,9 @@ def test_outlier_channels_named_first_and_shards_equal_their_concatenation(
         assert sorted(d["dimension"] for d in measures[name][:2]) == channels, name
     assert measures["kurtosis"]["evidence"] == "higher than rotations"
     markdown = (tmp_path / "whole" / "report.md").read_text()
-    assert "Top neurons (by share of the lit counts): " in markdown
+    assert "Top neurons (by credit at ε = 0.9): " in markdown
+    # The credit ranking (math §11) names the planted channels first too.
+    assert {t["neuron"] for t in whole["neuron_scores"][:2]} == set(channels)
     assert "## The field's measures beside SRM" in markdown and measures["agreement"] in markdown
     for name in ("neuron_map", "neuron_shares"):
         assert (tmp_path / "whole" / whole["figures"][name]).stat().st_size > 1000
@@ -188,7 +191,8 @@ def test_every_plane_of_a_wide_standard_basis_by_default(rng, tmp_path, capsys):
     channels = sorted(int(c) for c in rng.choice(n, 3, replace=False))
     x = outlier_tokens(rng, num=WIDE_ROWS, n=n, channels=channels)
     np.save(tmp_path / "wide.npy", x)
-    status, _, err = run([tmp_path / "wide.npy", "--out", tmp_path / "r", "--resamples", "19"],
+    status, _, err = run([tmp_path / "wide.npy", "--out", tmp_path / "r", "--resamples", "19",
+                          "--epsilon", "0.9"],
                          capsys)
     assert status == 0, err
     wide = load(tmp_path / "r")
@@ -200,7 +204,7 @@ def test_every_plane_of_a_wide_standard_basis_by_default(rng, tmp_path, capsys):
     # The same analysis from the (P, T) counts (same key, same rows): the same numbers.
     basis = np.asarray(srm_jax.standard_basis(n))
     counts = report_lib.srm_report(
-        x, basis, key=jax.random.split(jax.random.key(0))[1], num_resamples=19,
+        x, basis, key=jax.random.split(jax.random.key(0))[1], num_resamples=19, epsilon=0.9,
         result=srm_jax.spotlight_resonance(x, basis, epsilon=0.9),
     ).summary
     assert counts["measurement"] == "counts"
@@ -222,7 +226,7 @@ def test_every_plane_of_a_wide_standard_basis_by_default(rng, tmp_path, capsys):
         assert wide["top_planes"] == counts["top_planes"]
     # --max-planes still samples, through the counts, and says so.
     status, _, err = run([tmp_path / "wide.npy", "--out", tmp_path / "s", "--resamples", "19",
-                          "--max-planes", "300"], capsys)
+                          "--max-planes", "300", "--epsilon", "0.9"], capsys)
     assert status == 0, err
     sampled = load(tmp_path / "s")
     assert sampled["measurement"] == "counts" and sampled["num_planes"] <= 300

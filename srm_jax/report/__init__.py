@@ -20,7 +20,15 @@ answers "is this layer aligned with the basis?" with the library's own analyses,
   neuron × neuron map and the per-neuron shares of a ``±`` orthonormal basis;
 * the field's measures beside SRM: kurtosis across dimensions, outlier dimensions (absolute and
   scale-free) and proximity, each against the same random rotations as the SRM test
-  (:mod:`srm_jax.basis_measures`), and whether they agree with SRM's verdict.
+  (:mod:`srm_jax.basis_measures`), and whether they agree with SRM's verdict;
+* without ``epsilon``, the verdict over a sweep of ε (:data:`DEFAULT_TEST_SWEEP`, one family:
+  min-p, math §6.2), naming the ε with the strongest evidence (:func:`sweep_evidence`);
+* who carries the signal at that ε (:mod:`.carriers`: the rows that light the planes, the
+  massive rows, their tokens, neurons ranked by credit with ties marked,
+  :func:`srm_jax.lit_credits`, math §11), and the bulk, the other rows, analysed on their own
+  when the massive rows carry most of the lit counts (:mod:`.bulk`, :func:`bulk_rule`);
+* the mean activation's share of the squared norm and direction, and with ``centered`` the
+  verdict of the uncentred rows (:mod:`.rows`).
 
 Memory: :func:`check_memory` sizes the rotation batches from a budget (``memory_budget``) and
 refuses, in one line naming what to reduce, an input that cannot fit.
@@ -47,6 +55,8 @@ Everything here is a function of arrays and settings (PRNG keys only).
 """
 
 from srm_jax.report.bases import BASIS_SPECS, basis_from_spec
+from srm_jax.report.bulk import Bulk, analyse_bulk
+from srm_jax.report.carriers import Carriers, GroupCurve, bulk_rule, find_carriers, ranked_scores
 from srm_jax.report.checks import (
     check_basis,
     check_epsilon,
@@ -67,9 +77,11 @@ from srm_jax.report.defaults import (
     DEFAULT_SAMPLED_PLANES,
     DEFAULT_STATISTIC,
     DEFAULT_SWEEP,
+    DEFAULT_TEST_SWEEP,
     DEFAULT_TOP,
     FIGURES,
     MAP_LABELS,
+    MASSIVE_COS,
     MIN_MAX_SAMPLES,
     NULL_BAND_DRAWS,
     NULL_BAND_SAMPLES,
@@ -107,14 +119,20 @@ from srm_jax.report.reading import (
     ShardedSource,
     load_basis,
     load_labels,
+    load_tokens,
+    load_vocab,
     shard_paths,
 )
+from srm_jax.report.rows import MeanFacts, RowFacts
 from srm_jax.report.run import ReportSettings, run_report
-from srm_jax.report.significance import Significance, verdict
+from srm_jax.report.significance import Significance, sweep_evidence, verdict
 from srm_jax.report.summary import report_summary
 
 __all__ = [
-    "ArraySource", "BASIS_SPECS", "CHART_NEURONS", "ClassSelectivity", "DEFAULT_EPSILON",
+    "ArraySource", "BASIS_SPECS", "Bulk", "CHART_NEURONS", "Carriers", "ClassSelectivity",
+    "DEFAULT_EPSILON", "DEFAULT_TEST_SWEEP", "GroupCurve", "MASSIVE_COS", "MeanFacts",
+    "RowFacts", "analyse_bulk", "bulk_rule", "find_carriers", "load_tokens", "load_vocab",
+    "ranked_scores", "sweep_evidence",
     "DEFAULT_MAX_SAMPLES", "DEFAULT_MEMORY_BUDGET_GIB", "DEFAULT_RESAMPLES",
     "DEFAULT_SAMPLED_PLANES", "DEFAULT_STATISTIC", "DEFAULT_SWEEP", "DEFAULT_TOP", "FIGURES",
     "MAP_LABELS", "MEASURE_NAMES", "MIN_MAX_SAMPLES", "Measurement", "NULL_BAND_DRAWS",

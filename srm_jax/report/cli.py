@@ -31,6 +31,9 @@ PROG = "srm-jax"
 FLAGS = {
     "key": "--key",
     "labels": "--labels",
+    "tokens": "--tokens",
+    "vocab": "--vocab",
+    "center": "--center",
     "features": "--features",
     "epsilon": "--epsilon",
     "planes": "--planes",
@@ -90,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         "example: srm-jax report acts.safetensors --key layer3 --labels labels.npy --out "
         "report/",
     )
+    _add_input_arguments(report)
+    _add_analysis_arguments(report)
+    return parser
+
+
+def _add_input_arguments(report: argparse.ArgumentParser) -> None:
+    """The flags that say what to read: activations, layers, basis, labels, tokens, centring."""
     report.add_argument("activations", metavar="ACTIVATIONS", nargs="+",
                         help=".npy, .npz or .safetensors file(s) of (N, n) activations: several "
                         "files (or a directory of them) are shards, read one after another as "
@@ -102,8 +112,28 @@ def build_parser() -> argparse.ArgumentParser:
                         help="privileged basis (see below; default: standard)")
     report.add_argument("--labels", metavar="PATH|KEY",
                         help="class labels: a .npy file, or an array of the activations' file")
-    report.add_argument("--epsilon", type=float, default=defaults.DEFAULT_EPSILON, metavar="E",
-                        help=f"spotlight cosine ε in [-1, 1] (default {defaults.DEFAULT_EPSILON})")
+    report.add_argument("--tokens", metavar="PATH|KEY",
+                        help="the token id of every row: a .npy file, or an integer array of the "
+                        "activations' file(s) (read from every shard, like --labels); the report "
+                        "then names the tokens of the rows that carry the counts")
+    report.add_argument("--vocab", metavar="PATH",
+                        help="the tokens' texts (needs --tokens): a vocab.txt (line i is token i, "
+                        "as BERT's WordPiece) or a Hugging Face tokenizer.json")
+    report.add_argument("--center", action="store_true",
+                        help="measure the rows less their mean (one more pass over the rows); "
+                        "the report also tests the raw rows and says how much of the rows' "
+                        "squared norm the mean carries")
+
+
+
+def _add_analysis_arguments(report: argparse.ArgumentParser) -> None:
+    """The flags that set the analysis and the outputs."""
+    report.add_argument("--epsilon", type=float, default=None, metavar="E",
+                        help="test this spotlight cosine ε in [-1, 1] alone (SRM curves and "
+                        "figures at E too); default: the verdict tests the sweep ε = "
+                        f"{', '.join(f'{e:g}' for e in defaults.DEFAULT_TEST_SWEEP)} as one "
+                        "family (min-p) and names the ε with the strongest evidence; the curves "
+                        f"are drawn at ε = {defaults.DEFAULT_EPSILON}")
     report.add_argument("--planes", choices=PLANE_KINDS, default="comb",
                         help="unordered (comb, default) or ordered (perm) pairs of basis vectors")
     report.add_argument("--features", choices=FEATURES,
@@ -139,7 +169,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="memory the report may hold at once; rotations are drawn and "
                         "applied in batches that fit (default "
                         f"{defaults.DEFAULT_MEMORY_BUDGET_GIB:g} GiB)")
-    return parser
 
 
 def settings_from(args: argparse.Namespace) -> ReportSettings:
@@ -148,7 +177,8 @@ def settings_from(args: argparse.Namespace) -> ReportSettings:
         basis=args.basis, labels=args.labels, keys=None if args.key is None else tuple(args.key),
         epsilon=args.epsilon, planes=args.planes, features=args.features, seed=args.seed,
         num_resamples=args.resamples, statistic=args.statistic, max_samples=args.max_samples,
-        max_planes=args.max_planes, top=args.top, memory_budget_gib=args.memory_budget)
+        max_planes=args.max_planes, top=args.top, memory_budget_gib=args.memory_budget,
+        tokens=args.tokens, vocab=args.vocab, center=args.center)
 
 
 def _fail(message: str) -> int:

@@ -13,6 +13,8 @@ from srm_jax import basis_measures as _measures
 from srm_jax import neurons as _neurons
 from srm_jax.per_class import Selectivity
 from srm_jax.projection import ProjectionDensity, projection_density
+from srm_jax.report.bulk import analyse_bulk, group_curve, group_summary
+from srm_jax.report.carriers import GroupCurve, find_carriers, ranked_scores
 from srm_jax.report.checks import check_basis, check_count, check_epsilon, check_memory, check_top
 from srm_jax.report.classes import class_selectivity, top_plane
 from srm_jax.report.defaults import (
@@ -21,14 +23,22 @@ from srm_jax.report.defaults import (
     DEFAULT_RESAMPLES,
     DEFAULT_STATISTIC,
     DEFAULT_SWEEP,
+    DEFAULT_TEST_SWEEP,
     PROJECTION_BINS,
 )
 from srm_jax.report.errors import ReportError
+from srm_jax.report.jsonable import to_float
 from srm_jax.report.measurement import measure_srm, measurement
 from srm_jax.report.measures import measures_against_rotations, measures_table
 from srm_jax.report.neurons import rank_neurons
 from srm_jax.report.planes import report_planes, uses_summaries
-from srm_jax.report.significance import assess_alignment, flat_verdict
+from srm_jax.report.rows import MeanFacts, RowFacts, mean_facts, row_facts_batch, row_sums_batch
+from srm_jax.report.significance import (
+    assess_alignment,
+    flat_verdict,
+    rotation_test,
+    sweep_evidence,
+)
 from srm_jax.report.summary import report_summary
 from srm_jax.report.sweep import sweep_epsilon, sweep_planes
 from srm_jax.resonance import SRMResult
@@ -59,6 +69,14 @@ class Report:
         (:class:`srm_jax.basis_measures.MeasuresTest`).
       peaks: exact ``(C, T)`` counts over all samples of the candidate planes (every plane when
         ``result`` holds counts), whose peaks rank ``top_planes``.
+      headline_test: the rotation test at the headline ε alone (``test`` holds every tested ε).
+      vector_scores: ``(m,)`` credit of each basis vector over the analysed rows at the
+        headline ε (:func:`srm_jax.lit_credits`): the neuron ranking's score.
+      group_curves: with a bulk analysed, the mean SRM curves of ``"carriers"`` and ``"bulk"``
+        (:class:`srm_jax.report.carriers.GroupCurve`); else ``None``.
+      map_summary, map_scores: the neuron map's rows (the bulk when it is analysed, else every
+        analysed row) at their headline ε: their SRM (an :class:`srm_jax.SRMSummary`, per-plane
+        totals) and ``(m,)`` credits (the map's ranking); ``summary["neuron_map"]`` says which.
     """
 
     summary: dict
@@ -74,11 +92,31 @@ class Report:
     plane_summaries: _neurons.PlaneSummaries | None = None
     measures: _measures.MeasuresTest | None = None
     peaks: SRMResult | None = None
+    headline_test: AlignmentTest | None = None
+    vector_scores: np.ndarray | None = None
+    group_curves: dict[str, GroupCurve] | None = None
+    map_summary: SRMSummary | None = None
+    map_scores: np.ndarray | None = None
+
+
+def test_epsilons_of(epsilon: float | None,
+                     test_epsilons: tuple[float, ...] | None = None) -> tuple[float, ...]:
+    """The ε of the verdict's rotation test: ``test_epsilons`` when given, else ``(epsilon,)``
+    for a given ``epsilon`` and :data:`DEFAULT_TEST_SWEEP` without one (every one checked)."""
+    if test_epsilons is None:
+        test_epsilons = DEFAULT_TEST_SWEEP if epsilon is None else (epsilon,)
+    test_epsilons = tuple(check_epsilon(float(e)) for e in test_epsilons)
+    if not test_epsilons:
+        raise ReportError("test_epsilons= is empty: give at least one ε")
+    if len(test_epsilons) > 1 and min(test_epsilons) <= 0:
+        raise ReportError(f"test_epsilons= of a sweep must be positive, got {test_epsilons}")
+    return test_epsilons
 
 
 def _checked_inputs(activations, basis, epsilon, statistic, num_resamples):
-    """The activations and basis as arrays and ε as a float, every setting checked."""
-    epsilon = check_epsilon(float(epsilon))
+    """The activations and basis as arrays and ε as a float (the measurement's: ``None`` is
+    :data:`DEFAULT_EPSILON`), every setting checked."""
+    epsilon = check_epsilon(float(DEFAULT_EPSILON if epsilon is None else epsilon))
     try:
         check_statistic(statistic)
     except ValueError as error:
@@ -95,7 +133,7 @@ def srm_report(
     basis: jax.Array,
     *,
     key: jax.Array,
-    epsilon: float | jax.Array = DEFAULT_EPSILON,
+    epsilon: float | jax.Array | None = None,
     labels: jax.Array | None = None,
     planes: str | jax.Array = "comb",
     max_planes: int | None = None,
@@ -108,6 +146,14 @@ def srm_report(
     memory_budget: float = DEFAULT_MEMORY_BUDGET_GIB * 2**30,
     streamed_sums: _measures.MeasureSums | None = None,
     peaks: SRMResult | None = None,
+    test_epsilons: tuple[float, ...] | None = None,
+    tokens=None,
+    row_facts: RowFacts | None = None,
+    all_tokens=None,
+    vocab: dict[int, str] | None = None,
+    mean: MeanFacts | None = None,
+    centered: bool = False,
+    uncentered=None,
     measures=_validation.UNSET,
 ) -> Report:
     """The SRM report of ``activations`` on ``basis``: numbers (``Report.summary``) and figures.
@@ -121,7 +167,9 @@ def srm_report(
         subset of a file too large for memory); rows with NaN/Inf are left out.
       basis: ``(m, n)`` privileged basis.
       key: PRNG key (rotations, null band, label shuffles, plane subset, projection reference).
-      epsilon: spotlight ``ε ∈ [−1, 1]``.
+      epsilon: spotlight ``ε ∈ [−1, 1]`` of the measurement (curves, figures, planes) and of
+        the verdict's test; ``None`` (default): the measurement at :data:`DEFAULT_EPSILON` and
+        the verdict over the sweep :data:`DEFAULT_TEST_SWEEP` (one family, min-p, math §6.2).
       labels: optional int ``(S,)`` classes of the samples (negative: unlabelled).
       planes: ``"comb"``, ``"perm"`` or explicit int ``(P, 2)`` pairs.
       max_planes: measure a random subset of this many planes when there are more.
@@ -145,6 +193,15 @@ def srm_report(
       peaks: with a summary ``result``, the exact SRM of *all* samples on the candidate planes
         ``pairs[candidate_planes(result)]`` (streamed by the caller); default measured on
         ``activations``.
+      test_epsilons: the ε of the verdict's test (overrides the default of ``epsilon``).
+      tokens: ``(S,)`` integer token of each sample (names the carriers' tokens).
+      row_facts: :class:`srm_jax.report.rows.RowFacts` of *every* row read (streamed by the
+        caller; default those of ``activations``), ``all_tokens`` their tokens.
+      vocab: token id → text.
+      mean: :class:`srm_jax.report.rows.MeanFacts` of every raw row (default of
+        ``activations``); ``centered``: ``activations`` are rows minus that mean, and
+        ``uncentered`` the same samples before centring (tested too: does centring change the
+        verdict?).
       measures: deprecated name of ``streamed_sums`` (one release).
 
     Summaries (``result`` an :class:`srm_jax.SRMSummary`): the mean curve, the neuron ranking and
@@ -158,6 +215,7 @@ def srm_report(
     """
     streamed_sums = _validation.renamed(
         "srm_report", "measures", measures, "streamed_sums", streamed_sums, None)
+    test_epsilons = test_epsilons_of(epsilon, test_epsilons)
     x, b, epsilon = _checked_inputs(activations, basis, epsilon, statistic, num_resamples)
     k_planes, k_test, k_band, k_sel, k_proj = jax.random.split(key, 5)
     pairs = (report_planes(b, planes, max_planes=max_planes, key=k_planes)
@@ -176,7 +234,7 @@ def srm_report(
     measure_args = _measures.direction_arguments(neurons, b)
     significance = assess_alignment(
         (k_test, k_band), x, b, pairs, measured, measure_args, epsilon=epsilon,
-        num_resamples=num_resamples, statistic=statistic)
+        num_resamples=num_resamples, statistic=statistic, test_epsilons=test_epsilons)
     swept = sweep_planes(k_planes, pairs, measured.summaries)
     sweep = sweep_epsilon(x, b, swept, epsilons)
     significance = flat_verdict(significance, sweep, result.mean_curve, epsilon)
@@ -193,10 +251,100 @@ def srm_report(
         measured, significance, sweep, swept, ranking, classes, table,
         shape=(int(b.shape[1]), int(b.shape[0]), int(pairs.shape[0])), epsilon=epsilon,
         statistic=statistic, num_resamples=int(num_resamples), top_pair=top_pair, top=num_top)
+    found = _findings(
+        k_test, x, b, pairs, measure_args, neurons, significance, top=num_top,
+        settings=(test_epsilons, int(num_resamples), statistic),
+        rows=(tokens, row_facts, all_tokens, vocab), mean=(mean, centered, uncentered))
+    summary.update(found.summary)
     return Report(
         summary=summary, result=result, reference=measured.reference, band=significance.band,
         test=significance.test, sweep=sweep,
         selectivity=None if classes is None else classes.selectivity,
         distinct=None if classes is None else classes.distinct, density=density,
         neurons=neurons, plane_summaries=ranking.plane_summaries, measures=tested,
-        peaks=measured.peaks)
+        peaks=measured.peaks, headline_test=significance.headline_test,
+        vector_scores=found.vector_scores, group_curves=found.group_curves,
+        map_summary=found.map_summary, map_scores=found.map_scores)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Findings:
+    """What the report adds to ``summary`` about who carries the signal, the bulk and the mean,
+    and what their figures need."""
+
+    summary: dict
+    vector_scores: np.ndarray
+    group_curves: dict[str, GroupCurve] | None
+    map_summary: SRMSummary
+    map_scores: np.ndarray
+
+
+def _mean_table(x, b, mean: MeanFacts | None, neurons, centered: bool,
+                uncentered_verdict: dict | None) -> dict:
+    """``mean`` of ``report.json``: the raw rows' mean (``x``: those rows), its share of the
+    squared norm and direction."""
+    if mean is None:
+        sum_x, sum_sq, count = row_sums_batch(x)
+        mean = mean_facts(sum_x, sum_sq, count, b)
+    v = int(mean.vector)
+    return {
+        "share_of_squared_norm": to_float(mean.share_of_squared_norm),
+        "max_abs_cos": to_float(mean.max_abs_cos),
+        "vector": v,
+        "neuron": (int(neurons.neuron[neurons.direction[v]])
+                   if neurons.orthonormal and v >= 0 else None),
+        "centered": bool(centered),
+        "verdict_uncentered": None if uncentered_verdict is None else uncentered_verdict["verdict"],
+        "p_value_uncentered": (None if uncentered_verdict is None
+                               else uncentered_verdict["p_value"]),
+    }
+
+
+def _findings(key, x, b, pairs, measure_args, neurons, significance, *, top: int,
+              settings: tuple, rows: tuple, mean: tuple) -> _Findings:
+    """Who carries the signal at the headline ε (:func:`srm_jax.report.carriers.find_carriers`),
+    the bulk when :func:`srm_jax.report.carriers.bulk_rule` holds
+    (:func:`srm_jax.report.bulk.analyse_bulk`, the same rotations) and the mean (with
+    ``centered``, the uncentred samples' verdict on the same rotations)."""
+    test_epsilons, num_resamples, statistic = settings
+    tokens, row_facts, all_tokens, vocab = rows
+    mean_facts_, centered, uncentered = mean
+    unit = np.asarray(b) / np.linalg.norm(np.asarray(b), axis=1, keepdims=True)
+    subset_facts = RowFacts(*(np.asarray(a) for a in row_facts_batch(x, unit)))
+    if row_facts is None:
+        row_facts, all_tokens = subset_facts, tokens
+    headline = significance.headline_epsilon
+    carriers = find_carriers(x, b, pairs, epsilon=headline, facts=row_facts,
+                             subset_facts=subset_facts, neurons=neurons, tokens=tokens,
+                             all_tokens=all_tokens, vocab=vocab, top=top)
+    bulk, curves = None, None
+    if carriers.analyse_bulk and int(np.sum(~carriers.massive)) > 1:
+        bulk = analyse_bulk(key, x[jnp.asarray(~carriers.massive)], b, pairs, measure_args,
+                            neurons, test_epsilons=test_epsilons, num_resamples=num_resamples,
+                            statistic=statistic, top=top)
+        carrier_rows = group_summary(x[jnp.asarray(carriers.massive)], b, pairs, headline)
+        curves = {"carriers": group_curve(carrier_rows, int(b.shape[1])), "bulk": bulk.curve}
+    uncentered_verdict = None
+    if centered and uncentered is not None:
+        raw = jnp.asarray(uncentered, x.dtype)
+        uncentered_verdict = sweep_evidence(rotation_test(
+            key, raw, b, pairs, measure_args, test_epsilons, num_resamples=num_resamples,
+            statistic=statistic), test_epsilons)
+    summary = {
+        "test_epsilons": list(significance.test_epsilons),
+        "headline_epsilon": headline,
+        "family_wise_p_value": significance.p_value,
+        "epsilon_tests": list(significance.epsilon_tests),
+        "neuron_scores": ranked_scores(carriers.vector_scores, neurons, top),
+        "carriers": carriers.table,
+        "bulk": None if bulk is None else bulk.table,
+        "mean": _mean_table(x if uncentered is None else jnp.asarray(uncentered, x.dtype), b,
+                            mean_facts_, neurons, centered, uncentered_verdict),
+    }
+    if bulk is None:
+        map_summary, map_scores = group_summary(x, b, pairs, headline), carriers.vector_scores
+        summary["neuron_map"] = {"rows": "analysed", "epsilon": headline}
+    else:
+        map_summary, map_scores = bulk.summary, bulk.vector_scores
+        summary["neuron_map"] = {"rows": "bulk", "epsilon": bulk.table["headline_epsilon"]}
+    return _Findings(summary, carriers.vector_scores, curves, map_summary, map_scores)

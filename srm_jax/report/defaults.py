@@ -13,6 +13,22 @@ DEFAULT_EPSILON = 0.9
 DEFAULT_RESAMPLES = 199
 #: The ε values of the sweep.
 DEFAULT_SWEEP = tuple(round(0.1 + 0.05 * i, 2) for i in range(18))  # 0.1, 0.15, ..., 0.95
+#: The ε of the verdict's rotation test without ``epsilon``: one family (min-p, math §6.2). Its
+#: least ε is the least the sample-major sweep affords at width (benchmarks/RESULTS.md).
+DEFAULT_TEST_SWEEP = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+#: A row is *massive* when its cosine with one basis vector is at least this (it then lights
+#: every plane of that vector at ε ≤ this; Sun et al. 2024's massive activations).
+MASSIVE_COS = 0.9
+#: ``carriers``: the share of the lit counts carried by this top share of the rows.
+TOP_ROW_SHARE = 0.01
+#: The bulk rule: when the massive rows are at most ``BULK_MAX_ROW_SHARE`` of the rows and
+#: carry at least ``BULK_MIN_LIT_SHARE`` of the lit counts at the headline ε, the report also
+#: analyses the other rows (``bulk``).
+BULK_MAX_ROW_SHARE = 0.05
+BULK_MIN_LIT_SHARE = 0.5
+#: Neurons of the neuron map (the top ones by credit), and tokens and vectors listed.
+MAP_NEURONS = 64
+TOP_TOKENS = 10
 #: Significance level of the verdict.
 SIGNIFICANCE_LEVEL = 0.05
 #: The null band is simulated with N' = min(rows analysed, this) samples, scaled by √(N'/N).
@@ -57,4 +73,8 @@ FIGURES = {
     "projection": "projection_top_plane.png",
     "neuron_map": "neuron_map.png",
     "neuron_shares": "neuron_shares.png",
+    "carrier_tokens": "carrier_tokens.png",
 }
+#: Cosines of the rows with the basis vectors held at once while each row's largest ``|cos|``
+#: is found (``rows × m`` float32 values; :func:`srm_jax.report.rows.row_facts_batch`).
+ROW_FACTS_ELEMENTS = 1 << 22

@@ -48,6 +48,19 @@ def rank_neurons(neurons: SignedBasis, measured: Measurement, pairs, top: int) -
     return NeuronRanking(summaries, top_exact, tables)
 
 
+def tie_ranks(values, listed) -> list[tuple[int, bool]]:
+    """The competition rank (1 + the number of larger values) of each ``listed`` index of
+    ``values`` and whether it is tied (another value equal to it, listed or not): equal scores
+    share a rank and are reported as ties, never as an order. NaN ranks last, untied."""
+    values = np.nan_to_num(np.asarray(values, np.float64), nan=-np.inf)
+    out = []
+    for i in np.asarray(listed).reshape(-1):
+        v = values[int(i)]
+        out.append((int(np.sum(values > v)) + 1,
+                    bool(np.isfinite(v) and np.sum(values == v) > 1)))
+    return out
+
+
 def _neuron_label(neurons: SignedBasis, vector: int) -> str:
     """``+3`` / ``−3`` for vector ``±q_3`` of a ``±`` basis; ``#v`` for any other basis."""
     if not neurons.orthonormal:
@@ -59,13 +72,17 @@ def _neuron_label(neurons: SignedBasis, vector: int) -> str:
 def _top_vectors(neurons: SignedBasis, vectors: _neurons.Ranking) -> list[dict]:
     """``top_basis_vectors``: each ranked vector, its neuron and sign (a ``±`` basis), share."""
     rows = []
-    for v, score in zip(np.asarray(vectors.indices), np.asarray(vectors.scores), strict=True):
+    indices = np.asarray(vectors.indices)
+    ranks = tie_ranks(vectors.all_scores, indices)
+    for v, score, (rank, tied) in zip(indices, np.asarray(vectors.scores), ranks, strict=True):
         k = int(neurons.direction[v])
         rows.append({
             "index": int(v),
             "neuron": int(neurons.neuron[k]) if neurons.orthonormal else None,
             "sign": int(neurons.sign[v]) if neurons.orthonormal else None,
             "score": to_float(score),
+            "rank": rank,
+            "tied": tied,
         })
     return rows
 
@@ -84,18 +101,22 @@ def neuron_tables(neurons: SignedBasis, planes: PlaneSummaries, pairs, num_sampl
     m = int(neurons.direction.shape[0])
     vectors = _neurons.rank_basis_vectors(planes.totals, pairs, m, min(int(top), m))
     best = _neurons.rank_planes(planes.peaks, min(int(top), peak_pairs.shape[0]))
+    best_indices = np.asarray(best.indices)
     top_planes = [
         {"plane": [int(a) for a in peak_pairs[p]],
          "neurons": ([_neuron_label(neurons, int(a)) for a in peak_pairs[p]]),
          "peak_srm": to_float(np.float32(peak) / max(int(num_samples), 1)),
-         "peak_angle": to_float(np.asarray(planes.peak_angles)[p])}
-        for p, peak in zip(np.asarray(best.indices), np.asarray(best.scores), strict=True)
+         "peak_angle": to_float(np.asarray(planes.peak_angles)[p]),
+         "rank": rank, "tied": tied}
+        for p, peak, (rank, tied) in zip(best_indices, np.asarray(best.scores),
+                                         tie_ranks(planes.peaks, best_indices), strict=True)
     ]
     shares = np.asarray(_neurons.neuron_shares(vectors.all_scores, neurons.direction,
                                                neurons.num_directions))
     order = np.argsort(-np.nan_to_num(shares, nan=-1.0), kind="stable")[:int(top)]
-    top_neurons = [{"neuron": int(neurons.neuron[k]), "share": to_float(shares[k])}
-                   for k in order]
+    top_neurons = [{"neuron": int(neurons.neuron[k]), "share": to_float(shares[k]),
+                    "rank": rank, "tied": tied}
+                   for k, (rank, tied) in zip(order, tie_ranks(shares, order), strict=True)]
     return {"top_basis_vectors": _top_vectors(neurons, vectors), "top_planes": top_planes,
             "top_neurons": top_neurons if neurons.orthonormal else None,
             "basis_is_signed_orthonormal": bool(neurons.orthonormal),

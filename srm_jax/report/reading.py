@@ -2,13 +2,16 @@
 
 An :class:`ArraySource` reads one array along axis 0 without holding it (memory-mapped ``.npy``
 windows, lazy safetensors slices, sequential ``.npz`` reads); a :class:`ShardedSource` reads
-one array from several files in turn; :class:`Samples` turns the rows into SRM samples. Labels,
-a basis file and the layers of a multi-array file are read here too. Every problem is a
+one array from several files in turn; :class:`Samples` turns the rows into SRM samples (centred
+ones with a shift). Labels, tokens, a vocabulary, a basis file and the layers of a multi-array
+file are read here too. Every problem is a
 :class:`ReportError` in one line naming the file.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import zipfile
 from collections.abc import Iterator
@@ -241,9 +244,11 @@ class ShardedSource:
 
 class Samples:
     """How the file's rows become SRM samples ``(S, n)`` (``features``: ``"flatten"``, one
-    sample per row, or ``"last"``, one per position over the last axis)."""
+    sample per row, or ``"last"``, one per position over the last axis); with ``shift``
+    (``(n,)``), every sample less ``shift`` (centred rows: ``shift`` their mean)."""
 
-    def __init__(self, source: ArraySource, features: str | None):
+    def __init__(self, source: ArraySource, features: str | None,
+                 shift: np.ndarray | None = None):
         shape = source.shape
         if len(shape) < 2:
             raise ReportError(
@@ -269,7 +274,14 @@ class Samples:
         self.total = shape[0] * self.per_row
         if self.total == 0:
             raise ReportError(f"{source.name} has no samples (shape {shape})")
+        self.shift = None if shift is None else np.asarray(shift, np.float32).reshape(self.n)
         self.resize(BATCH_ELEMENTS, MAX_BATCH_SAMPLES)
+
+    def shifted(self, shift: np.ndarray | None) -> Samples:
+        """The same samples less ``shift`` (a copy; ``None``: the raw samples)."""
+        other = copy.copy(self)
+        other.shift = None if shift is None else np.asarray(shift, np.float32).reshape(self.n)
+        return other
 
     def resize(self, elements: int, max_samples: int) -> None:
         """Streams batches of about ``elements`` float32 values (at most ``max_samples`` rows)."""
@@ -277,36 +289,54 @@ class Samples:
         self.rows_per_batch = max(1, target // self.per_row)
         self.batch_samples = self.rows_per_batch * self.per_row
 
-    def batches(self) -> Iterator[np.ndarray]:
-        """``(B, n)`` float32 sample blocks in file order."""
+    def raw_batches(self) -> Iterator[np.ndarray]:
+        """``(B, n)`` float32 sample blocks in file order, never shifted."""
         for block in self.source.rows(self.rows_per_batch):
             yield np.asarray(block, dtype=np.float32).reshape(-1, self.n)
 
+    def centre(self, batch: np.ndarray) -> np.ndarray:
+        """A raw batch less ``shift`` (the batch itself without one)."""
+        return batch if self.shift is None else batch - self.shift
 
-def load_labels(spec: str, source: ArraySource, samples: Samples) -> np.ndarray:
-    """Per-sample int labels from a ``.npy`` file or an array of the activations' file."""
+    def batches(self) -> Iterator[np.ndarray]:
+        """``(B, n)`` float32 sample blocks in file order, less ``shift``."""
+        for block in self.raw_batches():
+            yield self.centre(block)
+
+
+def _per_row_array(spec: str, source: ShardedSource, samples: Samples,
+                   what: str) -> tuple[np.ndarray, str]:
+    """A per-sample array (labels, tokens) and its name: a ``.npy`` file or an array ``spec``
+    of every shard of the activations; one value per row, repeated over the positions of
+    ``features='last'`` (or one per position)."""
     if os.path.exists(spec) or spec.lower().endswith(tuple(SUFFIXES)):
-        labels = ArraySource(spec, None, what="labels").read()
+        values = ArraySource(spec, None, what=what).read()
         name = spec
     elif spec in source.keys():
-        labels = source.read_array(spec, what="labels")
+        values = source.read_array(spec, what=what)
         name = f"{source.name.rsplit('[', 1)[0]}[{spec!r}]"
     else:
         first = source.shards[0].path
         where = f" and no array named {spec!r} in {first}" if source.keys() else ""
-        raise ReportError(f"labels='{spec}': no such file{where}")
-    labels = np.asarray(labels)
+        raise ReportError(f"{what}='{spec}': no such file{where}")
+    values = np.asarray(values)
     rows = source.shape[0]
-    if labels.shape == (rows,):
+    if values.shape == (rows,):
         if samples.per_row > 1:
-            labels = np.repeat(labels, samples.per_row)
-    elif samples.features == "last" and labels.shape == source.shape[:-1]:
-        labels = labels.reshape(-1)
+            values = np.repeat(values, samples.per_row)
+    elif samples.features == "last" and values.shape == source.shape[:-1]:
+        values = values.reshape(-1)
     else:
         raise ReportError(
-            f"labels {name} have shape {labels.shape} but the activations have {rows} rows: "
-            f"one label per row is needed"
+            f"{what} {name} have shape {values.shape} but the activations have {rows} rows: "
+            f"one {what[:-1]} per row is needed"
         )
+    return values, name
+
+
+def load_labels(spec: str, source: ShardedSource, samples: Samples) -> np.ndarray:
+    """Per-sample int labels from a ``.npy`` file or an array of the activations' file."""
+    labels, name = _per_row_array(spec, source, samples, "labels")
     if labels.dtype.kind == "f":
         if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
             raise ReportError(f"labels {name} must be integer classes")
@@ -316,6 +346,53 @@ def load_labels(spec: str, source: ArraySource, samples: Samples) -> np.ndarray:
     if not np.any(labels >= 0):
         raise ReportError(f"labels {name} have no non-negative class")
     return labels
+
+
+def load_tokens(spec: str, source: ShardedSource, samples: Samples) -> np.ndarray:
+    """Per-sample int64 token ids from a ``.npy`` file or an array of the activations' file
+    (every shard's, like labels): integer and non-negative."""
+    tokens, name = _per_row_array(spec, source, samples, "tokens")
+    if tokens.dtype.kind not in "iu":
+        raise ReportError(f"tokens {name} have dtype {tokens.dtype}: integer token ids needed")
+    if tokens.size and tokens.min() < 0:
+        raise ReportError(f"tokens {name} hold negative ids (least {tokens.min()}): token ids "
+                          "are non-negative")
+    return tokens.astype(np.int64)
+
+
+def load_vocab(path: str) -> dict[int, str]:
+    """Token texts by id: a ``vocab.txt`` (line ``i`` is token ``i``, as BERT's WordPiece) or a
+    Hugging Face ``tokenizer.json`` (``model.vocab`` and ``added_tokens``; a ``vocab.json``
+    mapping token to id is read the same way)."""
+    if not os.path.isfile(path):
+        raise ReportError(f"vocab='{path}': no such file")
+    try:
+        if path.lower().endswith(".json"):
+            with open(path, encoding="utf-8") as f:
+                return _json_vocab(json.load(f), path)
+        with open(path, encoding="utf-8", newline="") as f:
+            return {i: line.rstrip("\r\n") for i, line in enumerate(f)}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ReportError(f"cannot read the vocabulary {path}: {reason}") from None
+
+
+def _json_vocab(data, path: str) -> dict[int, str]:
+    """The vocabulary of a parsed ``tokenizer.json`` (or ``vocab.json``)."""
+    model = data.get("model", data) if isinstance(data, dict) else None
+    vocab = model.get("vocab") if isinstance(model, dict) and "vocab" in model else model
+    if isinstance(vocab, dict) and all(isinstance(i, int) for i in vocab.values()):
+        texts = {int(i): str(token) for token, i in vocab.items()}
+    elif isinstance(vocab, list) and all(isinstance(e, (list, str)) for e in vocab):
+        # A Unigram model lists [token, score] pairs in id order.
+        texts = {i: str(e[0] if isinstance(e, list) else e) for i, e in enumerate(vocab)}
+    else:
+        raise ReportError(f"the vocabulary {path} holds no token → id map (model.vocab of a "
+                          "tokenizer.json, or a vocab.json)")
+    for added in data.get("added_tokens", []) if isinstance(data, dict) else []:
+        if isinstance(added, dict) and isinstance(added.get("id"), int) and "content" in added:
+            texts[added["id"]] = str(added["content"])
+    return texts
 
 
 def load_basis(spec: str, n: int) -> np.ndarray:
@@ -334,16 +411,17 @@ def load_basis(spec: str, n: int) -> np.ndarray:
 
 
 
-def layer_keys(paths: list[str], keys: list[str] | None,
-               labels: str | None = None) -> list[str | None]:
+def layer_keys(paths: list[str], keys: list[str] | None, labels: str | None = None,
+               tokens: str | None = None) -> list[str | None]:
     """The layers to report: ``keys`` in order (``None``: the file's one array), or for a key
-    ``"all"`` every array of rank 2 or more of the first file but the labels' (``labels``)."""
+    ``"all"`` every array of rank 2 or more of the first file but the labels' and the tokens'
+    (``labels``, ``tokens``: their keys)."""
     keys = keys or [None]
     if "all" not in keys:
         return list(dict.fromkeys(keys))
     names = _array_names(paths[0])
-    labels = labels if labels in names else None
-    chosen = [k for k in names if k != labels and len(ArraySource(paths[0], k).shape) >= 2]
+    skip = {labels, tokens}
+    chosen = [k for k in names if k not in skip and len(ArraySource(paths[0], k).shape) >= 2]
     if not chosen:
         raise ReportError(f"key='all': {paths[0]} holds no (N, n) array")
     return chosen

@@ -41,6 +41,8 @@ from srm_jax.report.reading import (
     layer_keys,
     load_basis,
     load_labels,
+    load_tokens,
+    load_vocab,
     shard_paths,
 )
 from srm_jax.report.stream import stream_layer
@@ -53,7 +55,7 @@ class ReportSettings:
     basis: str = "standard"
     labels: str | None = None
     keys: tuple[str, ...] | None = None
-    epsilon: float = DEFAULT_EPSILON
+    epsilon: float | None = None
     planes: str = "comb"
     features: str | None = None
     seed: int = 0
@@ -63,6 +65,15 @@ class ReportSettings:
     max_planes: int | None = None
     top: int | None = None
     memory_budget_gib: float = DEFAULT_MEMORY_BUDGET_GIB
+    tokens: str | None = None
+    vocab: str | None = None
+    center: bool = False
+
+
+def measured_epsilon(settings: ReportSettings) -> float:
+    """The ε of the measurement (SRM curves, figures, planes): ``epsilon``, or without it
+    :data:`DEFAULT_EPSILON` (the verdict then tests the sweep, :func:`srm_report`)."""
+    return DEFAULT_EPSILON if settings.epsilon is None else float(settings.epsilon)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +88,7 @@ class LayerPlan:
       top: basis vectors and planes listed; neurons: the basis' neurons.
       max_samples: the analysis subset's size; chosen: its sorted row indices.
       key: the PRNG key of :func:`srm_jax.report.srm_report`.
+      tokens: per-sample int64 token ids or ``None``; vocab: token texts by id or ``None``.
     """
 
     source: ShardedSource
@@ -91,14 +103,20 @@ class LayerPlan:
     max_samples: int
     chosen: np.ndarray
     key: jax.Array
+    tokens: np.ndarray | None = None
+    vocab: dict[int, str] | None = None
 
 
 def check_settings(settings: ReportSettings, out: str) -> float:
     """Checks the settings that need no file; returns the memory budget in bytes."""
-    check_epsilon(settings.epsilon)
+    if settings.epsilon is not None:
+        check_epsilon(settings.epsilon)
     for name in ("num_resamples", "max_samples", "max_planes", "top"):
         check_count(name, getattr(settings, name))
     budget = memory_budget_bytes(settings.memory_budget_gib)
+    if settings.vocab is not None and settings.tokens is None:
+        raise ReportError("vocab= names the tokens' texts: it needs tokens= (the token id of "
+                          "every row)")
     if os.path.exists(out) and not os.path.isdir(out):
         raise ReportError(f"out='{out}' exists and is not a directory")
     return budget
@@ -118,8 +136,10 @@ def plan_layer(paths: list[str], key: str | None, settings: ReportSettings,
     samples = Samples(source, s.features)
     basis = load_basis(s.basis, samples.n)
     labels = None if s.labels is None else load_labels(s.labels, source, samples)
+    tokens = None if s.tokens is None else load_tokens(s.tokens, source, samples)
+    vocab = None if s.vocab is None else load_vocab(s.vocab)
     k_planes, k_report = jax.random.split(jax.random.key(s.seed))
-    pairs, max_planes, summaries = choose_planes(basis, s.planes, s.epsilon,
+    pairs, max_planes, summaries = choose_planes(basis, s.planes, measured_epsilon(s),
                                                  max_planes=s.max_planes, key=k_planes)
     if summaries:
         samples.resize(SUMMARY_BATCH_ELEMENTS, samples.total)
@@ -132,7 +152,7 @@ def plan_layer(paths: list[str], key: str | None, settings: ReportSettings,
                  summaries=summaries)
     return LayerPlan(source, samples, basis, labels, pairs, max_planes, summaries,
                      check_top(s.top, int(pairs.shape[0])), neurons, max_samples, chosen,
-                     k_report)
+                     k_report, tokens, vocab)
 
 
 def analyse_layer(plan: LayerPlan, settings: ReportSettings,
@@ -141,13 +161,17 @@ def analyse_layer(plan: LayerPlan, settings: ReportSettings,
     the report and its ``report.json`` entry (with the inputs and settings)."""
     s, source = settings, plan.source
     streamed = stream_layer(plan.samples, plan.basis, plan.pairs, plan.neurons, plan.chosen,
-                            epsilon=s.epsilon, summaries=plan.summaries, name=source.key or "")
+                            epsilon=measured_epsilon(s), summaries=plan.summaries,
+                            name=source.key or "", center=s.center)
     report = srm_report(
         streamed.subset, plan.basis, key=plan.key, epsilon=s.epsilon,
         labels=None if plan.labels is None else plan.labels[plan.chosen], planes=plan.pairs,
         num_resamples=s.num_resamples, statistic=s.statistic, result=streamed.result,
         num_rows=plan.samples.total, top=plan.top, memory_budget=budget,
-        streamed_sums=streamed.sums, peaks=streamed.peaks)
+        streamed_sums=streamed.sums, peaks=streamed.peaks,
+        tokens=None if plan.tokens is None else plan.tokens[plan.chosen],
+        row_facts=streamed.rows, all_tokens=plan.tokens, vocab=plan.vocab, mean=streamed.mean,
+        centered=s.center, uncentered=streamed.uncentered_subset)
     summary = dict(report.summary)
     summary.update({
         "input": {"path": source.path, "key": source.key, "shape": list(source.shape),
@@ -159,6 +183,9 @@ def analyse_layer(plan: LayerPlan, settings: ReportSettings,
         "max_samples": plan.max_samples,
         "seed": s.seed,
         "labels": s.labels,
+        "tokens": s.tokens,
+        "vocab": s.vocab,
+        "center": s.center,
         "memory_budget_gib": s.memory_budget_gib,
         "srm_jax_version": __version__,
     })
@@ -174,7 +201,7 @@ def run_report(activations: list[str], settings: ReportSettings, out: str) -> st
     """
     budget = check_settings(settings, out)
     paths = shard_paths(activations)
-    keys = layer_keys(paths, list(settings.keys or []), settings.labels)
+    keys = layer_keys(paths, list(settings.keys or []), settings.labels, settings.tokens)
     plans = [plan_layer(paths, key, settings, budget) for key in keys]  # every input, checked
     outputs = [analyse_layer(plan, settings, budget) for plan in plans]
     if len(outputs) == 1:

@@ -51,7 +51,7 @@ def report_summary(measured: Measurement, significance: Significance, sweep: Eps
         "p_value_anti_aligned": s.p_less,
         "significance_level": SIGNIFICANCE_LEVEL,
         "statistic": statistic,
-        "test_score": to_float(s.test.score),
+        "test_score": to_float(s.headline_test.score),
         "num_rotations": int(num_resamples),
         "min_p_value": min(1.0, 2.0 / (int(num_resamples) + 1)),
         "isotropic_expectation": s.expectation,

@@ -17,8 +17,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 #: Each case: (name, input files relative to HERE, extra arguments).
 CASES = {
     "planted": (["planted.npy", "--labels", "planted_labels.npy", "--resamples", "39",
-                 "--max-samples", "300"]),
-    "wide": (["wide.npy", "--resamples", "19"]),
+                 "--max-samples", "300", "--epsilon", "0.9"]),
+    "wide": (["wide.npy", "--resamples", "19", "--epsilon", "0.9"]),
     "layers": (["layers.npz", "--key", "all", "--labels", "y", "--resamples", "19"]),
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import itertools
 import json
 import os
@@ -18,6 +19,12 @@ import scipy.linalg
 from jax import monitoring
 
 import srm_jax
+from srm_jax.report.cli import one_blas_thread
+
+# OpenBLAS on one thread in every test process, whatever ran before in it (the report's console
+# entry point does the same): jaxlib's QR calls SciPy's OpenBLAS from XLA:CPU's own threads, and
+# a threaded OpenBLAS there oversubscribes the cores a second worker holds.
+one_blas_thread()
 
 # One compiled in-memory SRM reference shared by the test modules (the eager engine dispatches
 # op by op). It uses the engine's "direct" method, the cheaper to compile; with every sample away
@@ -52,6 +59,19 @@ def pearson(a, b) -> float:
     a = np.asarray(a, np.float64) - np.mean(a)
     b = np.asarray(b, np.float64) - np.mean(b)
     return float(a @ b / np.sqrt((a @ a) * (b @ b)))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_code():
+    """Drops JAX's compiled executables after each test module.
+
+    Each executable holds about 20 memory mappings of XLA:CPU code; a test worker that keeps
+    every one of a few thousand reaches Linux's ``vm.max_map_count`` (65,530), and the next
+    compilation segfaults inside XLA (seen in CI after ~25 minutes of one worker).
+    """
+    yield
+    jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture

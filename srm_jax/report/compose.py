@@ -42,6 +42,7 @@ from srm_jax.report.significance import (
 from srm_jax.report.summary import report_summary
 from srm_jax.report.sweep import sweep_epsilon, sweep_planes
 from srm_jax.resonance import SRMResult
+from srm_jax.rotation import normalise_rows
 from srm_jax.significance import AlignmentTest, NullBand, check_statistic
 from srm_jax.spectrum import EpsilonSweep
 from srm_jax.summaries import SRMSummary
@@ -309,8 +310,7 @@ def _findings(key, x, b, pairs, measure_args, neurons, significance, *, top: int
     test_epsilons, num_resamples, statistic = settings
     tokens, row_facts, all_tokens, vocab = rows
     mean_facts_, centered, uncentered = mean
-    unit = np.asarray(b) / np.linalg.norm(np.asarray(b), axis=1, keepdims=True)
-    subset_facts = RowFacts(*(np.asarray(a) for a in row_facts_batch(x, unit)))
+    subset_facts = RowFacts(*(np.asarray(a) for a in row_facts_batch(x, normalise_rows(b))))
     if row_facts is None:
         row_facts, all_tokens = subset_facts, tokens
     headline = significance.headline_epsilon

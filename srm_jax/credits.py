@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 from srm_jax._precision import exact_matmul
 from srm_jax.direct_kernel import DIRECT_CHUNK_ELEMENTS
-from srm_jax.kernel_ops import pad_samples
+from srm_jax.kernel_ops import credit_share, pad_samples
 from srm_jax.resonance import CountPlan, PreparedSamples, _prepare, plan_measurement
 from srm_jax.rotation import normalise_rows, spotlight
 from srm_jax.sample_major import sample_major_credits
@@ -172,6 +172,4 @@ def _direct_credits(samples: PreparedSamples, pairs, epsilon, chunk_size: int | 
 def _alpha_share(x, block_pairs):
     """``x_α² / (x_α² + x_β²)`` of every row of ``x`` (coordinates ``d̂·b̂``) and plane of
     ``block_pairs``; ½ where both are 0."""
-    x2_alpha, x2_beta = jnp.square(x[:, block_pairs[:, 0]]), jnp.square(x[:, block_pairs[:, 1]])
-    norm = x2_alpha + x2_beta
-    return jnp.where(norm > 0, x2_alpha / jnp.where(norm > 0, norm, 1), 0.5)
+    return credit_share(jnp.square(x[:, block_pairs[:, 0]]), jnp.square(x[:, block_pairs[:, 1]]))

@@ -249,3 +249,10 @@ def _arc_bins(lo, half_width, shift, grid):
         lambda: general(lo, half_width, grid["sorted_angles"]),
     )
 
+
+def credit_share(z2_alpha: jax.Array, z2_beta: jax.Array) -> jax.Array:
+    """The share of a lit ``(plane, angle)`` pair credited to the plane's vector ``α``:
+    ``x_α² / (x_α² + x_β²)`` of the sample's squared coordinates on ``α`` and ``β``, ½ where both
+    are 0 (math §11). Elementwise; the rest goes to ``β``."""
+    norm = z2_alpha + z2_beta
+    return jnp.where(norm > 0, z2_alpha / jnp.where(norm > 0, norm, 1), 0.5)

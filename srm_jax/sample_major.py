@@ -55,7 +55,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from srm_jax._precision import exact_matmul
-from srm_jax.kernel_ops import _arc_bins, _atan2, _compact, _Grid, grid_bins, pad_samples
+from srm_jax.kernel_ops import (
+    _arc_bins,
+    _atan2,
+    _compact,
+    _Grid,
+    credit_share,
+    grid_bins,
+    pad_samples,
+)
 
 # Samples per chunk: the candidate queue holds C · L · K int32 (at most this many).
 SAMPLE_MAJOR_CHUNK_ELEMENTS = 1 << 22
@@ -972,9 +980,8 @@ def _credit_step(layout: _Layout, geometry: _Geometry, bins: _Bins, pairs, m: in
     cand = jax.lax.dynamic_slice(found, (i * layout.block,), (layout.block,))
     row, b = cand // k, cand % k
     sample, a = leaders.queue[row] // k, leaders.queue[row] % k
-    z2_a, z2_b = jnp.square(leaders.z[sample, a]), jnp.square(leaders.z[sample, b])
-    norm = z2_a + z2_b
-    share_a = jnp.where(norm > 0, z2_a / jnp.where(norm > 0, norm, 1), 0.5)[:, None]
+    share_a = credit_share(jnp.square(leaders.z[sample, a]),
+                           jnp.square(leaders.z[sample, b]))[:, None]
     code = jnp.maximum(geometry.table[a, b], 0)
     plane, orient = code >> 1, code & 1  # orientation 0: α lies along the leader a
     share_alpha = jnp.where(orient == 0, share_a, 1 - share_a)

@@ -102,19 +102,21 @@ def haar_rotations(
     num_resamples: int | None = None,
     dtype: Any = None,
     *,
+    map_batch_size: int | None = 1,
     num=_validation.UNSET,
 ) -> jax.Array:
     """``num_resamples`` Haar-random ``(n, n)`` orthogonal matrices, ``(K, n, n)``: the rotations
     of :func:`alignment_test`. Rotation ``i`` is :func:`haar_rotation` of
     ``jax.random.split(key, num_resamples)[i]``, so a test that draws them a batch at a time (it
-    never holds all of them) uses the same rotations. ``num`` is the deprecated name of
-    ``num_resamples``."""
+    never holds all of them) uses the same rotations. ``map_batch_size``: drawn that many at a
+    time (:func:`batched_map`; ``1`` (default) holds one draw's workspace beside the result,
+    ``None`` all at once). ``num`` is the deprecated name of ``num_resamples``."""
     num_resamples = _validation.renamed(
         "haar_rotations", "num", num, "num_resamples", num_resamples, None)
     if num_resamples is None:
         raise TypeError("haar_rotations() needs num_resamples: the number of rotations.")
     keys = jax.random.split(key, int(num_resamples))
-    return jax.vmap(lambda k: haar_rotation(k, n, dtype))(keys)
+    return batched_map(lambda k: haar_rotation(k, n, dtype), keys, map_batch_size)
 
 
 def haar_rotation(key: jax.Array, n: int, dtype: Any = None) -> jax.Array:
@@ -420,6 +422,7 @@ def alignment_test(
     measure: Callable[[jax.Array, Any], Any] | None = None,
     measure_args: Any = None,
     sequential_level: float | None = None,
+    rotations: jax.Array | None = None,
     num_rotations=_validation.UNSET,
     batch_size=_validation.UNSET,
 ) -> AlignmentTest:
@@ -479,6 +482,12 @@ def alignment_test(
         ``num_drawn`` says how many were drawn. ``None`` (default) draws all ``num_resamples``.
         For a sweep the test stops once every ε's decision is certain to be "no evidence" (the
         family-wise decision is then certain too, math §6.2). Without ``measure``; static.
+      rotations: ``(num_resamples, n, n)`` orthogonal matrices used as the test's rotations
+        instead of drawing them from ``key``: the same rotations shared by several tests
+        without drawing each twice (:func:`haar_rotations` of this ``key`` gives the very
+        rotations the test would draw, so the result is the same). ``None`` (default): drawn
+        from ``key``, ``map_batch_size`` at a time. The test is exact only for Haar rotations
+        drawn independently of the data.
       num_rotations: deprecated name of ``num_resamples``.
       batch_size: deprecated name of ``map_batch_size`` (``None`` there meant one at a time).
 
@@ -494,6 +503,7 @@ def alignment_test(
     check_statistic(statistic)
     if int(num_resamples) < 1:
         raise ValueError(f"num_resamples must be >= 1, got {num_resamples}.")
+    _check_rotations(rotations, int(num_resamples), int(np.shape(basis)[-1]))
     sweep = not isinstance(epsilon, (int, float)) and np.ndim(epsilon) == 1
     test = _plan_rotation_test(
         key, activations, basis, epsilon, sweep=sweep, num_resamples=int(num_resamples),
@@ -501,20 +511,32 @@ def alignment_test(
         chunk_size=chunk_size, map_batch_size=map_batch_size, measure=measure,
         level=sequential_level)
     if sequential_level is not None:
-        return _sequential_test(test, key, activations, basis, alternative=alternative,
-                                statistic=statistic)
+        return _sequential_test(test, key, activations, basis, rotations,
+                                alternative=alternative, statistic=statistic)
     if sweep:
-        every_plane = isinstance(planes, str) and max_planes is None
+        every_plane = covers_every_plane(planes, max_planes, int(np.shape(basis)[0]))
         return _sweep_test(
             key, activations, basis, test.pairs, test.angles, test.epsilons, measure_args,
-            setup=test.setup, alternative=alternative, statistic=statistic,
+            rotations, setup=test.setup, alternative=alternative, statistic=statistic,
             directions=pm_directions(basis) if every_plane else None)
     curves, references, null_curves, null_measured = _alignment_curves(
         key, activations, basis, test.pairs, test.angles, test.epsilons, measure_args,
-        setup=test.setup)
+        rotations, setup=test.setup)
     score, null = _statistics(curves, references, null_curves, statistic)
     return _rotation_test_result(score[0], null[:, 0], null_measured, alternative=alternative,
                                  statistic=statistic)
+
+
+def _check_rotations(rotations, num_resamples: int, n: int) -> None:
+    """``rotations=`` of :func:`alignment_test`: ``None`` or ``(num_resamples, n, n)`` floats."""
+    if rotations is None:
+        return
+    shape = tuple(np.shape(rotations))
+    if shape != (num_resamples, n, n):
+        raise ValueError(f"rotations must be (num_resamples, n, n) = ({num_resamples}, {n}, "
+                         f"{n}), got shape {shape}.")
+    if not jnp.issubdtype(jnp.result_type(rotations), jnp.floating):
+        raise ValueError(f"rotations must be floats, got {jnp.result_type(rotations)}.")
 
 
 def _rotation_test_result(score, null, null_measured, *, alternative, statistic,
@@ -596,8 +618,8 @@ class _TestSetup:
     the copies' one enumeration of every ε (:func:`srm_jax.summaries.plan_sweep_curves`) where
     the sample-major kernel counts every ε > 0 of them, else ``None``. ``shared``: where the
     sample-major kernel counts the data at every ε > 0, the plan of the least ε, which is exact
-    at every larger ε (math §6.2): the data and self-SRM curves then loop over ε with one
-    compiled kernel instead of one per ε."""
+    at every larger ε (math §6.2): the data and self-SRM curves are then counted in one
+    enumeration of every ε, as the copies' are."""
 
     plans: tuple
     null_plans: tuple
@@ -661,14 +683,14 @@ def _statistics(curves, references, null_curves, statistic):
     return score, null
 
 
-def _sweep_test(key, activations, basis, pairs, angles, epsilons, measure_args, *,
-                setup: _TestSetup, alternative, statistic, directions=None) -> AlignmentTest:
+def _sweep_test(key, activations, basis, pairs, angles, epsilons, measure_args, rotations=None,
+                *, setup: _TestSetup, alternative, statistic, directions=None) -> AlignmentTest:
     """The sweep's :class:`AlignmentTest` (math §6.2): per-ε p-values, the min-p family-wise
     p-value and the lit share (:func:`lit_share_pm` from ``directions`` of a ± orthonormal
     basis measured on every plane, else :func:`lit_share`). Pure and vmap safe (``setup``,
     ``alternative`` and ``statistic`` static)."""
     curves, references, null_curves, null_measured = _alignment_curves(
-        key, activations, basis, pairs, angles, epsilons, measure_args, setup=setup)
+        key, activations, basis, pairs, angles, epsilons, measure_args, rotations, setup=setup)
     score, null = _statistics(curves, references, null_curves, statistic)
     return _rotation_test_result(
         score, null, null_measured, alternative=alternative, statistic=statistic,
@@ -679,22 +701,38 @@ def _sweep_test(key, activations, basis, pairs, angles, epsilons, measure_args, 
 
 def _curves_at(plans, data, basis, pairs, angles, epsilons, table, shared=None):
     """``(E, T)`` mean SRM curves of ``data`` on ``basis``: one plan per ε, or the ``shared``
-    plan (:class:`_TestSetup`) for every ε, in a loop."""
+    plan (:class:`_TestSetup`) for every ε in one enumeration (:func:`plan_sweep_curves`, the
+    rotated copies' kernel; equal to a loop over ε, math §6.2)."""
     if shared is not None:
-        return jax.lax.map(
-            lambda eps: _srm_mean_curve(shared, data, basis, pairs, angles, eps, table), epsilons)
+        return plan_sweep_curves(dataclasses.replace(shared, signed=False), data, basis, pairs,
+                                 angles, epsilons, table=table)
     return jnp.stack([_srm_mean_curve(p, data, basis, pairs, angles, epsilons[j], table)
                       for j, p in enumerate(plans)])
 
 
-def _rotated_curves(setup: _TestSetup, rotation_key, activations, basis, pairs, angles,
-                    epsilons, measure_args, table):
+def _rotation_of(draw, activations, basis, given: bool):
+    """The rotation of one draw of a test: :func:`haar_rotation` of a key, or (``given``) an
+    ``(n, n)`` rotation of ``rotations=`` (:func:`alignment_test`) in the working dtype."""
+    if given:
+        return draw.astype(activations.dtype)
+    return haar_rotation(draw, basis.shape[1], activations.dtype)
+
+
+def _test_draws(key, rotations, num_resamples: int):
+    """What the rotations of a test are made from: ``num_resamples`` keys split from ``key``,
+    or the caller's ``rotations``."""
+    return jax.random.split(key, num_resamples) if rotations is None else rotations
+
+
+def _rotated_curves(setup: _TestSetup, draw, activations, basis, pairs, angles,
+                    epsilons, measure_args, table, given: bool = False):
     """One rotation of the test: its ``(E, T)`` curves and what ``measure`` gives (or ``None``).
 
     Without ``measure`` the basis is rotated, ``B qᵀ``; with it the samples, ``x q`` (one
     product for SRM and the measure: the SRM of ``x`` on ``B qᵀ`` is that of ``x q`` on ``B``).
+    ``draw``: a key, or with ``given`` a rotation (:func:`_rotation_of`).
     """
-    q = haar_rotation(rotation_key, basis.shape[1], activations.dtype)
+    q = _rotation_of(draw, activations, basis, given)
     if setup.measure is None:
         data, on_basis, measured = activations, exact_matmul(basis, q.T), None
     else:
@@ -715,24 +753,25 @@ def _cast(activations, basis):
 
 
 @partial(jax.jit, static_argnames=("setup",))
-def _alignment_curves(key, activations, basis, pairs, angles, epsilons, measure_args, *,
-                      setup: _TestSetup):
+def _alignment_curves(key, activations, basis, pairs, angles, epsilons, measure_args,
+                      rotations=None, *, setup: _TestSetup):
     """``(E, T)`` mean SRM curves of the data and of the self-SRM, the ``(K, E, T)`` curves of
-    the rotated copies and the measure of each. Each rotation is drawn and applied once, for
-    every ε; rotations are drawn ``map_batch_size`` at a time, never all at once."""
+    the rotated copies and the measure of each. Each rotation is drawn (or taken from
+    ``rotations``) and applied once, for every ε; rotations are drawn ``map_batch_size`` at a
+    time, never all at once."""
     activations, basis = _cast(activations, basis)
     table = _plane_table(pairs, *setup.plans, *setup.null_plans)
     null_curves, null_measured = batched_map(
-        lambda k: _rotated_curves(setup, k, activations, basis, pairs, angles, epsilons,
-                                  measure_args, table),
-        jax.random.split(key, setup.num_resamples), setup.map_batch_size)
+        lambda d: _rotated_curves(setup, d, activations, basis, pairs, angles, epsilons,
+                                  measure_args, table, rotations is not None),
+        _test_draws(key, rotations, setup.num_resamples), setup.map_batch_size)
     return (_curves_at(setup.plans, activations, basis, pairs, angles, epsilons, table,
                        setup.shared),
             _curves_at(setup.plans, basis, basis, pairs, angles, epsilons, table, setup.shared),
             null_curves, null_measured)
 
 
-def _sequential_test(test: _PlannedTest, key, activations, basis, *, alternative,
+def _sequential_test(test: _PlannedTest, key, activations, basis, rotations, *, alternative,
                      statistic) -> AlignmentTest:
     """:func:`alignment_test` with sequential rotations (Besag & Clifford 1991, math §6.2)."""
     setup, num_resamples = test.setup, test.setup.num_resamples
@@ -746,7 +785,7 @@ def _sequential_test(test: _PlannedTest, key, activations, basis, *, alternative
     batch = (num_resamples if setup.map_batch_size is None
              else min(int(setup.map_batch_size), num_resamples))
     score, null, num_drawn, p_value, family = _sequential_run(
-        key, activations, basis, test.pairs, test.angles, test.epsilons, setup=setup,
+        key, activations, basis, test.pairs, test.angles, test.epsilons, rotations, setup=setup,
         batch=batch, hits_needed=hits_needed, alternative=alternative, statistic=statistic)
     sweep = test.sweep
     return AlignmentTest(
@@ -757,8 +796,8 @@ def _sequential_test(test: _PlannedTest, key, activations, basis, *, alternative
 
 
 @partial(jax.jit, static_argnames=("setup", "batch", "hits_needed", "alternative", "statistic"))
-def _sequential_run(key, activations, basis, pairs, angles, epsilons, *, setup, batch,
-                    hits_needed, alternative, statistic):
+def _sequential_run(key, activations, basis, pairs, angles, epsilons, rotations=None, *, setup,
+                    batch, hits_needed, alternative, statistic):
     """Rotations ``batch`` at a time until every ε has ``hits_needed`` rotations at least as
     extreme as its score, or all are drawn: ``(E,)`` scores, ``(K, E)`` null scores (NaN past
     ``num_drawn``), ``num_drawn``, ``(E,)`` p-values and the family-wise p-value."""
@@ -771,21 +810,21 @@ def _sequential_run(key, activations, basis, pairs, angles, epsilons, *, setup, 
                                       table, setup.shared), references, references[None],
                            statistic)
 
-    def null_scores(rotation_key):
-        curves, _ = _rotated_curves(setup, rotation_key, activations, basis, pairs, angles,
-                                    epsilons, None, table)
+    def null_scores(draw):
+        curves, _ = _rotated_curves(setup, draw, activations, basis, pairs, angles,
+                                    epsilons, None, table, rotations is not None)
         values = jax.vmap(lambda c, r: alignment_statistic(c, r, statistic))(curves, references)
         return jnp.where(jnp.isnan(values), 0.0, values)
 
     num_batches = -(-num_resamples // batch)
-    keys = jax.random.split(key, num_resamples)  # the full test's stream
-    keys = jnp.concatenate([keys, keys[:num_batches * batch - num_resamples]])
+    draws = _test_draws(key, rotations, num_resamples)  # the full test's stream
+    draws = jnp.concatenate([draws, draws[:num_batches * batch - num_resamples]])
 
     def body(carry):
         i, nulls, count = carry
         # One rotation at a time within a batch (lax.map, not vmap: the kernel's early exits
         # stay branches instead of both sides of a select).
-        values = jax.lax.map(null_scores, jax.lax.dynamic_slice_in_dim(keys, i * batch, batch))
+        values = jax.lax.map(null_scores, jax.lax.dynamic_slice_in_dim(draws, i * batch, batch))
         index = i * batch + jnp.arange(batch)
         hits = _extreme(values, score, alternative) & (index < num_resamples)[:, None]
         return (i + 1, jax.lax.dynamic_update_slice_in_dim(nulls, values, i * batch, 0),
@@ -889,6 +928,25 @@ def _best_radius2(coords, gram, pairs, plane_chunk):
     best, _ = jax.lax.scan(step, jnp.zeros(coords.shape[:1], coords.dtype),
                            padded.reshape(-1, chunk, 2))
     return best
+
+
+def covers_every_plane(planes, max_planes: int | None, m: int) -> bool:
+    """Whether ``planes`` name every plane of an ``m``-vector basis: ``"comb"``/``"perm"``, or
+    concrete pairs holding each unordered pair of distinct vectors (a report's explicit planes),
+    without a ``max_planes`` subset. Then :func:`lit_share_pm` (``O(N·K)``) may replace
+    :func:`lit_share` (``O(N·P)``) for a ± orthonormal basis."""
+    if max_planes is not None:
+        return False
+    if isinstance(planes, str):
+        return True
+    if not _validation.is_concrete(planes) or np.ndim(planes) != 2 or m < 2:
+        return False
+    pairs = np.asarray(planes, np.int64)
+    if pairs.shape[0] < m * (m - 1) // 2:
+        return False
+    low, high = np.minimum(pairs[:, 0], pairs[:, 1]), np.maximum(pairs[:, 0], pairs[:, 1])
+    distinct = low != high
+    return np.unique(low[distinct] * m + high[distinct]).size == m * (m - 1) // 2
 
 
 def pm_directions(basis) -> jax.Array | None:

@@ -252,3 +252,34 @@ def test_wide_report_fits_its_memory_budget_by_batching_rotations(rng, tmp_path,
     # The counts of every plane would not fit that budget: refused in one line, nothing written.
     with pytest.raises(report_lib.ReportError, match="reduce max_samples= or max_planes="):
         report_lib.check_memory(num, n, 2 * n, n, planes, 100, resamples, budget)
+
+
+def test_rotations_held_for_the_layers_are_each_tests_own(rng):
+    from types import SimpleNamespace
+
+    from srm_jax.report import run as run_lib
+
+    basis = np.concatenate([np.eye(DIM), -np.eye(DIM)]).astype(np.float32)
+    x = clustered(rng, basis, num=200)
+    key = jax.random.key(3)
+    plain = report_lib.srm_report(x, np.eye(DIM, dtype=np.float32), key=key,
+                                  num_resamples=RESAMPLES)
+    rotations = report_lib.report_rotations(key, DIM, RESAMPLES)
+    held = report_lib.srm_report(x, np.eye(DIM, dtype=np.float32), key=key,
+                                 num_resamples=RESAMPLES, rotations=rotations)
+    np.testing.assert_array_equal(held.test.null_scores, plain.test.null_scores)
+    np.testing.assert_array_equal(held.measures.null, plain.measures.null)
+    assert held.summary["epsilon_tests"] == plain.summary["epsilon_tests"]
+    # Held once per width (and key), for every layer of that width; None past the budget share.
+    settings = report_lib.ReportSettings(num_resamples=RESAMPLES)
+    layer = SimpleNamespace(basis=np.eye(DIM), key=key)
+    held_by_width: dict = {}
+    first = run_lib.held_rotations(held_by_width, layer, settings, 2**30)
+    assert run_lib.held_rotations(held_by_width, layer, settings, 2**30) is first
+    np.testing.assert_array_equal(first, rotations)
+    wide = SimpleNamespace(basis=np.eye(2 * DIM), key=key)
+    assert run_lib.held_rotations(held_by_width, wide, settings, 2**30).shape == (
+        RESAMPLES, 2 * DIM, 2 * DIM)
+    size = RESAMPLES * DIM * DIM * 4
+    assert run_lib.held_rotations({}, layer, settings,
+                                  0.99 * size / report_lib.HELD_ROTATIONS_SHARE) is None

@@ -257,3 +257,59 @@ def test_sequential_sweep_decides_as_the_full_sweep():
             stopped += 1
             assert family > level and np.all(np.asarray(seq.p_value) > level)
     assert stopped >= 1
+
+
+def test_explicit_every_plane_takes_the_top_two_lit_share():
+    n = 10
+    basis = jnp.eye(n)
+    i, j = np.triu_indices(n, k=1)
+    every = np.stack([i, j], axis=1)
+    shuffled = np.random.default_rng(0).permutation(every)
+    shuffled[::3] = shuffled[::3, ::-1]  # either orientation names the same plane
+    assert significance.covers_every_plane(jnp.asarray(shuffled, jnp.int32), None, n)
+    assert significance.covers_every_plane("comb", None, n)
+    assert not significance.covers_every_plane("comb", 5, n)
+    assert not significance.covers_every_plane(jnp.asarray(every[:-1], jnp.int32), None, n)
+    repeated = every.copy()
+    repeated[-1] = repeated[0]  # as many pairs, one plane missing
+    assert not significance.covers_every_plane(jnp.asarray(repeated, jnp.int32), None, n)
+    x = clustered(jax.random.key(12), 80, n)
+    eps = jnp.asarray([0.3, 0.5, 0.8])
+    key = jax.random.key(13)
+    explicit = srm_jax.alignment_test(key, x, basis, epsilon=eps, num_resamples=9,
+                                      planes=jnp.asarray(every, jnp.int32),
+                                      measure=_first_moment)
+    by_name = srm_jax.alignment_test(key, x, basis, epsilon=eps, num_resamples=9,
+                                     measure=_first_moment)
+    want = significance.lit_share(x, basis, jnp.asarray(every, jnp.int32), epsilon=eps)
+    np.testing.assert_allclose(explicit.lit_share, want, atol=1e-6)
+    np.testing.assert_array_equal(explicit.lit_share, by_name.lit_share)
+    np.testing.assert_array_equal(explicit.null_scores, by_name.null_scores)
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_given_rotations_are_the_drawn_ones(sequential):
+    n = 8
+    basis = jnp.concatenate([jnp.eye(n), -jnp.eye(n)])
+    x = clustered(jax.random.key(14), 70, n)
+    eps = jnp.asarray([0.3, 0.6])
+    key = jax.random.key(15)
+    extra = {"sequential_level": 0.2} if sequential else {"measure": _first_moment}
+    drawn = srm_jax.alignment_test(key, x, basis, epsilon=eps, num_resamples=11, **extra)
+    rotations = significance.haar_rotations(key, n, 11, map_batch_size=1)
+    np.testing.assert_array_equal(
+        rotations, significance.haar_rotations(key, n, 11, map_batch_size=None))
+    given = srm_jax.alignment_test(key, x, basis, epsilon=eps, num_resamples=11,
+                                   rotations=rotations, **extra)
+    np.testing.assert_array_equal(given.null_scores, drawn.null_scores)
+    np.testing.assert_array_equal(given.p_value, drawn.p_value)
+    if not sequential:
+        np.testing.assert_array_equal(given.null_measured, drawn.null_measured)
+    # Other rotations give another null: the argument is used, not ignored.
+    other = significance.haar_rotations(jax.random.key(16), n, 11)
+    moved = srm_jax.alignment_test(key, x, basis, epsilon=eps, num_resamples=11,
+                                   rotations=other, **extra)
+    assert not np.array_equal(moved.null_scores, drawn.null_scores)
+    with pytest.raises(ValueError, match="rotations must be"):
+        srm_jax.alignment_test(key, x, basis, epsilon=eps, num_resamples=10,
+                               rotations=rotations, **extra)

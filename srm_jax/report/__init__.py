@@ -67,7 +67,7 @@ from srm_jax.report.checks import (
     report_bytes,
 )
 from srm_jax.report.classes import ClassSelectivity, selectivity_table
-from srm_jax.report.compose import Report, srm_report
+from srm_jax.report.compose import Report, report_rotations, srm_report
 from srm_jax.report.defaults import (
     CHART_NEURONS,
     DEFAULT_EPSILON,
@@ -80,6 +80,7 @@ from srm_jax.report.defaults import (
     DEFAULT_TEST_SWEEP,
     DEFAULT_TOP,
     FIGURES,
+    HELD_ROTATIONS_SHARE,
     MAP_LABELS,
     MASSIVE_COS,
     MIN_MAX_SAMPLES,
@@ -137,7 +138,7 @@ __all__ = [
     "DEFAULT_SAMPLED_PLANES", "DEFAULT_STATISTIC", "DEFAULT_SWEEP", "DEFAULT_TOP", "FIGURES",
     "MAP_LABELS", "MEASURE_NAMES", "MIN_MAX_SAMPLES", "Measurement", "NULL_BAND_DRAWS",
     "NULL_BAND_SAMPLES", "NeuronRanking", "PEAK_CANDIDATES", "PROJECTION_BINS",
-    "ROTATION_TEST_WORK",
+    "ROTATION_TEST_WORK", "HELD_ROTATIONS_SHARE", "report_rotations",
     "Report", "ReportError", "ReportSettings", "SIGNIFICANCE_LEVEL", "SUMMARY_NULL_BAND_SAMPLES",
     "SWEEP_PLANES", "Samples", "ShardedSource", "Significance", "TOP_ITEMS", "VERDICT_MEASURES",
     "basis_from_spec", "candidate_planes", "check_basis", "check_epsilon", "check_memory",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +44,7 @@ from srm_jax.report.summary import report_summary
 from srm_jax.report.sweep import sweep_epsilon, sweep_planes
 from srm_jax.resonance import SRMResult
 from srm_jax.rotation import normalise_rows
-from srm_jax.significance import AlignmentTest, NullBand, check_statistic
+from srm_jax.significance import AlignmentTest, NullBand, check_statistic, haar_rotations
 from srm_jax.spectrum import EpsilonSweep
 from srm_jax.summaries import SRMSummary
 
@@ -98,6 +99,25 @@ class Report:
     group_curves: dict[str, GroupCurve] | None = None
     map_summary: SRMSummary | None = None
     map_scores: np.ndarray | None = None
+
+
+def report_keys(key: jax.Array) -> tuple[jax.Array, ...]:
+    """The keys :func:`srm_report` splits ``key`` into: planes, rotation test, null band, label
+    shuffles, projection reference."""
+    return tuple(jax.random.split(key, 5))
+
+
+def report_rotations(key: jax.Array, n: int, num_resamples: int) -> jax.Array:
+    """``(num_resamples, n, n)``: the rotations of :func:`srm_report`'s rotation tests with
+    ``key`` (:func:`srm_jax.haar_rotations` of its test key), to draw once and pass as
+    ``rotations=`` to every report of width ``n`` with that key (a multi-layer report). Drawn
+    one at a time: the result is the only ``(K, n, n)`` array held."""
+    return _report_rotations(report_keys(key)[1], n=int(n), num_resamples=int(num_resamples))
+
+
+@partial(jax.jit, static_argnames=("n", "num_resamples"))
+def _report_rotations(key, *, n: int, num_resamples: int) -> jax.Array:
+    return haar_rotations(key, n, num_resamples, map_batch_size=1)
 
 
 def test_epsilons_of(epsilon: float | None,
@@ -156,6 +176,7 @@ def srm_report(
     centered: bool = False,
     uncentered=None,
     measures=_validation.UNSET,
+    rotations: jax.Array | None = None,
 ) -> Report:
     """The SRM report of ``activations`` on ``basis``: numbers (``Report.summary``) and figures.
 
@@ -204,6 +225,10 @@ def srm_report(
         ``uncentered`` the same samples before centring (tested too: does centring change the
         verdict?).
       measures: deprecated name of ``streamed_sums`` (one release).
+      rotations: the rotation tests' rotations drawn beforehand, :func:`report_rotations` of
+        ``key`` (the same numbers without a QR per rotation per test: the layer, its bulk and
+        its uncentred rows, and every layer of one width, share them); default drawn from
+        ``key`` in each test's loop.
 
     Summaries (``result`` an :class:`srm_jax.SRMSummary`): the mean curve, the neuron ranking and
     the rotation test use every plane; ``top_planes`` and ``max_srm`` come from the exact curves
@@ -218,7 +243,7 @@ def srm_report(
         "srm_report", "measures", measures, "streamed_sums", streamed_sums, None)
     test_epsilons = test_epsilons_of(epsilon, test_epsilons)
     x, b, epsilon = _checked_inputs(activations, basis, epsilon, statistic, num_resamples)
-    k_planes, k_test, k_band, k_sel, k_proj = jax.random.split(key, 5)
+    k_planes, k_test, k_band, k_sel, k_proj = report_keys(key)
     pairs = (report_planes(b, planes, max_planes=max_planes, key=k_planes)
              if isinstance(planes, str) else jnp.asarray(planes, jnp.int32))
     summaries = isinstance(result, SRMSummary) or (
@@ -235,7 +260,8 @@ def srm_report(
     measure_args = _measures.direction_arguments(neurons, b)
     significance = assess_alignment(
         (k_test, k_band), x, b, pairs, measured, measure_args, epsilon=epsilon,
-        num_resamples=num_resamples, statistic=statistic, test_epsilons=test_epsilons)
+        num_resamples=num_resamples, statistic=statistic, test_epsilons=test_epsilons,
+        rotations=rotations)
     swept = sweep_planes(k_planes, pairs, measured.summaries)
     sweep = sweep_epsilon(x, b, swept, epsilons)
     significance = flat_verdict(significance, sweep, result.mean_curve, epsilon)
@@ -255,7 +281,8 @@ def srm_report(
     found = _findings(
         k_test, x, b, pairs, measure_args, neurons, significance, top=num_top,
         settings=(test_epsilons, int(num_resamples), statistic),
-        rows=(tokens, row_facts, all_tokens, vocab), mean=(mean, centered, uncentered))
+        rows=(tokens, row_facts, all_tokens, vocab), mean=(mean, centered, uncentered),
+        rotations=rotations)
     summary.update(found.summary)
     return Report(
         summary=summary, result=result, reference=measured.reference, band=significance.band,
@@ -302,7 +329,8 @@ def _mean_table(x, b, mean: MeanFacts | None, neurons, centered: bool,
 
 
 def _findings(key, x, b, pairs, measure_args, neurons, significance, *, top: int,
-              settings: tuple, rows: tuple, mean: tuple) -> _Findings:
+              settings: tuple, rows: tuple, mean: tuple,
+              rotations: jax.Array | None = None) -> _Findings:
     """Who carries the signal at the headline ε (:func:`srm_jax.report.carriers.find_carriers`),
     the bulk when :func:`srm_jax.report.carriers.bulk_rule` holds
     (:func:`srm_jax.report.bulk.analyse_bulk`, the same rotations) and the mean (with
@@ -321,7 +349,7 @@ def _findings(key, x, b, pairs, measure_args, neurons, significance, *, top: int
     if carriers.analyse_bulk and int(np.sum(~carriers.massive)) > 1:
         bulk = analyse_bulk(key, x[jnp.asarray(~carriers.massive)], b, pairs, measure_args,
                             neurons, test_epsilons=test_epsilons, num_resamples=num_resamples,
-                            statistic=statistic, top=top)
+                            statistic=statistic, top=top, rotations=rotations)
         carrier_rows = group_summary(x[jnp.asarray(carriers.massive)], b, pairs, headline)
         curves = {"carriers": group_curve(carrier_rows, int(b.shape[1])), "bulk": bulk.curve}
     uncentered_verdict = None
@@ -329,7 +357,7 @@ def _findings(key, x, b, pairs, measure_args, neurons, significance, *, top: int
         raw = jnp.asarray(uncentered, x.dtype)
         uncentered_verdict = sweep_evidence(rotation_test(
             key, raw, b, pairs, measure_args, test_epsilons, num_resamples=num_resamples,
-            statistic=statistic), test_epsilons)
+            statistic=statistic, rotations=rotations), test_epsilons)
     summary = {
         "test_epsilons": list(significance.test_epsilons),
         "headline_epsilon": headline,

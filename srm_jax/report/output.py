@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 
 from srm_jax.report.compose import Report
 from srm_jax.report.defaults import FIGURES
@@ -24,26 +23,27 @@ def _layer_directory(key: str | None, index: int) -> str:
     return os.path.join(LAYERS_DIR, safe or f"layer{index}")
 
 
-def _documents(outputs: list[tuple[Report, dict]], scratch: str,
-               source_name: str) -> tuple[dict, str]:
-    """Draws the figures into ``scratch``; returns ``report.json``'s document and ``report.md``.
-
-    Each summary gains its ``figures`` (file names relative to the report's directory).
-    """
-    if len(outputs) == 1:
-        report, summary = outputs[0]
+def draw_layer(report: Report, summary: dict, scratch: str, index: int, several: bool) -> dict:
+    """Draws one layer's figures into ``scratch`` (``layers/<key>/`` of it when the report has
+    ``several`` layers) as soon as the layer is analysed, so that only its summary is kept;
+    returns ``summary`` with its ``figures`` (file names relative to the report's directory)."""
+    if not several:
         summary["figures"] = write_figures(report, scratch)
+        return summary
+    folder = _layer_directory(summary["input"]["key"], index)
+    os.makedirs(os.path.join(scratch, folder))
+    figures = write_figures(report, os.path.join(scratch, folder))
+    summary["figures"] = {k: f"{folder}/{v}" for k, v in figures.items()}
+    return summary
+
+
+def _documents(summaries: list[dict], source_name: str) -> tuple[dict, str]:
+    """``report.json``'s document and ``report.md`` of the drawn layers' ``summaries``."""
+    if len(summaries) == 1:
+        summary = summaries[0]
         return summary, report_markdown(summary, summary["figures"], source=source_name)
-    summaries, all_figures = [], []
-    for i, (report, summary) in enumerate(outputs):
-        folder = _layer_directory(summary["input"]["key"], i)
-        os.makedirs(os.path.join(scratch, folder))
-        figures = write_figures(report, os.path.join(scratch, folder))
-        summary["figures"] = {k: f"{folder}/{v}" for k, v in figures.items()}
-        summaries.append(summary)
-        all_figures.append(summary["figures"])
     return (layers_summary(summaries),
-            layers_markdown(summaries, all_figures, source=source_name))
+            layers_markdown(summaries, [s["figures"] for s in summaries], source=source_name))
 
 
 def _move_into(scratch: str, out: str) -> None:
@@ -64,21 +64,19 @@ def _move_into(scratch: str, out: str) -> None:
             shutil.move(os.path.join(scratch, name), target)
 
 
-def write_report(outputs: list[tuple[Report, dict]], out: str, source_name: str) -> None:
-    """Writes every output to a temporary directory, then moves them into ``out``.
+def write_report(summaries: list[dict], scratch: str, out: str, source_name: str) -> None:
+    """Writes ``report.json`` and ``report.md`` of the layers' ``summaries`` (each drawn by
+    :func:`draw_layer` into ``scratch``, a temporary directory), then moves every file into
+    ``out``.
 
     One layer: ``report.json``, ``report.md`` and the figures. Several layers: the figures of
     each in ``layers/<key>/``, one ``report.json`` with an entry per layer and the table across
     layers, and one ``report.md`` with a section per layer.
     """
-    scratch = tempfile.mkdtemp(prefix="srm-report-")
-    try:
-        document, markdown = _documents(outputs, scratch, source_name)
-        with open(os.path.join(scratch, "report.json"), "w") as fh:
-            json.dump(json_safe(document), fh, indent=2, allow_nan=False)
-            fh.write("\n")
-        with open(os.path.join(scratch, "report.md"), "w") as fh:
-            fh.write(markdown)
-        _move_into(scratch, out)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    document, markdown = _documents(summaries, source_name)
+    with open(os.path.join(scratch, "report.json"), "w") as fh:
+        json.dump(json_safe(document), fh, indent=2, allow_nan=False)
+        fh.write("\n")
+    with open(os.path.join(scratch, "report.md"), "w") as fh:
+        fh.write(markdown)
+    _move_into(scratch, out)

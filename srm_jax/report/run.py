@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import tempfile
 
 import jax
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from srm_jax import __version__
 from srm_jax import neurons as _neurons
@@ -23,16 +26,17 @@ from srm_jax.report.checks import (
     default_max_samples,
     memory_budget_bytes,
 )
-from srm_jax.report.compose import Report, srm_report
+from srm_jax.report.compose import Report, report_rotations, srm_report
 from srm_jax.report.defaults import (
     DEFAULT_EPSILON,
     DEFAULT_MEMORY_BUDGET_GIB,
     DEFAULT_RESAMPLES,
     DEFAULT_STATISTIC,
+    HELD_ROTATIONS_SHARE,
 )
 from srm_jax.report.errors import ReportError
 from srm_jax.report.markdown import layers_sentence
-from srm_jax.report.output import write_report
+from srm_jax.report.output import draw_layer, write_report
 from srm_jax.report.planes import choose_planes
 from srm_jax.report.reading import (
     SUMMARY_BATCH_ELEMENTS,
@@ -155,10 +159,31 @@ def plan_layer(paths: list[str], key: str | None, settings: ReportSettings,
                      k_report, tokens, vocab)
 
 
-def analyse_layer(plan: LayerPlan, settings: ReportSettings,
-                  budget: float) -> tuple[Report, dict]:
+def held_rotations(held: dict, plan: LayerPlan, settings: ReportSettings,
+                   budget: float) -> jax.Array | None:
+    """The rotations of ``plan``'s tests (:func:`srm_jax.report.report_rotations`), drawn once
+    per width and key and kept in ``held`` for the next layers, when every width held fits in
+    :data:`HELD_ROTATIONS_SHARE` of ``budget`` bytes (else ``None``: each test draws its own,
+    the same rotations)."""
+    n, k = int(plan.basis.shape[1]), int(settings.num_resamples)
+    size = k * n * n * 4  # float32
+    if size > HELD_ROTATIONS_SHARE * budget:
+        return None
+    name = (n, k, tuple(np.asarray(jax.random.key_data(plan.key)).ravel().tolist()))
+    if name not in held:
+        if sum(int(r.nbytes) for r in held.values()) + size > HELD_ROTATIONS_SHARE * budget:
+            held.clear()
+        # Only the QRs run here: OpenBLAS may take every core without oversubscribing XLA's.
+        with threadpool_limits(os.cpu_count(), user_api="blas"):
+            held[name] = jax.block_until_ready(report_rotations(plan.key, n, k))
+    return held[name]
+
+
+def analyse_layer(plan: LayerPlan, settings: ReportSettings, budget: float,
+                  rotations: jax.Array | None = None) -> tuple[Report, dict]:
     """Streams one layer (:func:`srm_jax.report.stream.stream_layer`), then its report; returns
-    the report and its ``report.json`` entry (with the inputs and settings)."""
+    the report and its ``report.json`` entry (with the inputs and settings). ``rotations``:
+    its tests' rotations drawn beforehand (:func:`held_rotations`), or ``None``."""
     s, source = settings, plan.source
     streamed = stream_layer(plan.samples, plan.basis, plan.pairs, plan.neurons, plan.chosen,
                             epsilon=measured_epsilon(s), summaries=plan.summaries,
@@ -171,7 +196,7 @@ def analyse_layer(plan: LayerPlan, settings: ReportSettings,
         streamed_sums=streamed.sums, peaks=streamed.peaks,
         tokens=None if plan.tokens is None else plan.tokens[plan.chosen],
         row_facts=streamed.rows, all_tokens=plan.tokens, vocab=plan.vocab, mean=streamed.mean,
-        centered=s.center, uncentered=streamed.uncentered_subset)
+        centered=s.center, uncentered=streamed.uncentered_subset, rotations=rotations)
     summary = dict(report.summary)
     summary.update({
         "input": {"path": source.path, "key": source.key, "shape": list(source.shape),
@@ -203,9 +228,20 @@ def run_report(activations: list[str], settings: ReportSettings, out: str) -> st
     paths = shard_paths(activations)
     keys = layer_keys(paths, list(settings.keys or []), settings.labels, settings.tokens)
     plans = [plan_layer(paths, key, settings, budget) for key in keys]  # every input, checked
-    outputs = [analyse_layer(plan, settings, budget) for plan in plans]
-    if len(outputs) == 1:
-        write_report(outputs, out, plans[0].source.name)
-        return outputs[0][1]["verdict_sentence"]
-    write_report(outputs, out, plans[0].source.name.rsplit("[", 1)[0])
-    return layers_sentence([summary for _, summary in outputs])
+    held: dict = {}
+    summaries = []
+    scratch = tempfile.mkdtemp(prefix="srm-report-")
+    try:
+        for index, plan in enumerate(plans):
+            report, summary = analyse_layer(plan, settings, budget,
+                                            held_rotations(held, plan, settings, budget))
+            summaries.append(draw_layer(report, summary, scratch, index, len(plans) > 1))
+            del report  # a layer's arrays go once its figures are drawn
+        held.clear()
+        name = plans[0].source.name
+        write_report(summaries, scratch, out, name if len(plans) == 1 else name.rsplit("[", 1)[0])
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if len(summaries) == 1:
+        return summaries[0]["verdict_sentence"]
+    return layers_sentence(summaries)

@@ -111,14 +111,16 @@ def scaled_band(band: NullBand, num_samples: int) -> NullBand:
 def assess_alignment(keys: tuple[jax.Array, jax.Array], x: jax.Array, basis: jax.Array,
                      pairs: jax.Array, measured: Measurement, measure_args: dict, *,
                      epsilon: float, num_resamples: int, statistic: str,
-                     test_epsilons: tuple[float, ...] | None = None) -> Significance:
+                     test_epsilons: tuple[float, ...] | None = None,
+                     rotations: jax.Array | None = None) -> Significance:
     """The score and null band of ``measured`` (at ``epsilon``) and the rotation test at every
     ε of ``test_epsilons`` (default ``(epsilon,)``; ``keys``: test, band).
 
     One rotation loop serves SRM at every tested ε and the field's measures (``measure_args``:
     :func:`srm_jax.basis_measures.direction_arguments`): each rotation's product ``x q`` serves
     all of them (math §6.2). Several ε are one family: the verdict is the two-sided min-p
-    family-wise p-value (:func:`sweep_evidence`).
+    family-wise p-value (:func:`sweep_evidence`). ``rotations``: the test's rotations drawn
+    beforehand (:func:`rotation_test`).
     """
     k_test, k_band = keys
     n = int(basis.shape[1])
@@ -128,7 +130,7 @@ def assess_alignment(keys: tuple[jax.Array, jax.Array], x: jax.Array, basis: jax
                      num_resamples=NULL_BAND_DRAWS, per_plane=not measured.summaries)
     epsilons = tuple(float(e) for e in (test_epsilons or (epsilon,)))
     test = rotation_test(k_test, x, basis, pairs, measure_args, epsilons,
-                         num_resamples=num_resamples, statistic=statistic)
+                         num_resamples=num_resamples, statistic=statistic, rotations=rotations)
     evidence = sweep_evidence(test, epsilons)
     return Significance(
         score=to_float(alignment_score(measured.result, measured.reference)),
@@ -139,15 +141,18 @@ def assess_alignment(keys: tuple[jax.Array, jax.Array], x: jax.Array, basis: jax
 
 def rotation_test(key: jax.Array, x: jax.Array, basis: jax.Array, pairs: jax.Array,
                   measure_args: dict, epsilons: tuple[float, ...], *, num_resamples: int,
-                  statistic: str) -> AlignmentTest:
+                  statistic: str, rotations: jax.Array | None = None) -> AlignmentTest:
     """The report's rotation test of ``x`` at every ε of ``epsilons`` (one family, math §6.2;
     :func:`srm_jax.alignment_test`, ``alternative="greater"``), the field's measures taken on
     each rotation's product (:data:`ROTATED_STATISTICS`). The same ``key`` draws the same
-    rotations for any rows: the layer, its bulk and its uncentred rows share them."""
+    rotations for any rows: the layer, its bulk and its uncentred rows share them.
+    ``rotations``: those rotations drawn once beforehand (``haar_rotations(key, n, K)``:
+    the same test, without a QR per rotation per test); default drawn in the loop."""
     x = jnp.asarray(x)
     return alignment_test(
         key, x, basis, epsilon=jnp.asarray(epsilons, x.dtype), num_resamples=int(num_resamples),
-        statistic=statistic, planes=pairs, measure=ROTATED_STATISTICS, measure_args=measure_args)
+        statistic=statistic, planes=pairs, measure=ROTATED_STATISTICS, measure_args=measure_args,
+        rotations=rotations)
 
 
 def headline_index(p_values: np.ndarray, statistics: np.ndarray, null: np.ndarray,

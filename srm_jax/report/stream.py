@@ -26,7 +26,7 @@ from srm_jax.report.rows import (
     row_sums_batch,
     vector_lookup,
 )
-from srm_jax.resonance import SRMResult
+from srm_jax.resonance import SRMResult, plan_measurement
 from srm_jax.streaming import accumulate_srm, accumulate_summary
 from srm_jax.summaries import SRMSummary
 
@@ -141,6 +141,17 @@ def _counted(samples: Samples, bar: tqdm) -> Iterator[np.ndarray]:
         yield batch
 
 
+def candidates_method(basis, candidates, epsilon: float) -> str:
+    """The kernel of the candidate planes' exact curves: the sample-major kernel wherever it
+    can count them (exact, like every kernel; "auto" would take a tile kernel for so few
+    planes, whose cost grows with every row times every plane and angle), else "auto"."""
+    try:
+        plan_measurement(None, basis, epsilon=epsilon, planes=candidates, method="sample_major")
+    except ValueError:
+        return "auto"
+    return "sample_major"
+
+
 def stream_layer(samples: Samples, basis, pairs, neurons: SignedBasis, chosen: np.ndarray, *,
                  epsilon: float, summaries: bool, name: str = "",
                  center: bool = False) -> StreamedLayer:
@@ -167,10 +178,11 @@ def stream_layer(samples: Samples, basis, pairs, neurons: SignedBasis, chosen: n
             f"every row of {samples.source.name} contains NaN or Inf: nothing to measure")
     peaks = None
     if summaries:
+        candidates = pairs[candidate_planes(result)]
         with _bar(samples, f"top planes {name}") as bar:
             peaks = accumulate_srm(_counted(samples, bar), basis, epsilon=epsilon,
-                                   planes=pairs[candidate_planes(result)],
-                                   batch_size=samples.batch_samples)
+                                   planes=candidates, batch_size=samples.batch_samples,
+                                   method=candidates_method(basis, candidates, epsilon))
     if mean is None:
         mean = mean_facts(*combine_row_sums(tap.row_sums), basis)
     return StreamedLayer(result, tap.sums, np.concatenate(tap.picked, axis=0), peaks,

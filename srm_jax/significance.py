@@ -514,7 +514,7 @@ def alignment_test(
         return _sequential_test(test, key, activations, basis, rotations,
                                 alternative=alternative, statistic=statistic)
     if sweep:
-        every_plane = covers_every_plane(planes, max_planes, int(np.shape(basis)[0]))
+        every_plane = covers_every_plane(planes, max_planes, basis)
         return _sweep_test(
             key, activations, basis, test.pairs, test.angles, test.epsilons, measure_args,
             rotations, setup=test.setup, alternative=alternative, statistic=statistic,
@@ -930,23 +930,32 @@ def _best_radius2(coords, gram, pairs, plane_chunk):
     return best
 
 
-def covers_every_plane(planes, max_planes: int | None, m: int) -> bool:
-    """Whether ``planes`` name every plane of an ``m``-vector basis: ``"comb"``/``"perm"``, or
-    concrete pairs holding each unordered pair of distinct vectors (a report's explicit planes),
-    without a ``max_planes`` subset. Then :func:`lit_share_pm` (``O(N·K)``) may replace
-    :func:`lit_share` (``O(N·P)``) for a ± orthonormal basis."""
+def covers_every_plane(planes, max_planes: int | None, basis) -> bool:
+    """Whether ``planes`` name every plane ``basis`` spans (math §2.2): ``"comb"``/``"perm"``, or
+    concrete pairs holding each unordered pair of vectors that spans a plane (a report's
+    explicit planes; pairs that span none light nothing), without a ``max_planes`` subset. Then
+    :func:`lit_share_pm` (``O(N·K)``) may replace :func:`lit_share` (``O(N·P)``) for a ±
+    orthonormal basis. Needs a concrete basis for explicit pairs."""
     if max_planes is not None:
         return False
     if isinstance(planes, str):
         return True
-    if not _validation.is_concrete(planes) or np.ndim(planes) != 2 or m < 2:
+    if not (_validation.is_concrete(planes) and _validation.is_concrete(basis)):
         return False
+    m = int(np.shape(basis)[0])
     pairs = np.asarray(planes, np.int64)
-    if pairs.shape[0] < m * (m - 1) // 2:
+    if np.ndim(pairs) != 2 or m < 2:
         return False
     low, high = np.minimum(pairs[:, 0], pairs[:, 1]), np.maximum(pairs[:, 0], pairs[:, 1])
-    distinct = low != high
-    return np.unique(low[distinct] * m + high[distinct]).size == m * (m - 1) // 2
+    named = np.zeros(m * m, bool)
+    named[low * m + high] = True
+    return bool(np.all(named[np.triu(_spanning_matrix(basis), k=1).ravel()]))
+
+
+def _spanning_matrix(basis) -> np.ndarray:
+    """Bool ``(m, m)``: the pairs of vectors that span a plane (math §2.2), on the host."""
+    b = _validation.host_unit_rows(basis)
+    return np.abs(b @ b.T) < 1.0 - _validation.DEGENERATE_PAIR_TOLERANCE
 
 
 def pm_directions(basis) -> jax.Array | None:

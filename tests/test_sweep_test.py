@@ -266,13 +266,19 @@ def test_explicit_every_plane_takes_the_top_two_lit_share():
     every = np.stack([i, j], axis=1)
     shuffled = np.random.default_rng(0).permutation(every)
     shuffled[::3] = shuffled[::3, ::-1]  # either orientation names the same plane
-    assert significance.covers_every_plane(jnp.asarray(shuffled, jnp.int32), None, n)
-    assert significance.covers_every_plane("comb", None, n)
-    assert not significance.covers_every_plane("comb", 5, n)
-    assert not significance.covers_every_plane(jnp.asarray(every[:-1], jnp.int32), None, n)
+    assert significance.covers_every_plane(jnp.asarray(shuffled, jnp.int32), None, basis)
+    assert significance.covers_every_plane("comb", None, basis)
+    assert not significance.covers_every_plane("comb", 5, basis)
+    assert not significance.covers_every_plane(jnp.asarray(every[:-1], jnp.int32), None, basis)
     repeated = every.copy()
     repeated[-1] = repeated[0]  # as many pairs, one plane missing
-    assert not significance.covers_every_plane(jnp.asarray(repeated, jnp.int32), None, n)
+    assert not significance.covers_every_plane(jnp.asarray(repeated, jnp.int32), None, basis)
+    # A ± basis: its antipodal pairs span no plane, so the spanning pairs (the report's) are all.
+    pm = jnp.concatenate([basis, -basis])
+    spanning = srm_jax.spanning_planes(pm)
+    assert spanning.shape[0] == 2 * n * (2 * n - 1) // 2 - n
+    assert significance.covers_every_plane(spanning, None, pm)
+    assert not significance.covers_every_plane(spanning[1:], None, pm)
     x = clustered(jax.random.key(12), 80, n)
     eps = jnp.asarray([0.3, 0.5, 0.8])
     key = jax.random.key(13)
@@ -285,6 +291,10 @@ def test_explicit_every_plane_takes_the_top_two_lit_share():
     np.testing.assert_allclose(explicit.lit_share, want, atol=1e-6)
     np.testing.assert_array_equal(explicit.lit_share, by_name.lit_share)
     np.testing.assert_array_equal(explicit.null_scores, by_name.null_scores)
+    on_pm = [srm_jax.alignment_test(key, x, pm, epsilon=eps, num_resamples=9, planes=p,
+                                    measure=_first_moment) for p in (spanning, "comb")]
+    np.testing.assert_array_equal(on_pm[0].lit_share, on_pm[1].lit_share)
+    np.testing.assert_allclose(on_pm[0].lit_share, want, atol=1e-6)
 
 
 @pytest.mark.parametrize("sequential", [False, True])

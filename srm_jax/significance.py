@@ -484,8 +484,9 @@ def alignment_test(
         family-wise decision is then certain too, math §6.2). Without ``measure``; static.
       rotations: ``(num_resamples, n, n)`` orthogonal matrices used as the test's rotations
         instead of drawing them from ``key``: the same rotations shared by several tests
-        without drawing each twice (:func:`haar_rotations` of this ``key`` gives the very
-        rotations the test would draw, so the result is the same). ``None`` (default): drawn
+        without drawing each twice (:func:`haar_rotations` of this ``key`` gives the rotations
+        the test would draw, up to float32 rounding: a QR compiled apart may round its last
+        bits differently at width). ``None`` (default): drawn
         from ``key``, ``map_batch_size`` at a time. The test is exact only for Haar rotations
         drawn independently of the data.
       num_rotations: deprecated name of ``num_resamples``.

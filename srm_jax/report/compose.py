@@ -226,9 +226,9 @@ def srm_report(
         verdict?).
       measures: deprecated name of ``streamed_sums`` (one release).
       rotations: the rotation tests' rotations drawn beforehand, :func:`report_rotations` of
-        ``key`` (the same numbers without a QR per rotation per test: the layer, its bulk and
-        its uncentred rows, and every layer of one width, share them); default drawn from
-        ``key`` in each test's loop.
+        ``key`` (the same rotations, up to float32 rounding, without a QR per rotation per
+        test: the layer, its bulk and its uncentred rows, and every layer of one width, share
+        them); default drawn from ``key`` in each test's loop.
 
     Summaries (``result`` an :class:`srm_jax.SRMSummary`): the mean curve, the neuron ranking and
     the rotation test use every plane; ``top_planes`` and ``max_srm`` come from the exact curves

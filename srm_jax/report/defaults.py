@@ -64,7 +64,8 @@ CHART_NEURONS = 50
 MAP_LABELS = 10
 #: A report of several layers draws the rotations of each width once and holds them for all its
 #: layers (:func:`srm_jax.report.report_rotations`) when they take at most this share of the
-#: memory budget; otherwise every rotation test draws its own in its loop (the same numbers).
+#: memory budget; otherwise every rotation test draws its own in its loop (the same rotations, up
+#: to float32 rounding).
 HELD_ROTATIONS_SHARE = 0.25
 #: Memory budget of the report's rotation batches, in GiB (``memory_budget``).
 DEFAULT_MEMORY_BUDGET_GIB = _measures.DEFAULT_MEMORY_BUDGET_GIB

@@ -13,7 +13,6 @@ import tempfile
 
 import jax
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from srm_jax import __version__
 from srm_jax import neurons as _neurons
@@ -173,9 +172,7 @@ def held_rotations(held: dict, plan: LayerPlan, settings: ReportSettings,
     if name not in held:
         if sum(int(r.nbytes) for r in held.values()) + size > HELD_ROTATIONS_SHARE * budget:
             held.clear()
-        # Only the QRs run here: OpenBLAS may take every core without oversubscribing XLA's.
-        with threadpool_limits(os.cpu_count(), user_api="blas"):
-            held[name] = jax.block_until_ready(report_rotations(plan.key, n, k))
+        held[name] = jax.block_until_ready(report_rotations(plan.key, n, k))
     return held[name]
 
 

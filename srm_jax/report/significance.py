@@ -147,7 +147,8 @@ def rotation_test(key: jax.Array, x: jax.Array, basis: jax.Array, pairs: jax.Arr
     each rotation's product (:data:`ROTATED_STATISTICS`). The same ``key`` draws the same
     rotations for any rows: the layer, its bulk and its uncentred rows share them.
     ``rotations``: those rotations drawn once beforehand (``haar_rotations(key, n, K)``:
-    the same test, without a QR per rotation per test); default drawn in the loop."""
+    the same rotations up to float32 rounding, without a QR per rotation per test); default
+    drawn in the loop."""
     x = jnp.asarray(x)
     return alignment_test(
         key, x, basis, epsilon=jnp.asarray(epsilons, x.dtype), num_resamples=int(num_resamples),

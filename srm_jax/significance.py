@@ -950,13 +950,9 @@ def covers_every_plane(planes, max_planes: int | None, basis) -> bool:
     low, high = np.minimum(pairs[:, 0], pairs[:, 1]), np.maximum(pairs[:, 0], pairs[:, 1])
     named = np.zeros(m * m, bool)
     named[low * m + high] = True
-    return bool(np.all(named[np.triu(_spanning_matrix(basis), k=1).ravel()]))
-
-
-def _spanning_matrix(basis) -> np.ndarray:
-    """Bool ``(m, m)``: the pairs of vectors that span a plane (math §2.2), on the host."""
-    b = _validation.host_unit_rows(basis)
-    return np.abs(b @ b.T) < 1.0 - _validation.DEGENERATE_PAIR_TOLERANCE
+    # The basis' cached |Gram| (the report's plane checks built it already): pairs spanning a plane.
+    spanning = _validation._abs_gram(basis) < 1.0 - _validation.DEGENERATE_PAIR_TOLERANCE
+    return bool(np.all(named[np.triu(spanning, k=1).ravel()]))
 
 
 def pm_directions(basis) -> jax.Array | None:

@@ -360,6 +360,8 @@ class AlignmentTest:
         scalar ε.
       num_drawn: with ``sequential_level`` (sequential rotations, Besag & Clifford 1991), the
         number of rotations drawn; ``null_scores`` is NaN past it. ``None`` without it.
+      subset_test: with ``subset``, the same test of the subset's rows alone, on the same
+        rotations (an :class:`AlignmentTest`); ``None`` without it.
 
     For a 1-D ``epsilon`` of ``E`` thresholds, ``score`` is ``(E,)``, ``null_scores``
     ``(K, E)`` and ``p_value`` ``(E,)``.
@@ -372,6 +374,7 @@ class AlignmentTest:
     family_wise_p_value: Any = None
     lit_share: Any = None
     num_drawn: Any = None
+    subset_test: Any = None
     alternative: str = struct.field(pytree_node=False, default="greater")
     statistic: str = struct.field(pytree_node=False, default=DEFAULT_STATISTIC)
 
@@ -423,6 +426,7 @@ def alignment_test(
     measure_args: Any = None,
     sequential_level: float | None = None,
     rotations: jax.Array | None = None,
+    subset: jax.Array | np.ndarray | None = None,
     num_rotations=_validation.UNSET,
     batch_size=_validation.UNSET,
 ) -> AlignmentTest:
@@ -489,6 +493,12 @@ def alignment_test(
         bits differently at width). ``None`` (default): drawn
         from ``key``, ``map_batch_size`` at a time. The test is exact only for Haar rotations
         drawn independently of the data.
+      subset: concrete int row indices of a subset of ``activations`` tested on its own as
+        well, on the same rotations: each rotation's one product (and, where the sample-major
+        kernel counts a sweep, one enumeration with the subset as a group) serves both; the
+        result's ``subset_test`` is that test (equal to this test of ``activations[subset]``
+        with the same key and rotations, up to the float32 rounding of a product of another
+        shape). Not with ``sequential_level``.
       num_rotations: deprecated name of ``num_resamples``.
       batch_size: deprecated name of ``map_batch_size`` (``None`` there meant one at a time).
 
@@ -511,21 +521,48 @@ def alignment_test(
         angles=angles, planes=planes, method=method, max_planes=max_planes,
         chunk_size=chunk_size, map_batch_size=map_batch_size, measure=measure,
         level=sequential_level)
+    subset = _check_subset(subset, np.shape(activations)[0])
     if sequential_level is not None:
+        if subset is not None:
+            raise ValueError("sequential_level takes no subset (each would stop on its own).")
         return _sequential_test(test, key, activations, basis, rotations,
                                 alternative=alternative, statistic=statistic)
     if sweep:
         every_plane = covers_every_plane(planes, max_planes, basis)
         return _sweep_test(
             key, activations, basis, test.pairs, test.angles, test.epsilons, measure_args,
-            rotations, setup=test.setup, alternative=alternative, statistic=statistic,
+            rotations, subset, setup=test.setup, alternative=alternative, statistic=statistic,
             directions=pm_directions(basis) if every_plane else None)
     curves, references, null_curves, null_measured = _alignment_curves(
         key, activations, basis, test.pairs, test.angles, test.epsilons, measure_args,
-        rotations, setup=test.setup)
-    score, null = _statistics(curves, references, null_curves, statistic)
-    return _rotation_test_result(score[0], null[:, 0], null_measured, alternative=alternative,
-                                 statistic=statistic)
+        rotations, subset, setup=test.setup)
+
+    def result(data_curves, copies_curves, measured):
+        score, null = _statistics(data_curves, references, copies_curves, statistic)
+        return _rotation_test_result(score[0], null[:, 0], measured, alternative=alternative,
+                                     statistic=statistic)
+
+    if subset is None:
+        return result(curves, null_curves, null_measured)
+    every, rows = _split_measured(null_measured)
+    return result(curves[0], null_curves[:, 0], every).replace(
+        subset_test=result(curves[1], null_curves[:, 1], rows))
+
+
+def _check_subset(subset, num_rows: int) -> jax.Array | None:
+    """``subset`` as int32 row indices, checked: 1-D integers in ``[0, num_rows)``, at least
+    one, none twice (``None`` passes)."""
+    if subset is None:
+        return None
+    values = np.asarray(subset)
+    if values.ndim != 1 or values.size < 1 or not np.issubdtype(values.dtype, np.integer):
+        raise ValueError(f"subset must be a non-empty 1-D array of row indices, got shape "
+                         f"{values.shape} and dtype {values.dtype}.")
+    if values.min() < 0 or values.max() >= num_rows:
+        raise ValueError(f"subset holds indices outside [0, {num_rows}).")
+    if np.unique(values).size != values.size:
+        raise ValueError("subset holds a row twice.")
+    return jnp.asarray(values, jnp.int32)
 
 
 def _check_rotations(rotations, num_resamples: int, n: int) -> None:
@@ -685,30 +722,52 @@ def _statistics(curves, references, null_curves, statistic):
 
 
 def _sweep_test(key, activations, basis, pairs, angles, epsilons, measure_args, rotations=None,
-                *, setup: _TestSetup, alternative, statistic, directions=None) -> AlignmentTest:
+                subset=None, *, setup: _TestSetup, alternative, statistic,
+                directions=None) -> AlignmentTest:
     """The sweep's :class:`AlignmentTest` (math §6.2): per-ε p-values, the min-p family-wise
     p-value and the lit share (:func:`lit_share_pm` from ``directions`` of a ± orthonormal
-    basis measured on every plane, else :func:`lit_share`). Pure and vmap safe (``setup``,
+    basis measured on every plane, else :func:`lit_share`); with ``subset`` (row indices) the
+    subset's own in ``subset_test``, from the same rotations. Pure and vmap safe (``setup``,
     ``alternative`` and ``statistic`` static)."""
     curves, references, null_curves, null_measured = _alignment_curves(
-        key, activations, basis, pairs, angles, epsilons, measure_args, rotations, setup=setup)
-    score, null = _statistics(curves, references, null_curves, statistic)
-    return _rotation_test_result(
-        score, null, null_measured, alternative=alternative, statistic=statistic,
-        family_wise_p_value=min_p_value(score, null, alternative),
-        lit_share=(lit_share(activations, basis, pairs, epsilon=epsilons) if directions is None
-                   else lit_share_pm(activations, directions, epsilons)))
+        key, activations, basis, pairs, angles, epsilons, measure_args, rotations, subset,
+        setup=setup)
+
+    def result(rows, data_curves, copies_curves, measured):
+        score, null = _statistics(data_curves, references, copies_curves, statistic)
+        return _rotation_test_result(
+            score, null, measured, alternative=alternative, statistic=statistic,
+            family_wise_p_value=min_p_value(score, null, alternative),
+            lit_share=(lit_share(rows, basis, pairs, epsilon=epsilons) if directions is None
+                       else lit_share_pm(rows, directions, epsilons)))
+
+    if subset is None:
+        return result(activations, curves, null_curves, null_measured)
+    every, rows = _split_measured(null_measured)
+    return result(activations, curves[0], null_curves[:, 0], every).replace(
+        subset_test=result(activations[subset], curves[1], null_curves[:, 1], rows))
 
 
-def _curves_at(plans, data, basis, pairs, angles, epsilons, table, shared=None):
+def _split_measured(null_measured):
+    """The measures of every row and of the subset (a pair, or ``None`` without ``measure``)."""
+    return (None, None) if null_measured is None else null_measured
+
+
+def _curves_at(plans, data, basis, pairs, angles, epsilons, table, shared=None, subset=None):
     """``(E, T)`` mean SRM curves of ``data`` on ``basis``: one plan per ε, or the ``shared``
     plan (:class:`_TestSetup`) for every ε in one enumeration (:func:`plan_sweep_curves`, the
-    rotated copies' kernel; equal to a loop over ε, math §6.2)."""
+    rotated copies' kernel; equal to a loop over ε, math §6.2). With ``subset`` (row indices),
+    ``(2, E, T)``: those of every row and of the subset's rows (one enumeration for both with
+    ``shared``)."""
     if shared is not None:
         return plan_sweep_curves(dataclasses.replace(shared, signed=False), data, basis, pairs,
-                                 angles, epsilons, table=table)
-    return jnp.stack([_srm_mean_curve(p, data, basis, pairs, angles, epsilons[j], table)
-                      for j, p in enumerate(plans)])
+                                 angles, epsilons, table=table, subset=subset)
+    every_row = jnp.stack([_srm_mean_curve(p, data, basis, pairs, angles, epsilons[j], table)
+                           for j, p in enumerate(plans)])
+    if subset is None:
+        return every_row
+    return jnp.stack([every_row, _curves_at(plans, data[subset], basis, pairs, angles, epsilons,
+                                            table)])
 
 
 def _rotation_of(draw, activations, basis, given: bool):
@@ -726,12 +785,14 @@ def _test_draws(key, rotations, num_resamples: int):
 
 
 def _rotated_curves(setup: _TestSetup, draw, activations, basis, pairs, angles,
-                    epsilons, measure_args, table, given: bool = False):
+                    epsilons, measure_args, table, given: bool = False, subset=None):
     """One rotation of the test: its ``(E, T)`` curves and what ``measure`` gives (or ``None``).
 
     Without ``measure`` the basis is rotated, ``B qᵀ``; with it the samples, ``x q`` (one
     product for SRM and the measure: the SRM of ``x`` on ``B qᵀ`` is that of ``x q`` on ``B``).
-    ``draw``: a key, or with ``given`` a rotation (:func:`_rotation_of`).
+    ``draw``: a key, or with ``given`` a rotation (:func:`_rotation_of`). With ``subset`` (row
+    indices) the curves are ``(2, E, T)`` (:func:`_curves_at`) and ``measure`` gives a pair:
+    every row's and the subset's, from the same product.
     """
     q = _rotation_of(draw, activations, basis, given)
     if setup.measure is None:
@@ -739,11 +800,14 @@ def _rotated_curves(setup: _TestSetup, draw, activations, basis, pairs, angles,
     else:
         data, on_basis = exact_matmul(activations, q), basis
         measured = setup.measure(data, measure_args)
+        if subset is not None:
+            measured = (measured, setup.measure(data[subset], measure_args))
     if setup.fused is not None:
         curves = plan_sweep_curves(setup.fused, data, on_basis, pairs, angles, epsilons,
-                                   table=table)
+                                   table=table, subset=subset)
     else:
-        curves = _curves_at(setup.null_plans, data, on_basis, pairs, angles, epsilons, table)
+        curves = _curves_at(setup.null_plans, data, on_basis, pairs, angles, epsilons, table,
+                            subset=subset)
     return curves, measured
 
 
@@ -755,19 +819,21 @@ def _cast(activations, basis):
 
 @partial(jax.jit, static_argnames=("setup",))
 def _alignment_curves(key, activations, basis, pairs, angles, epsilons, measure_args,
-                      rotations=None, *, setup: _TestSetup):
+                      rotations=None, subset=None, *, setup: _TestSetup):
     """``(E, T)`` mean SRM curves of the data and of the self-SRM, the ``(K, E, T)`` curves of
     the rotated copies and the measure of each. Each rotation is drawn (or taken from
     ``rotations``) and applied once, for every ε; rotations are drawn ``map_batch_size`` at a
-    time, never all at once."""
+    time, never all at once. With ``subset`` (row indices) the data's and the copies' curves
+    hold every row's and the subset's (``(2, E, T)``, ``(K, 2, E, T)``) and the measure a pair
+    (:func:`_rotated_curves`)."""
     activations, basis = _cast(activations, basis)
     table = _plane_table(pairs, *setup.plans, *setup.null_plans)
     null_curves, null_measured = batched_map(
         lambda d: _rotated_curves(setup, d, activations, basis, pairs, angles, epsilons,
-                                  measure_args, table, rotations is not None),
+                                  measure_args, table, rotations is not None, subset),
         _test_draws(key, rotations, setup.num_resamples), setup.map_batch_size)
     return (_curves_at(setup.plans, activations, basis, pairs, angles, epsilons, table,
-                       setup.shared),
+                       setup.shared, subset),
             _curves_at(setup.plans, basis, basis, pairs, angles, epsilons, table, setup.shared),
             null_curves, null_measured)
 

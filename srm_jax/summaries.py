@@ -245,31 +245,44 @@ def resonance_summary(
 
 
 def plan_sweep_curves(plan: CountPlan, activations, basis, pairs, angles, epsilons, *,
-                      table=None) -> jax.Array:
+                      table=None, subset=None) -> jax.Array:
     """The mean SRM curves (Eqn. 2) at every threshold of a sweep, ``(E, T)``, counted in one
     sample-major enumeration (:func:`srm_jax.sample_major.sample_major_curves`, math §6.2).
 
     ``plan`` is the sample-major plan of the sweep's least ε (:func:`srm_jax.plan_measurement`
     at ``min(epsilons)``; unsigned); ``epsilons`` ``(E,)`` are positive and at least that ε
     (the caller's contract, checked where they are concrete). Each row equals the mean curve of
-    the same samples planned at that ε alone. Pure; ``plan`` static.
+    the same samples planned at that ε alone. ``subset``: int row indices whose curves are also
+    wanted; the same enumeration then counts them as a group of their own and the result is
+    ``(2, E, T)``: the curves of every row, then of the subset's rows (each equal to the curves
+    of those rows alone). Pure; ``plan`` static.
     """
     major = plan.major
     if major is None or major.complement or plan.signed:
         raise ValueError("plan_sweep_curves needs an unsigned sample-major plan at ε > 0.")
     if _validation.is_concrete(epsilons) and float(np.min(np.asarray(epsilons))) < major.threshold:
         raise ValueError("plan_sweep_curves: every epsilon must be at least the plan's.")
-    return _sweep_curves_jit(activations, basis, pairs, angles, epsilons, plan=plan.resolved(),
-                             table=table)
+    return _sweep_curves_jit(activations, basis, pairs, angles, epsilons, subset,
+                             plan=plan.resolved(), table=table)
 
 
-def _sweep_curves(activations, basis, pairs, angles, epsilons, *, plan: CountPlan, table):
-    """The curves of :func:`plan_sweep_curves`."""
-    samples = _prepare(activations, basis, angles, None, 1)
-    curves = _sample_major_call(sample_major_curves, plan, samples, pairs, epsilons, 1, table)
+def _sweep_curves(activations, basis, pairs, angles, epsilons, subset=None, *, plan: CountPlan,
+                  table):
+    """The curves of :func:`plan_sweep_curves`: the wide sums of each group (the subset's rows
+    are group 1), added as integers for every row, then divided."""
+    groups, num_groups = (None, 1) if subset is None else (
+        jnp.zeros(activations.shape[0], jnp.int32).at[subset].set(1), 2)
+    samples = _prepare(activations, basis, angles, groups, num_groups)
+    sums = _sample_major_call(sample_major_curves, plan, samples, pairs, epsilons, num_groups,
+                              table)[:, 0]
     dtype = jnp.result_type(samples.angles.dtype, jnp.float32)
-    scale = samples.num_samples[0].astype(dtype) * pairs.shape[0]
-    return wide_value(curves[0, 0], dtype) / scale
+    num_samples = samples.num_samples
+    if subset is None:
+        return wide_value(sums[0], dtype) / (num_samples[0].astype(dtype) * pairs.shape[0])
+    every_row = wide_value(wide_sum(sums[0], sums[1]), dtype) / (
+        (num_samples[0] + num_samples[1]).astype(dtype) * pairs.shape[0])
+    return jnp.stack([every_row,
+                      wide_value(sums[1], dtype) / (num_samples[1].astype(dtype) * pairs.shape[0])])
 
 
 _sweep_curves_jit = jax.jit(_sweep_curves, static_argnames=("plan",))

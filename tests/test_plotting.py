@@ -48,13 +48,23 @@ def _null(rng):
 
 
 def test_plot_srm_draws_planes_mean_band_and_expectation(rng):
-    ax = srm_jax.plot_srm(_result(rng), null=_null(rng))
-    # P plane curves + mean curve + the expectation line.
-    assert len(ax.lines) == P + 2
+    from matplotlib.collections import LineCollection
+
+    result = _result(rng)
+    ax = srm_jax.plot_srm(result, null=_null(rng))
+    # The mean curve + the expectation line; the P plane curves are one LineCollection.
+    assert len(ax.lines) == 2
+    planes = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert len(planes) == 1
+    drawn = np.stack([path.vertices for path in planes[0].get_paths()])
+    np.testing.assert_allclose(drawn[..., 1], np.asarray(result.values), rtol=1e-6)
+    np.testing.assert_allclose(drawn[..., 0], np.broadcast_to(ANGLES, (P, T)), rtol=1e-6)
+    lo, hi = ax.get_ylim()  # the axes fit the plane curves
+    assert lo <= float(np.min(result.values)) and hi >= float(np.max(result.values))
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert len(labels) == 4  # two bands, expectation, mean
     assert any("expectation" in s for s in labels)
-    assert len(ax.collections) == 2  # the two null bands
+    assert len(ax.collections) == 3  # the two null bands and the planes
     expectation_line = [ln for ln in ax.lines if "expectation" in ln.get_label()][0]
     np.testing.assert_allclose(expectation_line.get_ydata(), 0.2)
     # Without a null band the expectation comes from n (Eqn. 18).
@@ -153,3 +163,12 @@ def test_plot_alignment_sweep_and_test(rng):
     assert heights.sum() == pytest.approx(null.size)
     np.testing.assert_array_equal(heights, np.histogram(null, bins=edges)[0])
     assert "0.02" in " ".join(t.get_text() for t in ax.get_legend().get_texts())
+    # A wide layer's rotated copies may light nothing (every null score 0) against a score of
+    # 1e-5: the axis spans the two, not NumPy's ±0.5 around equal values.
+    flat = srm_jax.AlignmentTest(score=np.asarray(1e-5), null_scores=np.zeros(99),
+                                 p_value=np.asarray(0.01), statistic="projection")
+    ax = srm_jax.plot_alignment_test(flat)
+    lo, hi = ax.get_xlim()
+    assert lo < 0 < 1e-5 < hi and hi - lo < 1e-4
+    assert sum(p.get_height() for p in ax.patches) == 99
+    assert max(p.get_height() for p in ax.patches) == 99  # every null score in one bin, at 0

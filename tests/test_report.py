@@ -360,3 +360,27 @@ def test_plane_subsets_are_pairs_in_canonical_order(rng):
                 assert index == sorted(index)
     pairs = _plane_pairs(6144, "comb", 1000, jax.random.key(0))  # 19 million pairs, not listed
     assert pairs.shape == (1000, 2) and np.all(pairs[:, 0] < pairs[:, 1]) and pairs.max() < 6144
+
+
+def test_the_mean_curve_band_is_drawn_once_for_equal_inputs():
+    """The null band of the mean curve depends on the width, planes, ε and sample count, not on
+    the data: a report of several layers of one width draws it once (the same object), equal to
+    a fresh draw; another ε draws another."""
+    import jax
+
+    import srm_jax
+    from srm_jax.report.defaults import NULL_BAND_DRAWS
+    from srm_jax.report.significance import mean_curve_band
+
+    basis = srm_jax.standard_basis(8)
+    pairs = np.array(np.triu_indices(8, 1), np.int32).T
+    key = jax.random.key(4)
+    first = mean_curve_band(key, 60, basis, pairs, 0.5)
+    assert mean_curve_band(key, 60, basis, pairs, 0.5) is first
+    fresh = srm_jax.null_band(key, 60, basis, epsilon=0.5, planes=pairs,
+                              num_resamples=NULL_BAND_DRAWS, per_plane=False)
+    np.testing.assert_array_equal(first.curve_quantiles, fresh.curve_quantiles)
+    np.testing.assert_array_equal(first.curve_mean, fresh.curve_mean)
+    other = mean_curve_band(key, 60, basis, pairs, 0.6)
+    assert other is not first and float(other.epsilon) == pytest.approx(0.6)
+    assert mean_curve_band(key, 61, basis, pairs, 0.6).num_samples == 61

@@ -310,3 +310,33 @@ def test_flags_reach_the_settings():
     assert (settings.tokens, settings.vocab, settings.center) == ("ids", "v.txt", True)
     assert cli.settings_from(parser.parse_args(["report", "a.npy"])).center is False
     assert cli.flag_message("vocab= needs tokens='ids'") == "--vocab needs --tokens ids"
+
+
+def test_default_subset_is_sized_for_the_products_and_the_enumeration():
+    """default_max_samples: the product term alone at ε ≤ 0 (1,536 units, 99 rotations: 2,568
+    rows); the enumeration term where leaders are many (384 units at ε = 0.2), whose expected
+    leaders ``K · erfc(√(nτ/2))`` match those of uniform unit vectors (Monte Carlo)."""
+    from srm_jax.report import (
+        DEFAULT_MAX_SAMPLES,
+        MIN_MAX_SAMPLES,
+        ROTATION_TEST_ENUMERATION,
+        ROTATION_TEST_WORK,
+        default_max_samples,
+    )
+
+    assert default_max_samples(1536, 1536, 99) == int(ROTATION_TEST_WORK // (99 * 1536**2))
+    assert default_max_samples(1536, 1536, 99, least_epsilon=0.2) == 2568  # products bind
+    assert default_max_samples(384, 384, 99) == DEFAULT_MAX_SAMPLES
+    assert default_max_samples(384, 384, 99, least_epsilon=-0.5) == DEFAULT_MAX_SAMPLES
+    assert default_max_samples(8192, 8192, 999, least_epsilon=0.2) == MIN_MAX_SAMPLES
+    n, k, eps = 384, 99, 0.2
+    u = np.random.default_rng(5).standard_normal((20_000, n))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    leaders = float(np.mean(np.sum(u**2 >= eps**2 / 2, axis=1)))
+    assert 1.5 < leaders < 3.0  # a handful: the enumeration, not the product, is the cost
+    size = default_max_samples(n, n, k, least_epsilon=eps)
+    monte_carlo = ROTATION_TEST_ENUMERATION / (k * n * (1 + leaders))
+    assert abs(size - monte_carlo) <= 0.05 * monte_carlo
+    assert size < DEFAULT_MAX_SAMPLES
+    # A coherent basis (c_max > 0) lowers τ: more leaders, fewer rows.
+    assert default_max_samples(n, n, k, least_epsilon=eps, max_cosine=0.3) < size

@@ -283,3 +283,30 @@ def test_rotations_held_for_the_layers_are_each_tests_own(rng):
     size = RESAMPLES * DIM * DIM * 4
     assert run_lib.held_rotations({}, layer, settings,
                                   0.99 * size / report_lib.HELD_ROTATIONS_SHARE) is None
+    # The rotations of a width no later layer has are dropped; the others stay.
+    assert len(held_by_width) == 2
+    run_lib.release_rotations(held_by_width, [wide])
+    assert [name[0] for name in held_by_width] == [2 * DIM]
+    run_lib.release_rotations(held_by_width, [])
+    assert held_by_width == {}
+
+
+def test_layers_of_one_basis_share_their_planes(rng, tmp_path):
+    from safetensors.numpy import save_file
+
+    from srm_jax.report import run as run_lib
+
+    save_file({"a": rng.normal(size=(40, DIM)).astype(np.float32),
+               "b": rng.normal(size=(40, DIM)).astype(np.float32),
+               "c": rng.normal(size=(40, DIM + 2)).astype(np.float32)},
+              str(tmp_path / "acts.safetensors"))
+    paths = report_lib.shard_paths([str(tmp_path / "acts.safetensors")])
+    settings = report_lib.ReportSettings(num_resamples=RESAMPLES)
+    plans = [run_lib.plan_layer(paths, key, settings, 2**30) for key in ("a", "b", "c")]
+    assert plans[0].pairs is not plans[1].pairs
+    shared = run_lib.share_pairs(plans)
+    assert shared[0].pairs is shared[1].pairs  # one array for the two layers of width DIM
+    assert shared[2].pairs is plans[2].pairs
+    for before, after in zip(plans, shared, strict=True):
+        np.testing.assert_array_equal(after.pairs, before.pairs)
+        assert after.source is before.source

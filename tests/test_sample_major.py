@@ -261,6 +261,27 @@ def test_one_enumeration_of_a_sweep_equals_each_threshold_alone(rng, kind, rotat
         srm_jax.summaries.plan_sweep_curves(plan, x, basis, pairs, angles, sweep - 0.1)
 
 
+@pytest.mark.parametrize("kind,rotated", [("heavy", False), ("onehot", True)])
+def test_a_subset_counted_as_a_group_equals_its_rows_alone(rng, kind, rotated):
+    """plan_sweep_curves(subset=): one enumeration gives the curves of every row and of the
+    subset's rows, each equal (bitwise) to those rows' own enumeration."""
+    n = 20
+    basis = _basis(rng, n, rotated)
+    x = _in_basis(_data(rng, kind, 257, n), basis)
+    x[3] = np.nan  # in the subset, not a sample
+    sweep = np.asarray([0.3, 0.5, 0.9], np.float32)
+    plan, pairs, angles = resonance.plan_measurement(x, basis, epsilon=float(sweep.min()),
+                                                     method="sample_major")
+    subset = rng.random(x.shape[0]) < 0.7
+    subset[3] = True
+    both = np.asarray(srm_jax.summaries.plan_sweep_curves(plan, x, basis, pairs, angles, sweep,
+                                                          subset=np.flatnonzero(subset)))
+    assert both.shape == (2, sweep.size, angles.shape[0])
+    for curves, rows in ((both[0], x), (both[1], x[subset])):
+        alone = srm_jax.summaries.plan_sweep_curves(plan, rows, basis, pairs, angles, sweep)
+        np.testing.assert_array_equal(curves, np.asarray(alone))
+
+
 def test_auto_counts_the_leaders_the_samples_have(rng):
     """The bound L·K·J rejects the sample-major kernel at ε = 0.15 on 384 units; samples with
     fewer leaders (Gaussian rows: about 14) take it, rows with 80 equal coordinates (80 leaders,

@@ -323,3 +323,62 @@ def test_given_rotations_are_the_drawn_ones(sequential):
     with pytest.raises(ValueError, match="rotations must be"):
         srm_jax.alignment_test(key, x, basis, epsilon=eps, num_resamples=10,
                                rotations=rotations, **extra)
+
+
+def _fields(test):
+    return {f: np.asarray(getattr(test, f)) for f in
+            ("score", "null_scores", "p_value", "family_wise_p_value", "lit_share")
+            if getattr(test, f) is not None}
+
+
+@pytest.mark.parametrize("epsilon,planes,method", [
+    ((0.3, 0.5, 0.8), "comb", "sample_major"), ((0.3, 0.5, 0.8), "pairs", "sample_major"),
+    ((0.3, 0.5, 0.8), "comb", "auto"), ((0.5,), "comb", "sample_major"),
+    (0.5, "comb", "auto")])
+def test_a_subset_tested_in_the_same_loop_equals_its_own_test(epsilon, planes, method):
+    """alignment_test(subset=): the subset's test from the layer's loop (one product per
+    rotation; with the sample-major kernel, one enumeration with the subset as a group, else
+    the subset's rows counted apart) equals the test of those rows alone with the same key,
+    and the test of every row is unchanged."""
+    n = 12
+    basis = jnp.concatenate([jnp.eye(n), -jnp.eye(n)])
+    x = np.array(clustered(jax.random.key(17), 160, n))
+    x[:9] = 0.0
+    x[np.arange(9), np.arange(9) % n] = 4.0  # massive rows, left out of the subset
+    subset = np.arange(9, x.shape[0])
+    eps = epsilon if isinstance(epsilon, float) else jnp.asarray(epsilon)
+    pairs = spanning_pairs(basis, 40) if planes == "pairs" else "comb"
+    kwargs = dict(epsilon=eps, num_resamples=13, planes=pairs, measure=_first_moment,
+                  method=method)
+    key = jax.random.key(18)
+    if method == "sample_major":  # the subset is a group of the copies' one enumeration
+        planned = significance._plan_rotation_test(
+            key, x, basis, np.reshape(np.asarray(epsilon, np.float32), -1), sweep=True,
+            num_resamples=13, angles=None, planes=pairs, method=method, max_planes=None,
+            chunk_size=None, map_batch_size=1, measure=_first_moment, level=None)
+        assert planned.setup.fused is not None and planned.setup.shared is not None
+    both = srm_jax.alignment_test(key, x, basis, subset=subset, **kwargs)
+    alone = srm_jax.alignment_test(key, x[subset], basis, **kwargs)
+    every = srm_jax.alignment_test(key, x, basis, **kwargs)
+    assert both.subset_test is not None and every.subset_test is None
+    for got, want in ((both, every), (both.subset_test, alone)):
+        expected = _fields(want)
+        assert _fields(got).keys() == expected.keys()
+        for name, value in _fields(got).items():
+            np.testing.assert_array_equal(value, expected[name], err_msg=name)
+        np.testing.assert_allclose(got.null_measured, want.null_measured, rtol=1e-6, atol=1e-7)
+    assert not np.array_equal(both.subset_test.null_measured, both.null_measured)
+
+
+def test_a_subset_is_checked():
+    n = 6
+    basis = jnp.eye(n)
+    x = clustered(jax.random.key(19), 30, n)
+    key = jax.random.key(20)
+    for bad in (np.array([0, 30]), np.array([1, 1]), np.array([], int), np.zeros((2, 2), int),
+                np.array([0.0, 1.0])):
+        with pytest.raises(ValueError, match="subset"):
+            srm_jax.alignment_test(key, x, basis, epsilon=0.5, num_resamples=5, subset=bad)
+    with pytest.raises(ValueError, match="subset"):
+        srm_jax.alignment_test(key, x, basis, epsilon=0.5, num_resamples=5, subset=np.arange(4),
+                               sequential_level=0.2)

@@ -63,14 +63,18 @@ def group_curve(summary: SRMSummary, n: int) -> GroupCurve:
 def analyse_bulk(key: jax.Array, x, basis, pairs, measure_args: dict,
                  neurons: _neurons.SignedBasis, *, test_epsilons: tuple[float, ...],
                  num_resamples: int, statistic: str, top: int,
-                 rotations: jax.Array | None = None) -> Bulk:
+                 rotations: jax.Array | None = None, test: AlignmentTest | None = None) -> Bulk:
     """The bulk rows ``x``: rotation test at every ε of ``test_epsilons`` (``key``: the layer
     test's), verdict and headline ε (:func:`srm_jax.report.sweep_evidence`), the field's
     measures, the neuron credits (:func:`srm_jax.lit_credits`) and the mean curve at the
-    headline ε. ``rotations``: the layer test's, drawn beforehand (or ``None``)."""
+    headline ε. ``rotations``: the layer test's, drawn beforehand (or ``None``). ``test``: the
+    bulk's rotation test when the layer's test already made it (its ``subset_test``: one loop
+    for both), else made here."""
     x = jnp.asarray(x)
-    test = rotation_test(key, x, basis, pairs, measure_args, tuple(test_epsilons),
-                         num_resamples=num_resamples, statistic=statistic, rotations=rotations)
+    if test is None:
+        test = rotation_test(key, x, basis, pairs, measure_args, tuple(test_epsilons),
+                             num_resamples=num_resamples, statistic=statistic,
+                             rotations=rotations)
     evidence = sweep_evidence(test, tuple(test_epsilons))
     tested = measures_against_rotations(x, measure_args, test)
     headline = evidence["headline_epsilon"]

@@ -70,6 +70,15 @@ def bulk_rule(massive_row_share: float, massive_lit_share: float) -> bool:
             and massive_lit_share >= BULK_MIN_LIT_SHARE)
 
 
+def may_analyse_bulk(facts: RowFacts, subset_massive: np.ndarray) -> bool:
+    """Whether :func:`bulk_rule` can hold before the lit counts are known: some analysed rows
+    are massive, at least two are not, and the massive rows are at most
+    :data:`BULK_MAX_ROW_SHARE` of every row (``facts``). The layer's rotation test then also
+    tests the other rows (one loop for both, :func:`srm_jax.alignment_test`'s ``subset``)."""
+    return (bool(subset_massive.any()) and int(np.sum(~subset_massive)) > 1
+            and _massive_share(facts)[1] <= BULK_MAX_ROW_SHARE)
+
+
 def bulk_rule_words() -> str:
     """:func:`bulk_rule` in words, for ``report.json``."""
     return (f"the bulk (rows that are not massive, |cos| < {MASSIVE_COS:g} with every basis "
@@ -114,6 +123,13 @@ def massive_rows(facts: RowFacts) -> np.ndarray:
     return np.nan_to_num(np.asarray(facts.max_cos), nan=0.0) >= MASSIVE_COS
 
 
+def _massive_share(facts: RowFacts) -> tuple[np.ndarray, float]:
+    """Which rows are massive (:func:`massive_rows`) and their share of the finite rows."""
+    flags = massive_rows(facts)
+    finite = int(np.sum(np.isfinite(np.asarray(facts.max_cos))))
+    return flags, to_float(flags.sum() / max(finite, 1))
+
+
 def _token_text(token: int, vocab: dict | None) -> str | None:
     return None if vocab is None else vocab.get(int(token))
 
@@ -133,14 +149,13 @@ def _count_table(values: np.ndarray, weights: np.ndarray | None, limit: int) -> 
 def _massive_table(facts: RowFacts, all_tokens, vocab, neurons: _neurons.SignedBasis,
                    subset_massive: np.ndarray, counts: np.ndarray) -> dict:
     """``carriers.massive``: every row's massive flag, their vectors and tokens."""
-    flags = massive_rows(facts)
-    finite = int(np.sum(np.isfinite(np.asarray(facts.max_cos))))
+    flags, row_share = _massive_share(facts)
     vectors = np.asarray(facts.vector)[flags]
     total = float(np.sum(counts, dtype=np.float64))
     table = {
         "threshold": MASSIVE_COS,
         "num_rows": int(flags.sum()),
-        "row_share": to_float(flags.sum() / max(finite, 1)),
+        "row_share": row_share,
         "num_subset_rows": int(subset_massive.sum()),
         "lit_share": (to_float(np.sum(counts[subset_massive], dtype=np.float64) / total)
                       if total > 0 else math.nan),

@@ -13,6 +13,7 @@ from srm_jax.report.defaults import (
     DEFAULT_TOP,
     MIN_MAX_SAMPLES,
     PEAK_CANDIDATES,
+    ROTATION_TEST_ENUMERATION,
     ROTATION_TEST_WORK,
 )
 from srm_jax.report.errors import ReportError
@@ -68,17 +69,29 @@ def memory_budget_bytes(gib: float) -> float:
     return float(gib) * 2**30
 
 
-def default_max_samples(n: int, num_directions: int, num_rotations: int) -> int:
+def default_max_samples(n: int, num_directions: int, num_rotations: int,
+                        least_epsilon: float | None = None, max_cosine: float = 0.0) -> int:
     """The report's default ``max_samples`` (the analysis subset of the rotation tests).
 
-    :data:`DEFAULT_MAX_SAMPLES`, or fewer at width: the rotation tests project the subset on
-    every rotated basis, ``S · n · K`` multiply-adds a rotation, so ``S`` is cut to keep
-    ``R · S · n · K`` under :data:`ROTATION_TEST_WORK` (about a minute on 2 CPU cores), but not
-    below :data:`MIN_MAX_SAMPLES`. SRM itself, the neuron ranking and the measures' values
-    count every row.
+    :data:`DEFAULT_MAX_SAMPLES`, or fewer where the ``R`` rotations of a test cost more: each
+    projects the subset on the rotated basis, ``S · n · K`` multiply-adds, kept under
+    :data:`ROTATION_TEST_WORK`; and with a ``least_epsilon > 0`` (the least ε tested) each
+    rotated copy is enumerated by the sample-major kernel (math §5.1), about ``K (1 + L)``
+    direction tests a sample, kept under :data:`ROTATION_TEST_ENUMERATION`. ``L`` is the
+    expected number of leading directions (``z² ≥ τ``, ``τ = ε²(1 − c_max)/2``,
+    ``c_max = max_cosine``) of a rotated copy, which a Haar rotation makes isotropic:
+    ``L = K · P(n z² ≥ n τ) ≈ K · erfc(√(n τ / 2))`` (``n z²`` of a uniform unit vector is
+    χ²₁ as ``n`` grows). Never below :data:`MIN_MAX_SAMPLES`. SRM itself, the neuron ranking
+    and the measures' values count every row.
     """
-    work = max(1, int(num_rotations)) * int(n) * int(num_directions)
-    return int(min(DEFAULT_MAX_SAMPLES, max(MIN_MAX_SAMPLES, ROTATION_TEST_WORK // work)))
+    rotations = max(1, int(num_rotations))
+    size = ROTATION_TEST_WORK // (rotations * int(n) * int(num_directions))
+    if least_epsilon is not None and least_epsilon > 0:
+        tau = float(least_epsilon) ** 2 * (1.0 - float(max_cosine)) / 2.0
+        leaders = num_directions * math.erfc(math.sqrt(int(n) * tau / 2.0))
+        tests = rotations * num_directions * (1.0 + leaders)
+        size = min(size, ROTATION_TEST_ENUMERATION // tests)
+    return int(min(DEFAULT_MAX_SAMPLES, max(MIN_MAX_SAMPLES, size)))
 
 
 def check_memory(num_samples: int, n: int, m: int, num_directions: int, num_planes: int,

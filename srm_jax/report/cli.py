@@ -154,8 +154,9 @@ def _add_analysis_arguments(report: argparse.ArgumentParser) -> None:
     report.add_argument("--max-samples", type=int, default=None, metavar="S",
                         help="the rotation tests, ε sweep, class selectivity and projection use "
                         "a random subset of this many samples (default "
-                        f"{defaults.DEFAULT_MAX_SAMPLES:,}, fewer at width: about a minute of "
-                        f"rotation products, at least {defaults.MIN_MAX_SAMPLES:,}); SRM, the "
+                        f"{defaults.DEFAULT_MAX_SAMPLES:,}, fewer where the rotation tests' "
+                        "products or their enumeration at the least ε tested would take longer "
+                        f"than about 10-15 s, at least {defaults.MIN_MAX_SAMPLES:,}); SRM, the "
                         "neuron ranking and the measures' values count every sample")
     report.add_argument("--max-planes", type=int, default=None, metavar="P",
                         help="measure a random subset of this many planes (default: every "

@@ -15,7 +15,13 @@ from srm_jax import neurons as _neurons
 from srm_jax.per_class import Selectivity
 from srm_jax.projection import ProjectionDensity, projection_density
 from srm_jax.report.bulk import analyse_bulk, group_curve, group_summary
-from srm_jax.report.carriers import GroupCurve, find_carriers, ranked_scores
+from srm_jax.report.carriers import (
+    GroupCurve,
+    find_carriers,
+    massive_rows,
+    may_analyse_bulk,
+    ranked_scores,
+)
 from srm_jax.report.checks import check_basis, check_count, check_epsilon, check_memory, check_top
 from srm_jax.report.classes import class_selectivity, top_plane
 from srm_jax.report.defaults import (
@@ -258,10 +264,12 @@ def srm_report(
     measured = measurement(x, b, pairs, epsilon, result, num_finite, num_rows=num_rows,
                            peaks=peaks)
     measure_args = _measures.direction_arguments(neurons, b)
+    subset_facts = RowFacts(*(np.asarray(a) for a in row_facts_batch(x, normalise_rows(b))))
+    bulk_rows = _bulk_rows(subset_facts, row_facts)
     significance = assess_alignment(
         (k_test, k_band), x, b, pairs, measured, measure_args, epsilon=epsilon,
         num_resamples=num_resamples, statistic=statistic, test_epsilons=test_epsilons,
-        rotations=rotations)
+        rotations=rotations, subset=bulk_rows)
     swept = sweep_planes(k_planes, pairs, measured.summaries)
     sweep = sweep_epsilon(x, b, swept, epsilons)
     significance = flat_verdict(significance, sweep, result.mean_curve, epsilon)
@@ -281,8 +289,8 @@ def srm_report(
     found = _findings(
         k_test, x, b, pairs, measure_args, neurons, significance, top=num_top,
         settings=(test_epsilons, int(num_resamples), statistic),
-        rows=(tokens, row_facts, all_tokens, vocab), mean=(mean, centered, uncentered),
-        rotations=rotations)
+        rows=(tokens, row_facts, all_tokens, vocab, subset_facts),
+        mean=(mean, centered, uncentered), rotations=rotations)
     summary.update(found.summary)
     return Report(
         summary=summary, result=result, reference=measured.reference, band=significance.band,
@@ -328,17 +336,27 @@ def _mean_table(x, b, mean: MeanFacts | None, neurons, centered: bool,
     }
 
 
+def _bulk_rows(subset_facts: RowFacts, row_facts: RowFacts | None) -> np.ndarray | None:
+    """The analysed rows that are not massive, when the bulk may be analysed
+    (:func:`srm_jax.report.carriers.may_analyse_bulk`): the layer's rotation test tests them
+    too, on the same rotations (:func:`srm_jax.alignment_test`'s ``subset``); else ``None``."""
+    massive = massive_rows(subset_facts)
+    if not may_analyse_bulk(subset_facts if row_facts is None else row_facts, massive):
+        return None
+    return np.flatnonzero(~massive)
+
+
 def _findings(key, x, b, pairs, measure_args, neurons, significance, *, top: int,
               settings: tuple, rows: tuple, mean: tuple,
               rotations: jax.Array | None = None) -> _Findings:
     """Who carries the signal at the headline ε (:func:`srm_jax.report.carriers.find_carriers`),
     the bulk when :func:`srm_jax.report.carriers.bulk_rule` holds
-    (:func:`srm_jax.report.bulk.analyse_bulk`, the same rotations) and the mean (with
-    ``centered``, the uncentred samples' verdict on the same rotations)."""
+    (:func:`srm_jax.report.bulk.analyse_bulk`, the same rotations: its test is the layer
+    test's ``subset_test`` when that test made one) and the mean (with ``centered``, the
+    uncentred samples' verdict on the same rotations)."""
     test_epsilons, num_resamples, statistic = settings
-    tokens, row_facts, all_tokens, vocab = rows
+    tokens, row_facts, all_tokens, vocab, subset_facts = rows
     mean_facts_, centered, uncentered = mean
-    subset_facts = RowFacts(*(np.asarray(a) for a in row_facts_batch(x, normalise_rows(b))))
     if row_facts is None:
         row_facts, all_tokens = subset_facts, tokens
     headline = significance.headline_epsilon
@@ -349,7 +367,8 @@ def _findings(key, x, b, pairs, measure_args, neurons, significance, *, top: int
     if carriers.analyse_bulk and int(np.sum(~carriers.massive)) > 1:
         bulk = analyse_bulk(key, x[jnp.asarray(~carriers.massive)], b, pairs, measure_args,
                             neurons, test_epsilons=test_epsilons, num_resamples=num_resamples,
-                            statistic=statistic, top=top, rotations=rotations)
+                            statistic=statistic, top=top, rotations=rotations,
+                            test=significance.test.subset_test)
         carrier_rows = group_summary(x[jnp.asarray(carriers.massive)], b, pairs, headline)
         curves = {"carriers": group_curve(carrier_rows, int(b.shape[1])), "bulk": bulk.curve}
     uncentered_verdict = None

@@ -48,8 +48,13 @@ PEAK_CANDIDATES = 1_000
 #: sweep only locates the best ε).
 SWEEP_PLANES = 1_000
 #: Multiply-adds of the rotation tests' products that the default analysis subset is sized for
-#: at width (:func:`srm_jax.report.default_max_samples`): about a minute on 2 CPU cores.
+#: at width (:func:`srm_jax.report.default_max_samples`): about 15 s on 2 CPU cores.
 ROTATION_TEST_WORK = 6e11
+#: Direction tests of the rotation tests' sample-major enumerations that the default analysis
+#: subset is sized for (:func:`srm_jax.report.default_max_samples`): about 10 s on 2 CPU cores
+#: (about 18 ns a test, benchmarks/RESULTS.md). A copy tests each sample's ``K`` directions at
+#: the test's least ε, and each leading direction against its ``K`` partners.
+ROTATION_TEST_ENUMERATION = 5e8
 #: The analysis subset's default size, and its floor at width.
 DEFAULT_MAX_SAMPLES = 20_000
 MIN_MAX_SAMPLES = 2_000

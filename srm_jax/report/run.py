@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import ctypes
+import ctypes.util
 import dataclasses
 import os
 import shutil
@@ -14,7 +17,7 @@ import tempfile
 import jax
 import numpy as np
 
-from srm_jax import __version__
+from srm_jax import __version__, _validation
 from srm_jax import neurons as _neurons
 from srm_jax.planes import DEFAULT_NUM_ANGLES
 from srm_jax.report.checks import (
@@ -25,7 +28,7 @@ from srm_jax.report.checks import (
     default_max_samples,
     memory_budget_bytes,
 )
-from srm_jax.report.compose import Report, report_rotations, srm_report
+from srm_jax.report.compose import Report, report_rotations, srm_report, test_epsilons_of
 from srm_jax.report.defaults import (
     DEFAULT_EPSILON,
     DEFAULT_MEMORY_BUDGET_GIB,
@@ -49,6 +52,7 @@ from srm_jax.report.reading import (
     shard_paths,
 )
 from srm_jax.report.stream import stream_layer
+from srm_jax.sample_major import basis_structure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +135,15 @@ def _subset(total: int, size: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(total, size, replace=False))
 
 
+def _default_subset(n: int, basis: np.ndarray, neurons: _neurons.SignedBasis,
+                    settings: ReportSettings) -> int:
+    """:func:`default_max_samples` of a layer: its tests' least ε and its basis' coherence."""
+    least = min(test_epsilons_of(settings.epsilon))
+    coherence = 0.0 if neurons.orthonormal or least <= 0 else basis_structure(basis).max_cosine
+    return default_max_samples(n, neurons.num_directions, settings.num_resamples,
+                               least_epsilon=least, max_cosine=coherence)
+
+
 def plan_layer(paths: list[str], key: str | None, settings: ReportSettings,
                budget: float) -> LayerPlan:
     """Reads one layer's headers, basis and labels, and plans its analysis (every check)."""
@@ -147,8 +160,8 @@ def plan_layer(paths: list[str], key: str | None, settings: ReportSettings,
     if summaries:
         samples.resize(SUMMARY_BATCH_ELEMENTS, samples.total)
     neurons = _neurons.signed_neurons(basis)
-    max_samples = (default_max_samples(samples.n, neurons.num_directions, s.num_resamples)
-                   if s.max_samples is None else s.max_samples)
+    max_samples = (_default_subset(samples.n, basis, neurons, s) if s.max_samples is None
+                   else s.max_samples)
     chosen = _subset(samples.total, max_samples, s.seed)
     check_memory(int(chosen.shape[0]), samples.n, int(basis.shape[0]), neurons.num_directions,
                  int(pairs.shape[0]), DEFAULT_NUM_ANGLES, s.num_resamples, budget,
@@ -174,6 +187,29 @@ def held_rotations(held: dict, plan: LayerPlan, settings: ReportSettings,
             held.clear()
         held[name] = jax.block_until_ready(report_rotations(plan.key, n, k))
     return held[name]
+
+
+def share_pairs(plans: list[LayerPlan]) -> list[LayerPlan]:
+    """``plans`` with equal planes held once: the layers of one width and basis plan the same
+    ``(P, 2)`` pairs (4.7 M, 38 MB at 1,536 units), each its own copy otherwise."""
+    kept: dict = {}
+    shared = []
+    for plan in plans:
+        pairs = np.asarray(plan.pairs)
+        name = _validation.array_key(pairs)
+        if name not in kept:
+            kept[name] = plan.pairs
+        shared.append(dataclasses.replace(plan, pairs=kept[name]))
+    return shared
+
+
+def release_rotations(held: dict, later: list[LayerPlan]) -> None:
+    """Drops from ``held`` (:func:`held_rotations`) the rotations of widths no ``later`` layer
+    has (the layers of one width are usually consecutive: the next width's layers then run
+    without the last width's ``(K, n, n)`` array)."""
+    widths = {int(plan.basis.shape[1]) for plan in later}
+    for name in [name for name in held if name[0] not in widths]:
+        del held[name]
 
 
 def analyse_layer(plan: LayerPlan, settings: ReportSettings, budget: float,
@@ -214,6 +250,17 @@ def analyse_layer(plan: LayerPlan, settings: ReportSettings, budget: float,
     return report, summary
 
 
+def release_freed_memory() -> None:
+    """Returns the heap's freed pages to the operating system (glibc's ``malloc_trim``; nothing
+    elsewhere). XLA:CPU's buffers of a layer are freed into glibc's arenas, which keep them:
+    without this the resident memory of a many-layer report grows by a few hundred MB a layer."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def run_report(activations: list[str], settings: ReportSettings, out: str) -> str:
     """The report of the files ``activations`` (shards of one sample set) into ``out``.
 
@@ -224,16 +271,27 @@ def run_report(activations: list[str], settings: ReportSettings, out: str) -> st
     budget = check_settings(settings, out)
     paths = shard_paths(activations)
     keys = layer_keys(paths, list(settings.keys or []), settings.labels, settings.tokens)
-    plans = [plan_layer(paths, key, settings, budget) for key in keys]  # every input, checked
+    plans = share_pairs([plan_layer(paths, key, settings, budget) for key in keys])  # checked
     held: dict = {}
     summaries = []
     scratch = tempfile.mkdtemp(prefix="srm-report-")
     try:
-        for index, plan in enumerate(plans):
-            report, summary = analyse_layer(plan, settings, budget,
-                                            held_rotations(held, plan, settings, budget))
-            summaries.append(draw_layer(report, summary, scratch, index, len(plans) > 1))
-            del report  # a layer's arrays go once its figures are drawn
+        # A layer's figures are drawn on a thread while the next layer is analysed (matplotlib
+        # holds the GIL, XLA's work does not); one layer waits to be drawn at a time, and its
+        # arrays go once its figures are drawn.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as drawer:
+            drawing = None
+            for index, plan in enumerate(plans):
+                report, summary = analyse_layer(plan, settings, budget,
+                                                held_rotations(held, plan, settings, budget))
+                release_rotations(held, plans[index + 1:])
+                if drawing is not None:
+                    summaries.append(drawing.result())
+                    release_freed_memory()
+                drawing = drawer.submit(draw_layer, report, summary, scratch, index,
+                                        len(plans) > 1)
+                del report
+            summaries.append(drawing.result())
         held.clear()
         name = plans[0].source.name
         write_report(summaries, scratch, out, name if len(plans) == 1 else name.rsplit("[", 1)[0])

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from srm_jax import _validation
 from srm_jax import basis_measures as _measures
 from srm_jax.alignment import alignment_score
 from srm_jax.report.defaults import (
@@ -112,7 +113,8 @@ def assess_alignment(keys: tuple[jax.Array, jax.Array], x: jax.Array, basis: jax
                      pairs: jax.Array, measured: Measurement, measure_args: dict, *,
                      epsilon: float, num_resamples: int, statistic: str,
                      test_epsilons: tuple[float, ...] | None = None,
-                     rotations: jax.Array | None = None) -> Significance:
+                     rotations: jax.Array | None = None,
+                     subset: np.ndarray | None = None) -> Significance:
     """The score and null band of ``measured`` (at ``epsilon``) and the rotation test at every
     ε of ``test_epsilons`` (default ``(epsilon,)``; ``keys``: test, band).
 
@@ -120,17 +122,20 @@ def assess_alignment(keys: tuple[jax.Array, jax.Array], x: jax.Array, basis: jax
     :func:`srm_jax.basis_measures.direction_arguments`): each rotation's product ``x q`` serves
     all of them (math §6.2). Several ε are one family: the verdict is the two-sided min-p
     family-wise p-value (:func:`sweep_evidence`). ``rotations``: the test's rotations drawn
-    beforehand (:func:`rotation_test`).
+    beforehand (:func:`rotation_test`). ``subset``: row indices also tested on their own, on
+    the same rotations (the test's ``subset_test``; the bulk, :mod:`srm_jax.report.bulk`).
     """
     k_test, k_band = keys
     n = int(basis.shape[1])
     band_samples = min(int(x.shape[0]), SUMMARY_NULL_BAND_SAMPLES if measured.summaries
                        else NULL_BAND_SAMPLES)
-    band = null_band(k_band, band_samples, basis, epsilon=epsilon, planes=pairs,
-                     num_resamples=NULL_BAND_DRAWS, per_plane=not measured.summaries)
+    band = mean_curve_band(k_band, band_samples, basis, pairs, epsilon) if measured.summaries \
+        else null_band(k_band, band_samples, basis, epsilon=epsilon, planes=pairs,
+                       num_resamples=NULL_BAND_DRAWS, per_plane=True)
     epsilons = tuple(float(e) for e in (test_epsilons or (epsilon,)))
     test = rotation_test(k_test, x, basis, pairs, measure_args, epsilons,
-                         num_resamples=num_resamples, statistic=statistic, rotations=rotations)
+                         num_resamples=num_resamples, statistic=statistic, rotations=rotations,
+                         subset=subset)
     evidence = sweep_evidence(test, epsilons)
     return Significance(
         score=to_float(alignment_score(measured.result, measured.reference)),
@@ -139,21 +144,46 @@ def assess_alignment(keys: tuple[jax.Array, jax.Array], x: jax.Array, basis: jax
         **evidence)
 
 
+_BANDS: dict = {}
+
+
+def mean_curve_band(key: jax.Array, num_samples: int, basis, pairs, epsilon: float) -> NullBand:
+    """The isotropic null band of the mean curve (:func:`srm_jax.null_band`, ``per_plane=False``,
+    :data:`NULL_BAND_DRAWS` draws), kept for the next call with the same inputs: it depends on
+    the width, planes, ε and sample count, not on the data, so every layer of one width in a
+    multi-layer report shares it (one entry is kept; it holds ``(T,)`` curves only)."""
+    def draw() -> NullBand:
+        return null_band(key, num_samples, basis, epsilon=epsilon, planes=pairs,
+                         num_resamples=NULL_BAND_DRAWS, per_plane=False)
+
+    if not all(_validation.is_concrete(v) for v in (key, basis, pairs, epsilon)):
+        return draw()
+    name = (tuple(np.asarray(jax.random.key_data(key)).ravel().tolist()), int(num_samples),
+            _validation.array_key(np.asarray(basis)), _validation.array_key(np.asarray(pairs)),
+            float(epsilon))
+    if name not in _BANDS:
+        _BANDS.clear()
+        _BANDS[name] = draw()
+    return _BANDS[name]
+
+
 def rotation_test(key: jax.Array, x: jax.Array, basis: jax.Array, pairs: jax.Array,
                   measure_args: dict, epsilons: tuple[float, ...], *, num_resamples: int,
-                  statistic: str, rotations: jax.Array | None = None) -> AlignmentTest:
+                  statistic: str, rotations: jax.Array | None = None,
+                  subset: np.ndarray | None = None) -> AlignmentTest:
     """The report's rotation test of ``x`` at every ε of ``epsilons`` (one family, math §6.2;
     :func:`srm_jax.alignment_test`, ``alternative="greater"``), the field's measures taken on
     each rotation's product (:data:`ROTATED_STATISTICS`). The same ``key`` draws the same
     rotations for any rows: the layer, its bulk and its uncentred rows share them.
     ``rotations``: those rotations drawn once beforehand (``haar_rotations(key, n, K)``:
     the same rotations up to float32 rounding, without a QR per rotation per test); default
-    drawn in the loop."""
+    drawn in the loop. ``subset``: row indices also tested on their own in the same loop (the
+    result's ``subset_test``, :func:`srm_jax.alignment_test`)."""
     x = jnp.asarray(x)
     return alignment_test(
         key, x, basis, epsilon=jnp.asarray(epsilons, x.dtype), num_resamples=int(num_resamples),
         statistic=statistic, planes=pairs, measure=ROTATED_STATISTICS, measure_args=measure_args,
-        rotations=rotations)
+        rotations=rotations, subset=subset)
 
 
 def headline_index(p_values: np.ndarray, statistics: np.ndarray, null: np.ndarray,

@@ -515,13 +515,13 @@ def alignment_test(
     if int(num_resamples) < 1:
         raise ValueError(f"num_resamples must be >= 1, got {num_resamples}.")
     _check_rotations(rotations, int(num_resamples), int(np.shape(basis)[-1]))
+    subset = _check_subset(subset, np.shape(activations)[0])
     sweep = not isinstance(epsilon, (int, float)) and np.ndim(epsilon) == 1
     test = _plan_rotation_test(
         key, activations, basis, epsilon, sweep=sweep, num_resamples=int(num_resamples),
         angles=angles, planes=planes, method=method, max_planes=max_planes,
         chunk_size=chunk_size, map_batch_size=map_batch_size, measure=measure,
         level=sequential_level)
-    subset = _check_subset(subset, np.shape(activations)[0])
     if sequential_level is not None:
         if subset is not None:
             raise ValueError("sequential_level takes no subset (each would stop on its own).")

@@ -276,13 +276,15 @@ def _sweep_curves(activations, basis, pairs, angles, epsilons, subset=None, *, p
     sums = _sample_major_call(sample_major_curves, plan, samples, pairs, epsilons, num_groups,
                               table)[:, 0]
     dtype = jnp.result_type(samples.angles.dtype, jnp.float32)
-    num_samples = samples.num_samples
+    counts = samples.num_samples
+
+    def mean_curves(wide, count):
+        return wide_value(wide, dtype) / (count.astype(dtype) * pairs.shape[0])
+
     if subset is None:
-        return wide_value(sums[0], dtype) / (num_samples[0].astype(dtype) * pairs.shape[0])
-    every_row = wide_value(wide_sum(sums[0], sums[1]), dtype) / (
-        (num_samples[0] + num_samples[1]).astype(dtype) * pairs.shape[0])
-    return jnp.stack([every_row,
-                      wide_value(sums[1], dtype) / (num_samples[1].astype(dtype) * pairs.shape[0])])
+        return mean_curves(sums[0], counts[0])
+    return jnp.stack([mean_curves(wide_sum(sums[0], sums[1]), counts[0] + counts[1]),
+                      mean_curves(sums[1], counts[1])])
 
 
 _sweep_curves_jit = jax.jit(_sweep_curves, static_argnames=("plan",))

@@ -129,9 +129,11 @@ def assess_alignment(keys: tuple[jax.Array, jax.Array], x: jax.Array, basis: jax
     n = int(basis.shape[1])
     band_samples = min(int(x.shape[0]), SUMMARY_NULL_BAND_SAMPLES if measured.summaries
                        else NULL_BAND_SAMPLES)
-    band = mean_curve_band(k_band, band_samples, basis, pairs, epsilon) if measured.summaries \
-        else null_band(k_band, band_samples, basis, epsilon=epsilon, planes=pairs,
-                       num_resamples=NULL_BAND_DRAWS, per_plane=True)
+    if measured.summaries:  # the band of the mean curve: the same for every layer of a width
+        band = mean_curve_band(k_band, band_samples, basis, pairs, epsilon)
+    else:
+        band = null_band(k_band, band_samples, basis, epsilon=epsilon, planes=pairs,
+                         num_resamples=NULL_BAND_DRAWS, per_plane=True)
     epsilons = tuple(float(e) for e in (test_epsilons or (epsilon,)))
     test = rotation_test(k_test, x, basis, pairs, measure_args, epsilons,
                          num_resamples=num_resamples, statistic=statistic, rotations=rotations,

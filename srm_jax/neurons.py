@@ -85,7 +85,8 @@ def signed_neurons(basis) -> SignedBasis:
     *standard* basis (every row ``±e_i``) the neuron of ``±e_i`` is the coordinate ``i`` and the
     sign that of the entry. Any other basis has ``K = m`` directions, the rows themselves.
 
-    Host-side (it decides ``K``); float64, in blocks of rows (no ``m × m`` matrix at once).
+    Host-side (it decides ``K``); float64, in blocks of rows (no ``m × m`` matrix at once), and
+    without a Gram matrix where every row has one non-zero entry.
 
     Args:
       basis: concrete ``(m, n)`` basis, no zero row.
@@ -96,14 +97,10 @@ def signed_neurons(basis) -> SignedBasis:
     _validation.check_basis(basis)
     unit = _validation.host_unit_rows(basis)
     m = unit.shape[0]
-    first = np.empty(m, np.int64)  # the first row along the same (or opposite) direction
-    orthonormal = True
-    for start in range(0, m, _GRAM_BLOCK):
-        block = np.abs(unit[start:start + _GRAM_BLOCK] @ unit.T)
-        same = block > 1.0 - ANTIPODAL_TOLERANCE
-        first[start:start + block.shape[0]] = np.argmax(same, axis=1)
-        orthonormal &= bool(np.all(same | (block < ORTHOGONAL_TOLERANCE)))
-    if not orthonormal:
+    first = _axis_first_rows(unit)  # the first row along the same (or opposite) direction
+    if first is None:
+        first = _gram_first_rows(unit)
+    if first is None:
         index = np.arange(m)
         return SignedBasis(False, False, index, np.ones(m, np.int64), index, index)
     representative, direction = np.unique(first, return_inverse=True)
@@ -118,6 +115,31 @@ def signed_neurons(basis) -> SignedBasis:
         neuron = np.arange(representative.shape[0])
     return SignedBasis(True, standard, direction.astype(np.int64), sign, neuron.astype(np.int64),
                        representative.astype(np.int64))
+
+
+def _axis_first_rows(unit: np.ndarray) -> np.ndarray | None:
+    """For rows that each have one non-zero entry (``±e_i``: pairwise ``|cos|`` exactly 0 or 1,
+    so no Gram matrix is needed), the first row on each row's axis; else ``None``."""
+    nonzero = unit != 0
+    if not np.all(np.count_nonzero(nonzero, axis=1) == 1):
+        return None
+    axis = np.argmax(nonzero, axis=1)
+    axes, first = np.unique(axis, return_index=True)
+    return first[np.searchsorted(axes, axis)]
+
+
+def _gram_first_rows(unit: np.ndarray) -> np.ndarray | None:
+    """The first row along each row's direction or its opposite, from the Gram matrix in blocks
+    of rows; ``None`` when some pair is neither orthogonal nor (anti)parallel."""
+    m = unit.shape[0]
+    first = np.empty(m, np.int64)
+    for start in range(0, m, _GRAM_BLOCK):
+        block = np.abs(unit[start:start + _GRAM_BLOCK] @ unit.T)
+        same = block > 1.0 - ANTIPODAL_TOLERANCE
+        if not np.all(same | (block < ORTHOGONAL_TOLERANCE)):
+            return None
+        first[start:start + block.shape[0]] = np.argmax(same, axis=1)
+    return first
 
 
 class PlaneSummaries(NamedTuple):

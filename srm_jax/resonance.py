@@ -421,7 +421,7 @@ def _pairs_layout(basis, structure: BasisStructure, pairs) -> tuple[str | None, 
     :func:`srm_jax.sample_major.planes_orientations` of concrete pairs, cached by the basis' and
     the pairs' bytes (both sort every pair: a wide basis' millions of planes, planned once per ε
     of a sweep)."""
-    key = (_validation.array_key(np.asarray(basis)), _validation.array_key(np.asarray(pairs)))
+    key = (_validation.array_key(basis), _validation.array_key(pairs))
     if key not in _PAIRS_LAYOUTS:
         if len(_PAIRS_LAYOUTS) >= 8:
             _PAIRS_LAYOUTS.pop(next(iter(_PAIRS_LAYOUTS)))
@@ -433,12 +433,11 @@ def _pairs_layout(basis, structure: BasisStructure, pairs) -> tuple[str | None, 
 def _basis_structure(basis) -> BasisStructure:
     """:func:`srm_jax.sample_major.basis_structure`, cached by the basis' bytes (a wide dense
     basis costs a Gram matrix; entry points plan the same basis many times)."""
-    values = np.asarray(basis)
-    key = _validation.array_key(values)
+    key = _validation.array_key(basis)
     if key not in _STRUCTURES:
         if len(_STRUCTURES) >= 8:
             _STRUCTURES.pop(next(iter(_STRUCTURES)))
-        _STRUCTURES[key] = basis_structure(values)
+        _STRUCTURES[key] = basis_structure(np.asarray(basis))
     return _STRUCTURES[key]
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, NamedTuple
 
 import jax
@@ -30,6 +30,7 @@ from srm_jax import _validation
 from srm_jax._precision import exact_matmul, working_dtype
 from srm_jax.alignment import alignment_score
 from srm_jax.bases import random_orthogonal
+from srm_jax.neurons import signed_neurons
 from srm_jax.planes import spanning_planes
 from srm_jax.resonance import (
     SAMPLE_MAJOR_PROBE_ROWS,
@@ -630,16 +631,23 @@ def _rotated_probe(activations, basis) -> np.ndarray | None:
         return None
     if np.ndim(activations) != 2:
         return None
-    n = basis.shape[1]
+    rows = probe_rows(activations.shape[0], SAMPLE_MAJOR_PROBE_ROWS)
+    with jax.ensure_compile_time_eval():  # concrete samples closed over by a jit: read them
+        probe = np.asarray(activations[rows], np.float32)
+    return probe @ _probe_rotation(int(basis.shape[1]))
+
+
+@lru_cache(maxsize=2)
+def _probe_rotation(n: int) -> np.ndarray:
+    """The Haar rotation of :func:`_rotated_probe` at width ``n`` (from :data:`NULL_PLAN_SEED`:
+    the same one at every call, so kept; its QR is 0.5 s at 1,536 units)."""
     # Planning is eager host work: one Haar rotation in NumPy (scipy.stats.ortho_group's
     # construction, QR with R's signs) costs no compilation; any rotation is typical.
     rng = np.random.default_rng(NULL_PLAN_SEED)
     q, r = np.linalg.qr(rng.standard_normal((n, n)))
     q = (q * np.sign(np.diag(r))).astype(np.float32)
-    rows = probe_rows(activations.shape[0], SAMPLE_MAJOR_PROBE_ROWS)
-    with jax.ensure_compile_time_eval():  # concrete samples closed over by a jit: read them
-        probe = np.asarray(activations[rows], np.float32)
-    return probe @ q
+    q.flags.writeable = False
+    return q
 
 
 def _plane_table(pairs, *plans):
@@ -1024,14 +1032,13 @@ def covers_every_plane(planes, max_planes: int | None, basis) -> bool:
 def pm_directions(basis) -> jax.Array | None:
     """The distinct directions ``q_k`` of a ± orthonormal basis (math §5.1: every vector is
     some ``±q_k``, the ``q_k`` orthonormal), one per ``±`` pair, or ``None`` for any other
-    basis (or fewer than two directions). Needs a concrete basis."""
-    b = np.asarray(basis, dtype=np.float64)
-    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
-    gram = np.abs(b @ b.T)
-    if not np.all((gram < 1e-5) | (np.abs(gram - 1) < 1e-5)):
+    basis (or fewer than two directions): the first row of each direction of
+    :func:`srm_jax.neurons.signed_neurons`. Needs a concrete basis."""
+    neurons = signed_neurons(basis)
+    if not neurons.orthonormal or neurons.num_directions < 2:
         return None
-    first = [i for i in range(len(b)) if not np.any(gram[i, :i] > 0.5)]
-    return None if len(first) < 2 else jnp.asarray(b[first], working_dtype(basis))
+    unit = _validation.host_unit_rows(basis)[neurons.representative]
+    return jnp.asarray(unit, working_dtype(basis))
 
 
 def lit_share_pm(activations: jax.Array, directions: jax.Array,

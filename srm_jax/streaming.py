@@ -387,7 +387,9 @@ def accumulate_summary(
     for batch, mask in fixed_size_batches(map(pick, batches), batch_size, multiple_of=multiple):
         x = np.asarray(batch)
         _validation.check_activations(x, basis)
-        summary = summarise(np.where(mask[:, None], x, np.nan).astype(dtype))
+        if not mask.all():  # padding rows become NaN rows, which no summary counts
+            x = np.where(mask[:, None], x, np.nan)
+        summary = summarise(x.astype(dtype, copy=False))
         state = summary if state is None else state + summary
         in_flight.add(state.num_samples)
     if state is None:  # no rows: the summary of no samples (zeros)

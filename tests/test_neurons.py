@@ -235,3 +235,22 @@ def test_planes_is_the_keyword_and_pairs_is_deprecated(rng):
     np.testing.assert_array_equal(old, new)
     with pytest.raises(TypeError, match="num_vectors"):
         neurons.vector_shares(totals, pairs)
+
+
+def test_signed_neurons_of_axis_rows_takes_no_gram_matrix(rng, monkeypatch):
+    """Rows with one non-zero entry each (``±c·e_i``, repeated, shuffled) are numbered without a
+    Gram matrix, exactly as the Gram matrix numbers them; a second non-zero entry takes it."""
+    n, m = 7, 12
+    basis = _signed_rows(rng, np.eye(n), m) * rng.uniform(0.5, 3.0, (m, 1))
+    unit = basis / np.linalg.norm(basis, axis=1, keepdims=True)
+    np.testing.assert_array_equal(neurons._axis_first_rows(unit), neurons._gram_first_rows(unit))
+
+    def no_gram(unit):
+        raise AssertionError("a Gram matrix for rows ±e_i")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(neurons, "_gram_first_rows", no_gram)
+        assert _check_signed(basis.astype(np.float32)).standard
+    basis[0, (np.argmax(np.abs(basis[0])) + 1) % n] = 1e-9
+    assert neurons._axis_first_rows(basis) is None
+    assert _check_signed(basis).standard  # within tolerance, through the Gram matrix

@@ -90,3 +90,43 @@ def test_the_plan_keeps_the_static_grid_for_traced_angles_and_validates_once(rng
         settings = dict(epsilon=0.3) | bad
         with pytest.raises(ValueError):
             resonance.plan_measurement(x, basis, **settings)
+
+
+def test_a_jax_arrays_value_key_is_digested_once_and_a_numpy_arrays_every_time(rng):
+    """``_validation.array_key``: a ``jax.Array`` (immutable) keeps its digest while it lives and
+    has the key of its NumPy copy; a NumPy array changed in place gets a new key."""
+    from srm_jax import _validation
+
+    values = rng.standard_normal((50, 3)).astype(np.float32)
+    device = jnp.asarray(values)
+    key = _validation.array_key(device)
+    assert key == _validation.array_key(values)
+    assert _validation._ARRAY_KEYS[id(device)][1] == key
+    assert _validation.array_key(device) is key  # kept, not digested again
+    assert _validation.array_key(device + 1) != key
+    values[0, 0] += 1
+    assert _validation.array_key(values) != key
+    name = id(device)
+    del device
+    assert name not in _validation._ARRAY_KEYS
+
+
+def test_planes_that_passed_are_kept_only_for_jax_arrays():
+    """``_validation.check_planes`` keeps the planes of ``jax.Array`` inputs that passed (they
+    cannot change) and checks failing planes, and NumPy planes, at every call."""
+    from srm_jax import _validation
+
+    basis = jnp.asarray(np.concatenate([np.eye(3), -np.eye(3)]), jnp.float32)
+    good = jnp.asarray([[0, 1], [1, 5]], jnp.int32)
+    _validation.check_planes(basis, good)
+    assert (_validation.array_key(basis), _validation.array_key(good)) in \
+        _validation._CHECKED_PLANES
+    bad = jnp.asarray([[0, 1], [0, 3]], jnp.int32)  # e_0 and −e_0 span no plane
+    for _ in range(2):
+        with pytest.raises(ValueError, match="span"):
+            _validation.check_planes(basis, bad)
+    numpy_bad = np.array(bad)
+    with pytest.raises(ValueError, match="span"):
+        _validation.check_planes(np.asarray(basis), numpy_bad)
+    numpy_bad[1] = [0, 2]
+    _validation.check_planes(np.asarray(basis), numpy_bad)  # changed in place: checked again

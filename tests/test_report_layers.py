@@ -12,7 +12,7 @@ from conftest import run_report as run
 import srm_jax
 from srm_jax import basis_measures as bm
 from srm_jax import report as report_lib
-from srm_jax.report import cli
+from srm_jax.report import cli, compose
 
 N, DIM, RESAMPLES = 400, 16, 39  # two-sided p down to 0.05
 # The wide reports' width and rows: 4,512 planes, above SAMPLE_MAJOR_MIN_PLANES, so method="auto"
@@ -265,6 +265,9 @@ def test_rotations_held_for_the_layers_are_each_tests_own(rng):
     plain = report_lib.srm_report(x, np.eye(DIM, dtype=np.float32), key=key,
                                   num_resamples=RESAMPLES)
     rotations = report_lib.report_rotations(key, DIM, RESAMPLES)
+    # Drawn on threads, they are haar_rotations of the test's key, in order.
+    np.testing.assert_array_equal(rotations, srm_jax.haar_rotations(
+        compose.report_keys(key)[1], DIM, RESAMPLES))
     held = report_lib.srm_report(x, np.eye(DIM, dtype=np.float32), key=key,
                                  num_resamples=RESAMPLES, rotations=rotations)
     np.testing.assert_array_equal(held.test.null_scores, plain.test.null_scores)

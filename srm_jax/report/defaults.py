@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from srm_jax import basis_measures as _measures
 from srm_jax.significance import DEFAULT_STATISTIC
 
@@ -72,6 +74,9 @@ MAP_LABELS = 10
 #: memory budget; otherwise every rotation test draws its own in its loop (the same rotations, up
 #: to float32 rounding).
 HELD_ROTATIONS_SHARE = 0.25
+#: Rotations drawn at once by :func:`srm_jax.report.report_rotations`, one a thread (each a QR
+#: on one BLAS thread): the machine's cores, at most 8.
+ROTATION_DRAW_THREADS = max(1, min(8, os.cpu_count() or 1))
 #: Memory budget of the report's rotation batches, in GiB (``memory_budget``).
 DEFAULT_MEMORY_BUDGET_GIB = _measures.DEFAULT_MEMORY_BUDGET_GIB
 #: Figure file names.

@@ -195,8 +195,7 @@ def share_pairs(plans: list[LayerPlan]) -> list[LayerPlan]:
     kept: dict = {}
     shared = []
     for plan in plans:
-        pairs = np.asarray(plan.pairs)
-        name = _validation.array_key(pairs)
+        name = _validation.array_key(plan.pairs)
         if name not in kept:
             kept[name] = plan.pairs
         shared.append(dataclasses.replace(plan, pairs=kept[name]))

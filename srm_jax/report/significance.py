@@ -161,7 +161,7 @@ def mean_curve_band(key: jax.Array, num_samples: int, basis, pairs, epsilon: flo
     if not all(_validation.is_concrete(v) for v in (key, basis, pairs, epsilon)):
         return draw()
     name = (tuple(np.asarray(jax.random.key_data(key)).ravel().tolist()), int(num_samples),
-            _validation.array_key(np.asarray(basis)), _validation.array_key(np.asarray(pairs)),
+            _validation.array_key(basis), _validation.array_key(pairs),
             float(epsilon))
     if name not in _BANDS:
         _BANDS.clear()

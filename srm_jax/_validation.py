@@ -98,6 +98,17 @@ def array_key(values) -> tuple:
     return values.shape, values.dtype.str, hashlib.sha1(values.tobytes()).hexdigest()
 
 
+def kept(cache: dict, key, make, size: int):
+    """``cache[key]``, made by ``make()`` when absent, the oldest entry dropped past ``size``
+    entries: the package's caches of host work by value (:func:`array_key`)."""
+    if key not in cache:
+        value = make()
+        while len(cache) >= size:
+            cache.pop(next(iter(cache)))
+        cache[key] = value
+    return cache[key]
+
+
 def check_epsilon(epsilon) -> None:
     if is_concrete(epsilon):
         eps = np.asarray(epsilon)
@@ -156,12 +167,11 @@ _GRAMS: dict = {}
 def _abs_gram(basis) -> np.ndarray:
     """``|B̂ B̂ᵀ|`` in float64, cached by the basis' bytes (one entry: a report checks the same
     wide basis' planes many times, and a wide basis' Gram matrix is costly)."""
-    key = array_key(basis)
-    if key not in _GRAMS:
-        _GRAMS.clear()
+    def gram() -> np.ndarray:
         b = host_unit_rows(basis)
-        _GRAMS[key] = np.abs(b @ b.T)
-    return _GRAMS[key]
+        return np.abs(b @ b.T)
+
+    return kept(_GRAMS, array_key(basis), gram, 1)
 
 
 def pair_cosines(basis, pairs) -> np.ndarray:
@@ -178,6 +188,10 @@ def spans_plane(basis, pairs) -> np.ndarray:
     return pair_cosines(basis, pairs) < 1.0 - DEGENERATE_PAIR_TOLERANCE
 
 
+#: Value keys ``(basis, planes)`` of ``jax.Array`` pairs that passed :func:`check_planes`.
+_CHECKED_PLANES: dict = {}
+
+
 def check_planes(basis, pairs) -> None:
     """Raises if a pair indexes outside the basis, repeats an index, or spans no plane (math §2)."""
     m = basis.shape[0]
@@ -187,22 +201,13 @@ def check_planes(basis, pairs) -> None:
         raise ValueError("planes is empty: at least one (alpha, beta) pair is needed.")
     if not (is_concrete(pairs) and is_concrete(basis)):
         return
+    if not (isinstance(pairs, jax.Array) and isinstance(basis, jax.Array)):
+        _check_plane_values(basis, np.asarray(pairs), m)
+        return
     # jax.Arrays cannot change: planes that passed stay checked (a report checks the same
-    # millions of planes at every measurement of a layer).
-    passed = None
-    if isinstance(pairs, jax.Array) and isinstance(basis, jax.Array):
-        passed = (array_key(basis), array_key(pairs))
-        if passed in _CHECKED_PLANES:
-            return
-    _check_plane_values(basis, np.asarray(pairs), m)
-    if passed is not None:
-        if len(_CHECKED_PLANES) >= 8:
-            _CHECKED_PLANES.pop(next(iter(_CHECKED_PLANES)))
-        _CHECKED_PLANES[passed] = True
-
-
-#: Value keys ``(basis, planes)`` of ``jax.Array`` pairs that passed :func:`check_planes`.
-_CHECKED_PLANES: dict = {}
+    # millions of planes at every measurement of a layer); failing planes raise every time.
+    kept(_CHECKED_PLANES, (array_key(basis), array_key(pairs)),
+         lambda: _check_plane_values(basis, np.asarray(pairs), m) or True, 8)
 
 
 def _check_plane_values(basis, p: np.ndarray, m: int) -> None:

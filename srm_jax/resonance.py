@@ -422,23 +422,18 @@ def _pairs_layout(basis, structure: BasisStructure, pairs) -> tuple[str | None, 
     the pairs' bytes (both sort every pair: a wide basis' millions of planes, planned once per ε
     of a sweep)."""
     key = (_validation.array_key(basis), _validation.array_key(pairs))
-    if key not in _PAIRS_LAYOUTS:
-        if len(_PAIRS_LAYOUTS) >= 8:
-            _PAIRS_LAYOUTS.pop(next(iter(_PAIRS_LAYOUTS)))
+    def layout() -> tuple[str | None, bool]:
         why = check_plane_table_pairs(structure, pairs)
-        _PAIRS_LAYOUTS[key] = (why, why is None and planes_orientations(structure, pairs))
-    return _PAIRS_LAYOUTS[key]
+        return why, why is None and planes_orientations(structure, pairs)
+
+    return _validation.kept(_PAIRS_LAYOUTS, key, layout, 8)
 
 
 def _basis_structure(basis) -> BasisStructure:
     """:func:`srm_jax.sample_major.basis_structure`, cached by the basis' bytes (a wide dense
     basis costs a Gram matrix; entry points plan the same basis many times)."""
-    key = _validation.array_key(basis)
-    if key not in _STRUCTURES:
-        if len(_STRUCTURES) >= 8:
-            _STRUCTURES.pop(next(iter(_STRUCTURES)))
-        _STRUCTURES[key] = basis_structure(np.asarray(basis))
-    return _STRUCTURES[key]
+    return _validation.kept(_STRUCTURES, _validation.array_key(basis),
+                            lambda: basis_structure(np.asarray(basis)), 8)
 
 
 def plan_counts(

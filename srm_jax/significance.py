@@ -116,7 +116,15 @@ def haar_rotations(
         "haar_rotations", "num", num, "num_resamples", num_resamples, None)
     if num_resamples is None:
         raise TypeError("haar_rotations() needs num_resamples: the number of rotations.")
-    keys = jax.random.split(key, int(num_resamples))
+    return haar_rotations_of(jax.random.split(key, int(num_resamples)), n, dtype,
+                             map_batch_size=map_batch_size)
+
+
+def haar_rotations_of(keys: jax.Array, n: int, dtype: Any = None, *,
+                      map_batch_size: int | None = 1) -> jax.Array:
+    """:func:`haar_rotation` of each key of ``keys``, ``(len(keys), n, n)``, ``map_batch_size``
+    at a time (:func:`batched_map`): a run of :func:`haar_rotations`' rotations from its split
+    keys (:func:`srm_jax.report.report_rotations` draws runs side by side)."""
     return batched_map(lambda k: haar_rotation(k, n, dtype), keys, map_batch_size)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -52,13 +51,7 @@ from srm_jax.report.summary import report_summary
 from srm_jax.report.sweep import sweep_epsilon, sweep_planes
 from srm_jax.resonance import SRMResult
 from srm_jax.rotation import normalise_rows
-from srm_jax.significance import (
-    AlignmentTest,
-    NullBand,
-    batched_map,
-    check_statistic,
-    haar_rotation,
-)
+from srm_jax.significance import AlignmentTest, NullBand, check_statistic, haar_rotations_of
 from srm_jax.spectrum import EpsilonSweep
 from srm_jax.summaries import SRMSummary
 
@@ -143,10 +136,7 @@ def report_rotations(key: jax.Array, n: int, num_resamples: int) -> jax.Array:
     return drawn[0] if len(drawn) == 1 else jnp.concatenate(drawn)
 
 
-@partial(jax.jit, static_argnames=("n",))
-def _draw_rotations(keys, *, n: int) -> jax.Array:
-    """:func:`srm_jax.haar_rotation` of each key, one at a time (one draw's workspace held)."""
-    return batched_map(lambda k: haar_rotation(k, n), keys, 1)
+_draw_rotations = jax.jit(haar_rotations_of, static_argnames=("n", "dtype", "map_batch_size"))
 
 
 def test_epsilons_of(epsilon: float | None,

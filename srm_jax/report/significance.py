@@ -163,10 +163,7 @@ def mean_curve_band(key: jax.Array, num_samples: int, basis, pairs, epsilon: flo
     name = (tuple(np.asarray(jax.random.key_data(key)).ravel().tolist()), int(num_samples),
             _validation.array_key(basis), _validation.array_key(pairs),
             float(epsilon))
-    if name not in _BANDS:
-        _BANDS.clear()
-        _BANDS[name] = draw()
-    return _BANDS[name]
+    return _validation.kept(_BANDS, name, draw, 1)
 
 
 def rotation_test(key: jax.Array, x: jax.Array, basis: jax.Array, pairs: jax.Array,

@@ -10,6 +10,7 @@ eagerly (or use :func:`check_basis`) to validate inputs that will later be trace
 from __future__ import annotations
 
 import hashlib
+import threading
 import warnings
 import weakref
 
@@ -100,13 +101,20 @@ def array_key(values) -> tuple:
 
 def kept(cache: dict, key, make, size: int):
     """``cache[key]``, made by ``make()`` when absent, the oldest entry dropped past ``size``
-    entries: the package's caches of host work by value (:func:`array_key`)."""
-    if key not in cache:
-        value = make()
+    entries: the package's caches of host work by value (:func:`array_key`). Safe from several
+    threads (a report runs stages side by side): two may both make a missing entry, one keeps."""
+    with _KEPT_LOCK:
+        if key in cache:
+            return cache[key]
+    value = make()  # outside the lock: a make() may itself use a cache
+    with _KEPT_LOCK:
         while len(cache) >= size:
             cache.pop(next(iter(cache)))
         cache[key] = value
-    return cache[key]
+    return value
+
+
+_KEPT_LOCK = threading.Lock()
 
 
 def check_epsilon(epsilon) -> None:

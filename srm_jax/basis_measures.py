@@ -477,6 +477,7 @@ def _direction_sums(rows: jax.Array, arguments: dict, **kwargs) -> MeasureSums:
                         **kwargs)
 
 
+@partial(jax.jit, static_argnames=("row_chunk", "threshold", "relative_threshold"))
 def measure_directions(
     activations: jax.Array,
     arguments: dict,
@@ -491,7 +492,8 @@ def measure_directions(
 
     With ``axes`` the coordinates are gathered (``signs · x[:, axes]``, the standard basis; the
     samples themselves when ``axes`` is ``None``); otherwise they are an exact product. Pure and
-    jit-safe (``row_chunk`` and the thresholds static).
+    jitted (``row_chunk`` and the thresholds static): an eager call compiles once per shape, not
+    its scan's body at every call.
     """
     x = jnp.asarray(activations)
     x = x.astype(jnp.promote_types(x.dtype, jnp.float32))

@@ -750,10 +750,11 @@ def _sweep_test(key, activations, basis, pairs, angles, epsilons, measure_args, 
         setup=setup)
 
     def result(rows, data_curves, copies_curves, measured):
-        score, null = _statistics(data_curves, references, copies_curves, statistic)
-        return _rotation_test_result(
-            score, null, measured, alternative=alternative, statistic=statistic,
-            family_wise_p_value=min_p_value(score, null, alternative),
+        score, null, p_value, family = _sweep_scores(
+            data_curves, references, copies_curves, alternative=alternative, statistic=statistic)
+        return AlignmentTest(
+            score=score, null_scores=null, p_value=p_value, null_measured=measured,
+            alternative=alternative, statistic=statistic, family_wise_p_value=family,
             lit_share=(lit_share(rows, basis, pairs, epsilon=epsilons) if directions is None
                        else lit_share_pm(rows, directions, epsilons)))
 
@@ -762,6 +763,17 @@ def _sweep_test(key, activations, basis, pairs, angles, epsilons, measure_args, 
     every, rows = _split_measured(null_measured)
     return result(activations, curves[0], null_curves[:, 0], every).replace(
         subset_test=result(activations[subset], curves[1], null_curves[:, 1], rows))
+
+
+@partial(jax.jit, static_argnames=("alternative", "statistic"))
+def _sweep_scores(curves, references, null_curves, *, alternative, statistic):
+    """A sweep test's ``(E,)`` scores, ``(K, E)`` null scores (a flat curve's NaN counted as 0,
+    as :func:`_rotation_test_result`), per-ε p-values and min-p family-wise p-value, in one
+    compiled call (eagerly, each of their small operations compiled on its own)."""
+    score, null = _statistics(curves, references, null_curves, statistic)
+    null = jnp.where(jnp.isnan(null), 0.0, null)
+    return (score, null, permutation_p_value(score, null, alternative),
+            min_p_value(score, null, alternative))
 
 
 def _split_measured(null_measured):
@@ -1049,6 +1061,7 @@ def pm_directions(basis) -> jax.Array | None:
     return jnp.asarray(unit, working_dtype(basis))
 
 
+@jax.jit
 def lit_share_pm(activations: jax.Array, directions: jax.Array,
                  epsilon: float | jax.Array) -> jax.Array:
     """:func:`lit_share` over every plane of a ± orthonormal basis, from its directions

@@ -51,7 +51,13 @@ from srm_jax.report.summary import report_summary
 from srm_jax.report.sweep import sweep_epsilon, sweep_planes
 from srm_jax.resonance import SRMResult
 from srm_jax.rotation import normalise_rows
-from srm_jax.significance import AlignmentTest, NullBand, check_statistic, haar_rotations_of
+from srm_jax.significance import (
+    AlignmentTest,
+    NullBand,
+    check_statistic,
+    haar_rotations_of,
+    isotropic_expectation,
+)
 from srm_jax.spectrum import EpsilonSweep
 from srm_jax.summaries import SRMSummary
 
@@ -279,19 +285,19 @@ def srm_report(
     measure_args = _measures.direction_arguments(neurons, b)
     subset_facts = RowFacts(*(np.asarray(a) for a in row_facts_batch(x, normalise_rows(b))))
     bulk_rows = _bulk_rows(subset_facts, row_facts)
-    significance = assess_alignment(
-        (k_test, k_band), x, b, pairs, measured, measure_args, epsilon=epsilon,
-        num_resamples=num_resamples, statistic=statistic, test_epsilons=test_epsilons,
-        rotations=rotations, subset=bulk_rows)
-    swept = sweep_planes(k_planes, pairs, measured.summaries)
-    sweep = sweep_epsilon(x, b, swept, epsilons)
+    with concurrent.futures.ThreadPoolExecutor(1) as beside:
+        # What does not need the rotation test runs beside it: its compilations and host work
+        # then overlap the test's computation instead of following it.
+        side = beside.submit(
+            _untested, (k_planes, k_sel, k_proj), x, b, pairs, measured, neurons,
+            epsilon=epsilon, epsilons=epsilons, labels=labels, num_resamples=num_resamples,
+            num_top=num_top)
+        significance = assess_alignment(
+            (k_test, k_band), x, b, pairs, measured, measure_args, epsilon=epsilon,
+            num_resamples=num_resamples, statistic=statistic, test_epsilons=test_epsilons,
+            rotations=rotations, subset=bulk_rows)
+        swept, sweep, classes, top_pair, density, ranking = side.result()
     significance = flat_verdict(significance, sweep, result.mean_curve, epsilon)
-    candidate_pairs = pairs[measured.candidates]
-    classes = None if labels is None else class_selectivity(
-        k_sel, x, b, labels, candidate_pairs, epsilon=epsilon, num_resamples=num_resamples)
-    top_pair = candidate_pairs[top_plane(classes, measured.peaks, significance.expectation)]
-    density = projection_density(k_proj, x, b, top_pair, bins=PROJECTION_BINS)
-    ranking = rank_neurons(neurons, measured, pairs, num_top)
     tested = measures_against_rotations(x, measure_args, significance.test)
     streamed = None if streamed_sums is None else _measures.finalise_measures(streamed_sums)
     table = measures_table(tested, streamed, neurons, significance.verdict, num_top)
@@ -314,6 +320,24 @@ def srm_report(
         peaks=measured.peaks, headline_test=significance.headline_test,
         vector_scores=found.vector_scores, group_curves=found.group_curves,
         map_summary=found.map_summary, map_scores=found.map_scores)
+
+
+def _untested(keys, x, b, pairs, measured, neurons, *, epsilon: float, epsilons, labels,
+              num_resamples: int, num_top: int) -> tuple:
+    """The stages of :func:`srm_report` that do not read the rotation test (``keys``: planes,
+    label shuffles, projection): the ε sweep and its planes, the class selectivity, the top
+    plane and its projection density, and the neuron ranking."""
+    k_planes, k_sel, k_proj = keys
+    swept = sweep_planes(k_planes, pairs, measured.summaries)
+    sweep = sweep_epsilon(x, b, swept, epsilons)
+    candidate_pairs = pairs[measured.candidates]
+    classes = None if labels is None else class_selectivity(
+        k_sel, x, b, labels, candidate_pairs, epsilon=epsilon, num_resamples=num_resamples)
+    expectation = to_float(isotropic_expectation(int(b.shape[1]), epsilon))
+    top_pair = candidate_pairs[top_plane(classes, measured.peaks, expectation)]
+    density = projection_density(k_proj, x, b, top_pair, bins=PROJECTION_BINS)
+    ranking = rank_neurons(neurons, measured, pairs, num_top)
+    return swept, sweep, classes, top_pair, density, ranking
 
 
 @dataclasses.dataclass(frozen=True)

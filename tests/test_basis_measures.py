@@ -335,3 +335,36 @@ def test_measure_directions_forms_agree_count_for_count(rng):
     for label in ("gather", "product"):
         assert float(measures[label].kurtosis) == pytest.approx(
             float(measures["identity"].kurtosis), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["standard", "signed_permuted", "rotated"])
+def test_direction_coordinates_equal_the_exact_product(rng, kind):
+    """``direction_coordinates`` (no product for a standard basis' ``±e_i``: the samples, times
+    the signs, gathered where the axes are out of order) equals ``basis_coordinates``' exact
+    product on the same directions, bit for bit (a product with ±1 and 0 is exact), and takes
+    the product for any other basis. Rows with a NaN are invalid either way."""
+    n = 24
+    x = rng.standard_normal((300, n)).astype(np.float32) * rng.lognormal(0, 2, (300, 1))
+    x[7, 3] = np.nan
+    eye = np.eye(n, dtype=np.float32)
+    if kind == "standard":
+        basis = np.concatenate([eye, -eye])
+    elif kind == "signed_permuted":
+        signed = eye[rng.permutation(n)] * rng.choice([-1.0, 1.0], (n, 1)).astype(np.float32)
+        basis = np.concatenate([signed, -signed])
+    else:
+        q = random_orthogonal(rng, n).astype(np.float32)
+        basis = np.concatenate([q, -q])
+    arguments = bm.direction_arguments(neurons.signed_neurons(basis), basis)
+    assert ("signs" in arguments) == (kind != "rotated")
+    if kind == "standard":
+        assert arguments["axes"] is None and arguments["signs"] is None
+    got = np.asarray(bm.direction_coordinates(x, arguments))
+    want = np.asarray(bm.basis_coordinates(x, arguments["directions"]))
+    finite = np.all(np.isfinite(x), axis=1)
+    np.testing.assert_array_equal(got[finite], want[finite])
+    assert not np.all(np.isfinite(got[~finite]))
+    sums = bm.measure_sums(got, np.linalg.norm(np.where(np.isfinite(x), x, np.nan), axis=1))
+    reference = bm.activation_sums(x, arguments["directions"])
+    for a, b in zip(jax.tree.leaves(sums), jax.tree.leaves(reference), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -111,6 +111,40 @@ def test_a_jax_arrays_value_key_is_digested_once_and_a_numpy_arrays_every_time(r
     assert name not in _validation._ARRAY_KEYS
 
 
+def test_a_kept_value_is_returned_while_other_threads_evict_it():
+    """``_validation.kept`` from several threads (a report runs stages side by side): each call
+    returns the value made for its key even when another thread evicts the entry at once (a
+    one-entry cache, a thread switch every microsecond)."""
+    import sys
+    import threading
+
+    from srm_jax import _validation
+
+    cache: dict = {}
+    errors: list = []
+
+    def work(thread: int) -> None:
+        try:
+            for i in range(2000):
+                name = (thread, i % 3)
+                assert _validation.kept(cache, name, lambda name=name: name, 1) == name
+        except Exception as error:  # noqa: BLE001 - any failure of a thread fails the test
+            errors.append(error)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors, errors[:3]
+    assert len(cache) == 1
+
+
 def test_planes_that_passed_are_kept_only_for_jax_arrays():
     """``_validation.check_planes`` keeps the planes of ``jax.Array`` inputs that passed (they
     cannot change) and checks failing planes, and NumPy planes, at every call."""

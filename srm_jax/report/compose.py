@@ -129,17 +129,20 @@ def report_rotations(key: jax.Array, n: int, num_resamples: int) -> jax.Array:
     thread: each rotation is a QR on one BLAS thread (:func:`srm_jax.report.cli.one_blas_thread`),
     so one run leaves the other cores idle (0.49 → 0.27 s a rotation at 1,536 units on 2 cores).
     The runs are joined at the end: twice the result's memory for a moment."""
-    keys = jax.random.split(report_keys(key)[1], int(num_resamples))
-    runs = np.array_split(np.arange(int(num_resamples)), min(ROTATION_DRAW_THREADS,
-                                                              int(num_resamples)))
+    total = int(num_resamples)
+    keys = jax.random.split(report_keys(key)[1], total)
+    # Runs of one length, the last one's tail drawn and dropped: one compilation for every run,
+    # and no longer than the longest of unequal runs.
+    size = -(-total // min(ROTATION_DRAW_THREADS, total))
+    padded = jnp.concatenate([keys, jnp.repeat(keys[-1:], -total % size, axis=0)])
 
-    def draw(run: np.ndarray) -> jax.Array:
-        return jax.block_until_ready(
-            _draw_rotations(keys[int(run[0]):int(run[-1]) + 1], n=int(n)))
+    def draw(start: int) -> jax.Array:
+        return jax.block_until_ready(_draw_rotations(padded[start:start + size], n=int(n)))
 
-    with concurrent.futures.ThreadPoolExecutor(len(runs)) as pool:
-        drawn = list(pool.map(draw, runs))
-    return drawn[0] if len(drawn) == 1 else jnp.concatenate(drawn)
+    starts = range(0, total, size)
+    with concurrent.futures.ThreadPoolExecutor(len(starts)) as pool:
+        drawn = list(pool.map(draw, starts))
+    return (drawn[0] if len(drawn) == 1 else jnp.concatenate(drawn))[:total]
 
 
 _draw_rotations = jax.jit(haar_rotations_of, static_argnames=("n", "dtype", "map_batch_size"))

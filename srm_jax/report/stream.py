@@ -32,13 +32,14 @@ from srm_jax.summaries import SRMSummary
 
 
 @jax.jit
-def _batch_facts(batch: jax.Array, directions: jax.Array, lookup: jax.Array):
+def _batch_facts(batch: jax.Array, arguments: dict, lookup: jax.Array):
     """The measures' sums of one batch (:func:`srm_jax.basis_measures.activation_sums`) and each
-    row's facts (:func:`srm_jax.report.rows.coordinate_facts`), from one product with the
-    directions."""
+    row's facts (:func:`srm_jax.report.rows.coordinate_facts`), from one set of coordinates on
+    the directions (:func:`srm_jax.basis_measures.direction_coordinates`: no product for a
+    standard basis)."""
     x = jnp.asarray(batch, jnp.float32)
     norms = jnp.linalg.norm(jnp.where(jnp.isfinite(x), x, jnp.nan), axis=1)
-    coordinates = _measures.basis_coordinates(x, directions)
+    coordinates = _measures.direction_coordinates(x, arguments)
     return (_measures.measure_sums(coordinates, norms),
             coordinate_facts(coordinates, norms, lookup))
 
@@ -76,7 +77,7 @@ class _Tap:
     def __init__(self, samples: Samples, chosen: np.ndarray, neurons: SignedBasis, basis,
                  bar: tqdm):
         self.samples, self.chosen, self.bar = samples, chosen, bar
-        self.directions = neurons.directions(basis)
+        self.arguments = _measures.direction_arguments(neurons, basis)
         self.lookup = vector_lookup(neurons)
         self.sums = _measures.zero_sums(neurons.num_directions)
         self.picked: list[np.ndarray] = []
@@ -95,7 +96,7 @@ class _Tap:
                 self.picked_raw.append(raw[self.chosen[lo:hi] - start])
             start = stop
             padded = _padded(batch, self.samples.batch_samples)
-            sums, facts = _batch_facts(padded, self.directions, self.lookup)
+            sums, facts = _batch_facts(padded, self.arguments, self.lookup)
             self.sums = _measures.combine_sums(self.sums, sums)
             if self.samples.shift is None:  # centred: the raw rows' mean is known already
                 self.row_sums.append(row_sums_batch(padded))

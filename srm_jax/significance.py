@@ -590,16 +590,25 @@ def _rotation_test_result(score, null, null_measured, *, alternative, statistic,
                           **sweep_fields) -> AlignmentTest:
     """The :class:`AlignmentTest` of ``score`` against the rotations' ``null`` (flat curves'
     NaN counted as 0, no alignment), with a sweep's extra fields."""
-    null = jnp.where(jnp.isnan(null), 0.0, null)
+    null, p_value = _counted_null(score, null, alternative)
     return AlignmentTest(
         score=score,
         null_scores=null,
-        p_value=permutation_p_value(score, null, alternative),
+        p_value=p_value,
         null_measured=null_measured,
         alternative=alternative,
         statistic=statistic,
         **sweep_fields,
     )
+
+
+@partial(jax.jit, static_argnames=("alternative",))
+def _counted_null(score, null, alternative):
+    """``null`` with a flat curve's NaN counted as 0 (no alignment) and the p-values of
+    ``score`` against it, in one compiled call (eagerly, each small operation compiles on its
+    own)."""
+    null = jnp.where(jnp.isnan(null), 0.0, null)
+    return null, permutation_p_value(score, null, alternative)
 
 
 def _srm_mean_curve(plan, data, basis, pairs, angles, epsilon, table=None, signed=False):
@@ -750,11 +759,11 @@ def _sweep_test(key, activations, basis, pairs, angles, epsilons, measure_args, 
         setup=setup)
 
     def result(rows, data_curves, copies_curves, measured):
-        score, null, p_value, family = _sweep_scores(
+        score, null, family = _sweep_scores(
             data_curves, references, copies_curves, alternative=alternative, statistic=statistic)
-        return AlignmentTest(
-            score=score, null_scores=null, p_value=p_value, null_measured=measured,
-            alternative=alternative, statistic=statistic, family_wise_p_value=family,
+        return _rotation_test_result(
+            score, null, measured, alternative=alternative, statistic=statistic,
+            family_wise_p_value=family,
             lit_share=(lit_share(rows, basis, pairs, epsilon=epsilons) if directions is None
                        else lit_share_pm(rows, directions, epsilons)))
 
@@ -767,13 +776,10 @@ def _sweep_test(key, activations, basis, pairs, angles, epsilons, measure_args, 
 
 @partial(jax.jit, static_argnames=("alternative", "statistic"))
 def _sweep_scores(curves, references, null_curves, *, alternative, statistic):
-    """A sweep test's ``(E,)`` scores, ``(K, E)`` null scores (a flat curve's NaN counted as 0,
-    as :func:`_rotation_test_result`), per-ε p-values and min-p family-wise p-value, in one
-    compiled call (eagerly, each of their small operations compiled on its own)."""
+    """A sweep test's ``(E,)`` scores, ``(K, E)`` null scores and min-p family-wise p-value, in
+    one compiled call (eagerly, each of their small operations compiles on its own)."""
     score, null = _statistics(curves, references, null_curves, statistic)
-    null = jnp.where(jnp.isnan(null), 0.0, null)
-    return (score, null, permutation_p_value(score, null, alternative),
-            min_p_value(score, null, alternative))
+    return score, null, min_p_value(score, null, alternative)
 
 
 def _split_measured(null_measured):

@@ -19,6 +19,19 @@ def exact_matmul(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.matmul(a, b, precision=HIGHEST)
 
 
+def axis_coordinates(x: jax.Array, axes=None, signs=None) -> jax.Array:
+    """The coordinates ``(N, K)`` of samples ``x`` ``(N, n)`` on signed coordinate axes
+    ``signs[k] · e_{axes[k]}``: ``exact_matmul(x, D.T)`` for the ``(K, n)`` directions ``D``
+    without its ``N·n·K`` multiply-adds (a product with ``±1`` and ``0`` is exact, so the values
+    are the product's bit for bit on finite rows).
+
+    ``axes``: ``None`` when the axes are ``0, …, n−1`` in order (the samples themselves: along
+    the feature axis a gather costs XLA:CPU two transposes and a copy), else int indices;
+    ``signs``: ``None`` when every sign is ``+``, else ``±1`` per axis."""
+    c = x if axes is None else jnp.take(x, jnp.asarray(axes), axis=1)
+    return c if signs is None else c * jnp.asarray(signs, x.dtype)
+
+
 def working_dtype(*arrays) -> jnp.dtype:
     """The float dtype a measurement computes in: the inputs' own, but never below float32.
 

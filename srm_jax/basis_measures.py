@@ -46,7 +46,7 @@ import numpy as np
 from flax import struct
 
 from srm_jax import _validation
-from srm_jax._precision import exact_matmul
+from srm_jax._precision import axis_coordinates, exact_matmul
 from srm_jax.bases import random_orthogonal
 from srm_jax.neurons import SignedBasis, signed_neurons
 from srm_jax.significance import permutation_p_value
@@ -466,11 +466,7 @@ def direction_coordinates(activations: jax.Array, arguments: dict) -> jax.Array:
     x = jnp.asarray(activations)
     if "signs" not in arguments:
         return basis_coordinates(x, jnp.asarray(arguments["directions"], x.dtype))
-    axes, signs = arguments.get("axes"), arguments["signs"]
-    # Axes in order take no gather: along the feature axis it costs XLA:CPU two transposes
-    # and a copy.
-    c = x if axes is None else jnp.take(x, jnp.asarray(axes), axis=1)
-    return c if signs is None else c * jnp.asarray(signs, x.dtype)
+    return axis_coordinates(x, arguments.get("axes"), arguments["signs"])
 
 
 def _direction_sums(rows: jax.Array, arguments: dict, **kwargs) -> MeasureSums:

@@ -54,7 +54,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from srm_jax._precision import exact_matmul
+from srm_jax._precision import axis_coordinates, exact_matmul
 from srm_jax.kernel_ops import (
     _arc_bins,
     _atan2,
@@ -325,12 +325,9 @@ def _coordinates(plan: SampleMajorPlan, unit_basis, unit_chunk):
     project by a gather (every direction a coordinate axis)."""
     s = plan.structure
     if s.coordinate is not None and unit_basis is None:
-        if s.coordinate == tuple(range(unit_chunk.shape[1])) and min(s.coordinate_sign) > 0:
-            # The standard basis: z is the chunk itself. A gather along the feature axis costs
-            # XLA:CPU two transposes and a copy of the chunk.
-            return unit_chunk
-        sign = jnp.asarray(s.coordinate_sign, unit_chunk.dtype)
-        return jnp.take(unit_chunk, jnp.asarray(s.coordinate), axis=1) * sign
+        in_order = s.coordinate == tuple(range(unit_chunk.shape[1]))
+        return axis_coordinates(unit_chunk, None if in_order else s.coordinate,
+                                None if min(s.coordinate_sign) > 0 else s.coordinate_sign)
     directions = unit_basis[jnp.asarray(s.representative)]
     return exact_matmul(unit_chunk, directions.T)
 

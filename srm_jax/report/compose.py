@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +24,7 @@ from srm_jax.report.carriers import (
     ranked_scores,
 )
 from srm_jax.report.checks import check_basis, check_count, check_epsilon, check_memory, check_top
-from srm_jax.report.classes import class_selectivity, top_plane
+from srm_jax.report.classes import ClassSelectivity, class_selectivity, top_plane
 from srm_jax.report.defaults import (
     DEFAULT_EPSILON,
     DEFAULT_MEMORY_BUDGET_GIB,
@@ -38,7 +39,7 @@ from srm_jax.report.errors import ReportError
 from srm_jax.report.jsonable import to_float
 from srm_jax.report.measurement import measure_srm, measurement
 from srm_jax.report.measures import measures_against_rotations, measures_table
-from srm_jax.report.neurons import rank_neurons
+from srm_jax.report.neurons import NeuronRanking, rank_neurons
 from srm_jax.report.planes import report_planes, uses_summaries
 from srm_jax.report.rows import MeanFacts, RowFacts, mean_facts, row_facts_batch, row_sums_batch
 from srm_jax.report.significance import (
@@ -299,7 +300,9 @@ def srm_report(
             (k_test, k_band), x, b, pairs, measured, measure_args, epsilon=epsilon,
             num_resamples=num_resamples, statistic=statistic, test_epsilons=test_epsilons,
             rotations=rotations, subset=bulk_rows)
-        swept, sweep, classes, top_pair, density, ranking = side.result()
+        untested = side.result()
+    swept, sweep, classes = untested.swept, untested.sweep, untested.classes
+    density, ranking = untested.density, untested.ranking
     significance = flat_verdict(significance, sweep, result.mean_curve, epsilon)
     tested = measures_against_rotations(x, measure_args, significance.test)
     streamed = None if streamed_sums is None else _measures.finalise_measures(streamed_sums)
@@ -307,7 +310,8 @@ def srm_report(
     summary = report_summary(
         measured, significance, sweep, swept, ranking, classes, table,
         shape=(int(b.shape[1]), int(b.shape[0]), int(pairs.shape[0])), epsilon=epsilon,
-        statistic=statistic, num_resamples=int(num_resamples), top_pair=top_pair, top=num_top)
+        statistic=statistic, num_resamples=int(num_resamples), top_pair=untested.top_pair,
+        top=num_top)
     found = _findings(
         k_test, x, b, pairs, measure_args, neurons, significance, top=num_top,
         settings=(test_epsilons, int(num_resamples), statistic),
@@ -325,8 +329,20 @@ def srm_report(
         map_summary=found.map_summary, map_scores=found.map_scores)
 
 
+class _Untested(NamedTuple):
+    """What :func:`_untested` gives: the ε sweep's planes and the sweep, the class selectivity
+    (``None`` without labels), the top plane and its projection density, the neuron ranking."""
+
+    swept: jax.Array
+    sweep: EpsilonSweep
+    classes: ClassSelectivity | None
+    top_pair: jax.Array
+    density: ProjectionDensity
+    ranking: NeuronRanking
+
+
 def _untested(keys, x, b, pairs, measured, neurons, *, epsilon: float, epsilons, labels,
-              num_resamples: int, num_top: int) -> tuple:
+              num_resamples: int, num_top: int) -> _Untested:
     """The stages of :func:`srm_report` that do not read the rotation test (``keys``: planes,
     label shuffles, projection): the ε sweep and its planes, the class selectivity, the top
     plane and its projection density, and the neuron ranking."""
@@ -340,7 +356,7 @@ def _untested(keys, x, b, pairs, measured, neurons, *, epsilon: float, epsilons,
     top_pair = candidate_pairs[top_plane(classes, measured.peaks, expectation)]
     density = projection_density(k_proj, x, b, top_pair, bins=PROJECTION_BINS)
     ranking = rank_neurons(neurons, measured, pairs, num_top)
-    return swept, sweep, classes, top_pair, density, ranking
+    return _Untested(swept, sweep, classes, top_pair, density, ranking)
 
 
 @dataclasses.dataclass(frozen=True)
